@@ -1,0 +1,1 @@
+"""Curvature of self-attention layers: exact Hessian blocks, Gauss-Newton split, estimators."""
