@@ -1,1 +1,82 @@
-"""Curvature of self-attention layers: exact Hessian blocks, Gauss-Newton split, estimators."""
+"""Curvature of self-attention layers: exact Hessian blocks, Gauss-Newton split, closed forms, estimators.
+
+Every function takes a functional model ``f(params, X)``, a loss ``loss(output, Y)``, the parameter dict,
+the data and a list of block names (e.g. ``"blocks.0.attn.W_Q"``); analysis runs in float64 by default.
+"""
+
+from . import closed_form as closed_form
+from .block_matrix import BlockMatrix as BlockMatrix
+from .dense import HessianSplit as HessianSplit
+from .dense import dense_hessian as dense_hessian
+from .dense import functional_hessian as functional_hessian
+from .dense import gauss_newton as gauss_newton
+from .dense import hessian_split as hessian_split
+from .estimators import Estimate as Estimate
+from .estimators import SpectralDensity as SpectralDensity
+from .estimators import diagonal as diagonal
+from .estimators import frobenius_norm as frobenius_norm
+from .estimators import hutchinson_diagonal as hutchinson_diagonal
+from .estimators import hutchinson_squared_frobenius as hutchinson_squared_frobenius
+from .estimators import hutchinson_trace as hutchinson_trace
+from .estimators import hutchpp_trace as hutchpp_trace
+from .estimators import spectral_density as spectral_density
+from .estimators import top_eigenvalues as top_eigenvalues
+from .estimators import trace as trace
+from .losses import CrossEntropyLoss as CrossEntropyLoss
+from .losses import MSELoss as MSELoss
+from .models import AttentionKind as AttentionKind
+from .models import LinearMLP as LinearMLP
+from .models import SelfAttention as SelfAttention
+from .models import Transformer as Transformer
+from .operators import CurvatureOperator as CurvatureOperator
+from .operators import functional_hessian_operator as functional_hessian_operator
+from .operators import ggn_operator as ggn_operator
+from .operators import hessian_operator as hessian_operator
+from .products import functional_hessian_vector_product as functional_hessian_vector_product
+from .products import ggn_vector_product as ggn_vector_product
+from .products import hessian_vector_product as hessian_vector_product
+from .products import make_functional_hvp as make_functional_hvp
+from .products import make_ggnvp as make_ggnvp
+from .products import make_hvp as make_hvp
+
+__all__ = [
+    # models and losses
+    "SelfAttention",
+    "Transformer",
+    "LinearMLP",
+    "AttentionKind",
+    "MSELoss",
+    "CrossEntropyLoss",
+    # exact dense curvature
+    "dense_hessian",
+    "gauss_newton",
+    "functional_hessian",
+    "hessian_split",
+    "HessianSplit",
+    "BlockMatrix",
+    # matrix-free products and operators
+    "hessian_vector_product",
+    "ggn_vector_product",
+    "functional_hessian_vector_product",
+    "make_hvp",
+    "make_ggnvp",
+    "make_functional_hvp",
+    "hessian_operator",
+    "ggn_operator",
+    "functional_hessian_operator",
+    "CurvatureOperator",
+    # estimators
+    "Estimate",
+    "trace",
+    "hutchinson_trace",
+    "hutchpp_trace",
+    "frobenius_norm",
+    "hutchinson_squared_frobenius",
+    "diagonal",
+    "hutchinson_diagonal",
+    "top_eigenvalues",
+    "spectral_density",
+    "SpectralDensity",
+    # closed forms (Ormaniec, Dangel & Singh, 2025)
+    "closed_form",
+]

@@ -1,0 +1,93 @@
+"""Validation and dtype casting of (model, loss, params, X, Y, blocks), done once per public call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from math import prod
+
+import torch
+from torch import Tensor
+
+from ._checks import check_blocks, check_finite, check_float_dtype, check_params
+
+Model = Callable[[Mapping[str, Tensor], Tensor], Tensor]
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A checked curvature problem: ``l(w) = loss(model(params with blocks = w, X), Y)``."""
+
+    model: Model
+    loss: Loss
+    params: dict[str, Tensor]
+    X: Tensor
+    Y: Tensor
+    names: tuple[str, ...]
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(self.params[n].shape) for n in self.names)
+
+    @property
+    def dim(self) -> int:
+        """P, the number of differentiated entries."""
+        return sum(prod(s) for s in self.shapes)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.params[self.names[0]].dtype
+
+
+def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.to(dtype) if x.is_floating_point() else x
+
+
+def make_problem(model: object, loss: object, params: object, X: object, Y: object, blocks: object, dtype: object) -> Problem:
+    """Check every argument, cast floating tensors to ``dtype`` and check that the loss is a finite scalar."""
+    if not callable(model):
+        raise TypeError(f"model must be a callable f(params, X), got {type(model).__name__}")
+    if not callable(loss):
+        raise TypeError(f"loss must be a callable loss(output, Y) -> scalar, got {type(loss).__name__}")
+    dtype = check_float_dtype(dtype)
+    params = check_params(params)
+    for name, value in (("X", X), ("Y", Y)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        check_finite(value, name)
+    names = check_blocks(blocks, params)
+    params = {k: _cast(v, dtype) for k, v in params.items()}
+    problem = Problem(model, loss, params, _cast(X, dtype), _cast(Y, dtype), names)
+    with torch.no_grad():
+        try:
+            out = model(problem.params, problem.X)
+        except (RuntimeError, IndexError) as err:
+            raise ValueError(f"model(params, X) failed for X of shape {tuple(X.shape)}: {err}") from err
+        if not isinstance(out, Tensor):
+            raise TypeError(f"model must return a torch.Tensor, got {type(out).__name__}")
+        try:
+            value = loss(out, problem.Y)
+        except RuntimeError as err:
+            raise ValueError(f"loss(output, Y) failed for output {tuple(out.shape)} and Y {tuple(problem.Y.shape)}: {err}") from err
+    if not isinstance(value, Tensor) or value.ndim != 0:
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"loss must return a scalar (0-dim tensor), got {shape}")
+    if not bool(torch.isfinite(value)):
+        raise ValueError(f"loss at the given params is not finite: {value.item()}")
+    return problem
+
+
+def unflatten(problem_names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...], w: Tensor) -> dict[str, Tensor]:
+    """Split a flat (P,) vector into ``{name: tensor}`` with the block shapes (row-major)."""
+    out, start = {}, 0
+    for name, shape in zip(problem_names, shapes):
+        size = prod(shape)
+        out[name] = w[start : start + size].reshape(shape)
+        start += size
+    return out
+
+
+def flatten(params: Mapping[str, Tensor], names: tuple[str, ...]) -> Tensor:
+    """Concatenate the row-major vecs of ``params[name]`` for ``name in names``."""
+    return torch.cat([params[n].reshape(-1) for n in names])
