@@ -249,18 +249,12 @@ def apply_attention(layer: SelfAttention, params: Mapping[str, Tensor], X: Tenso
     for name, shape in layer.param_shapes().items():
         if tuple(params[prefix + name].shape) != shape:
             raise ValueError(f"params[{prefix + name!r}] must have shape {shape}, got {tuple(params[prefix + name].shape)}")
-    get = lambda n: params.get(prefix + n)  # noqa: E731
+    # look up only this configuration's names: extra entries in params (e.g. W_O of another layer) are ignored
+    used = {n: params[prefix + n] for n in layer.param_shapes()}
     out = multi_head_attention(
         X,
-        get("W_V"),
-        W_Q=get("W_Q"),
-        W_K=get("W_K"),
-        W_QK=get("W_QK"),
-        W_O=get("W_O"),
-        b_Q=get("b_Q") if layer.bias else None,
-        b_K=get("b_K") if layer.bias else None,
-        b_V=get("b_V") if layer.bias else None,
-        b_O=get("b_O") if layer.bias else None,
+        used.pop("W_V"),
+        **used,
         kind=layer.attention,
         causal=layer.causal,
         beta=layer.scale,
