@@ -1,0 +1,198 @@
+"""``simulate``: validate, allocate, run the time loop, save frames."""
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._checks import as_float_array, check_finite
+from ._params import SimulationParams
+from ._steppers import Dopri5, Euler, Field, RK4
+from ._trajectory import Trajectory
+
+# |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
+UNIT_NORM_TOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5}
+# Runs with fewer frames than this never show a progress bar.
+_PROGRESS_MIN_FRAMES = 2
+
+
+def simulate(
+    x0,
+    *,
+    beta,
+    t_max,
+    dt,
+    dynamics="SA",
+    Q=None,
+    K=None,
+    V=None,
+    method="euler",
+    save_every=1,
+    store=None,
+    progress=False,
+    rtol=1e-6,
+    atol=1e-9,
+    resume=False,
+    overwrite=False,
+):
+    r"""Simulate self-attention dynamics on the sphere (Geshkovski et al., 2023).
+
+    Tokens x_1..x_n on S^{d-1} move by
+
+    $$\dot x_i = P_{x_i}\Big(\frac{1}{Z_i}\sum_j e^{\beta\langle Qx_i, Kx_j\rangle} V x_j\Big),
+      \qquad P_x = I - xx^\top,$$
+
+    with Z_i = sum_k e^{beta <Q x_i, K x_k>} (SA) or Z_i = n (USA).
+
+    Main arguments:
+        x0: (n, d) or (batch, n, d) float64/float32 array of unit rows (|x_i| = 1 within
+            1e-8 in float64, 1e-5 in float32). Its dtype is the precision of the run.
+        beta: inverse temperature, >= 0.
+        t_max: final time, >= 0.
+        dt: time step. When t_max / dt is within 1e-9 of an integer N, N equal steps are
+            taken; otherwise the last step is shortened to end exactly at t_max. For
+            "dopri5", dt is the spacing of the output grid and the first trial step.
+
+    Other arguments:
+        dynamics: "SA" or "USA".
+        Q, K, V: None (identity), a (d, d) matrix shared by all systems, or (batch, d, d),
+            one per system.
+        method: "euler" (the authors' scheme x_i <- (x_i + dt v_i) / |x_i + dt v_i| with
+            the unprojected v_i; order 1), "rk4" (projected field, renormalised; order 4)
+            or "dopri5" (adaptive 5(4) with rtol/atol, one step size per batch).
+        save_every: save a frame every this many steps (and always the last one).
+        store: path of an HDF5 file to write the frames to as they are computed.
+        progress: show a progress bar.
+        rtol, atol: tolerances of "dopri5".
+        resume, overwrite: for ``store``: continue an interrupted run / replace a file.
+
+    Returns:
+        ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
+        and ``params``.
+
+    Raises:
+        TypeError, ValueError: bad input, naming the argument.
+        RuntimeError: the state became non-finite (for instance USA at large beta, whose
+            weights e^{beta <x_i, x_j>} overflow); the message gives beta, time and step.
+
+    Example:
+        >>> x0 = sample_sphere(32, 3, seed=0)
+        >>> traj = simulate(x0, beta=4.0, t_max=20.0, dt=0.01)
+        >>> traj.xs.shape
+        (2001, 32, 3)
+    """
+    x0 = as_float_array("x0", x0)
+    if x0.ndim not in (2, 3):
+        raise ValueError(f"x0 must have shape (n, d) or (batch, n, d), got shape {x0.shape}")
+    batched = x0.ndim == 3
+    if x0.shape[-2] < 1:
+        raise ValueError(f"x0 must hold n >= 1 tokens, got shape {x0.shape}")
+    if x0.shape[-1] < 2:
+        raise ValueError(f"x0 must have dimension d >= 2, got shape {x0.shape}")
+    if batched and x0.shape[0] < 1:
+        raise ValueError(f"x0 must hold batch >= 1 systems, got shape {x0.shape}")
+    check_finite("x0", x0)
+    norms = np.linalg.norm(x0.astype(np.float64), axis=-1)
+    tol = UNIT_NORM_TOL[x0.dtype]
+    if np.max(np.abs(norms - 1.0)) > tol:
+        worst = norms.flat[np.argmax(np.abs(norms - 1.0))]
+        raise ValueError(
+            f"x0 rows must have unit norm (tolerance {tol:g} for {x0.dtype}), got a row of "
+            f"norm {worst!r}; normalise with x0 / np.linalg.norm(x0, axis=-1, keepdims=True)"
+        )
+    batch = x0.shape[0] if batched else 1
+    n, d = x0.shape[-2:]
+    Q, K, V = (_check_matrix(name, M, d, batch if batched else None) for name, M in
+               (("Q", Q), ("K", K), ("V", V)))
+    params = SimulationParams(
+        beta=beta, t_max=t_max, dt=dt, dynamics=dynamics, method=method,
+        save_every=save_every, rtol=rtol, atol=atol, Q=Q, K=K, V=V, dtype=str(x0.dtype),
+    )
+    if store is not None:
+        from . import io
+
+        return io.simulate_to_store(x0, params, store, progress=progress, resume=resume,
+                                    overwrite=overwrite)
+    frames, ts = [], []
+    for t, x in run(x0, params, progress=progress):
+        ts.append(t)
+        frames.append(x)
+    return Trajectory(ts=np.array(ts), xs=np.stack(frames), params=params)
+
+
+def run(x0, params, *, progress=False, start=None):
+    """Yield (t, state) for every frame of the run defined by ``params``.
+
+    ``x0`` is validated by the caller. With ``start = (frame_index, t, x)``, the run
+    continues from a saved frame (used to resume a stored run); the first frame yielded is
+    the one after it.
+    """
+    batched = x0.ndim == 3
+    d = x0.shape[-1]
+    field = _field(x0, params)
+    x = field.pack(x0 if start is None else start[2])
+    first = 0 if start is None else start[0] + 1
+    step_times, last_step = params.step_grid()
+    frame_steps = params.frame_steps()
+    frame_times = step_times[frame_steps]
+    if params.method == "dopri5":
+        stepper = Dopri5(field, x, rtol=params.rtol, atol=params.atol, h0=params.dt)
+    else:
+        stepper = (Euler if params.method == "euler" else RK4)(field, x)
+    if first == 0:
+        yield float(frame_times[0]), field.unpack(x, d, batched)
+        first = 1
+    total = len(frame_times) - 1
+    bar = tqdm(total=total, initial=first - 1, unit="frame", desc=f"simulate beta={params.beta:g}",
+               disable=not progress or total < _PROGRESS_MIN_FRAMES)
+    with bar:
+        for k in range(first, len(frame_times)):
+            if params.method == "dopri5":
+                ok, t_fail = stepper.advance_to(x, frame_times[k - 1], frame_times[k])
+                if not ok:
+                    _raise_non_finite(params, t_fail, stepper.n_accepted)
+            else:
+                _advance_fixed(stepper, x, params, frame_steps[k - 1], frame_steps[k],
+                               step_times, last_step)
+            bar.update(1)
+            yield float(frame_times[k]), field.unpack(x, d, batched)
+
+
+def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
+    """Steps s0 -> s1 of the grid; only the very last step of a run may be shorter than dt."""
+    short = s1 == len(step_times) - 1 and last_step != params.dt
+    n_full = s1 - s0 - short
+    done = stepper.advance(x, params.dt, n_full)
+    if done < n_full:
+        _raise_non_finite(params, step_times[s0 + done + 1], s0 + done + 1)
+    if short and stepper.advance(x, last_step, 1) < 1:
+        _raise_non_finite(params, step_times[s1], s1)
+
+
+def _field(x0, params):
+    d = x0.shape[-1]
+    batch = x0.shape[0] if x0.ndim == 3 else 1
+    eye = np.eye(d)
+    Q = eye if params.Q is None else params.Q
+    K = eye if params.K is None else params.K
+    A = np.swapaxes(Q, -1, -2) @ K
+    V = eye if params.V is None else params.V
+    return Field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
+                 n=x0.shape[-2], dtype=x0.dtype)
+
+
+def _raise_non_finite(params, t, step):
+    hint = " (USA weights e^{beta <x_i, x_j>} overflow at large beta)" if params.dynamics == "USA" else ""
+    raise RuntimeError(
+        f"the state became non-finite at t = {t:g} (step {step}) with beta = {params.beta:g}, "
+        f"dynamics = {params.dynamics!r}{hint}; lower beta or use SA"
+    )
+
+
+def _check_matrix(name, M, d, batch):
+    if M is None:
+        return None
+    M = as_float_array(name, M)
+    allowed = [(d, d)] + ([(batch, d, d)] if batch is not None else [])
+    if M.shape not in allowed:
+        expected = " or ".join(str(s) for s in allowed)
+        raise ValueError(f"{name} must have shape {expected}, got shape {M.shape}")
+    check_finite(name, M)
+    return M.astype(np.float64)

@@ -1,0 +1,36 @@
+"""The result of a run: saved times, states and the parameters that produced them."""
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ._params import SimulationParams
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Saved frames of a run.
+
+    Attributes:
+        ts: (m,) saved times, from 0 to t_max.
+        xs: (m, [batch,] n, d) states at those times, shaped like the initial state. An
+            in-memory array, or a lazy HDF5-backed array for a stored run (slicing reads
+            only the slice).
+        params: the ``SimulationParams`` of the run.
+    """
+
+    ts: np.ndarray
+    xs: Any
+    params: SimulationParams
+
+    def __len__(self):
+        return len(self.ts)
+
+    @property
+    def final(self):
+        """The last saved state, ([batch,] n, d)."""
+        return np.asarray(self.xs[len(self.ts) - 1])
+
+    def at(self, t):
+        """The saved state nearest to time t."""
+        return np.asarray(self.xs[int(np.argmin(np.abs(np.asarray(self.ts) - t)))])

@@ -1,0 +1,102 @@
+"""The Numba kernels against the NumPy references of tests/naive.py."""
+import numba
+import numpy as np
+import pytest
+
+from particles import _kernels
+from particles._steppers import Field
+from particles._vexp import vexp
+from tests import naive
+
+
+@numba.njit
+def _vexp_array(x, out):
+    for i in range(x.size):
+        out[i] = vexp(x[i])
+
+
+def test_vexp_matches_numpy(rng):
+    x = np.concatenate([rng.uniform(-708.0, 709.78, 200_000), rng.uniform(-1, 1, 1000), [0.0]])
+    out = np.empty_like(x)
+    _vexp_array(x, out)
+    # Degree-13 Taylor after reduction to |r| <= ln2/2: a few ulp at most.
+    np.testing.assert_allclose(out, np.exp(x), rtol=5e-16, atol=0)
+
+
+def test_vexp_special_values():
+    x = np.array([np.inf, 710.0, -np.inf, -800.0, np.nan])
+    out = np.empty_like(x)
+    _vexp_array(x, out)
+    assert out[0] == np.inf and out[1] == np.inf
+    assert out[2] == 0.0 and out[3] == 0.0
+    assert np.isnan(out[4])
+
+
+def _field_velocity(x, beta, Q=None, K=None, V=None, dynamics="SA", project=True):
+    """The kernel velocity of a batch x (B, n, d) through the Field wrapper."""
+    B, n, d = x.shape
+    eye = np.eye(d)
+    Q = eye if Q is None else Q
+    K = eye if K is None else K
+    V = eye if V is None else V
+    field = Field(A=np.swapaxes(Q, -1, -2) @ K, V=V, beta=beta, usa=dynamics == "USA",
+                  batch=B, n=n, dtype=x.dtype)
+    packed = field.pack(x)
+    out = np.empty_like(packed)
+    field.velocity(packed, project, out)
+    return field.unpack(out, d, True), field
+
+
+def _random_config(rng, shape):
+    x = rng.standard_normal(shape)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4, 7])
+@pytest.mark.parametrize("dynamics", ["SA", "USA"])
+@pytest.mark.parametrize("project", [True, False])
+def test_velocity_matches_loop_formula(rng, d, dynamics, project):
+    # Theory note check 7: non-symmetric Q, K, V catch a transposed V, swapped Q and K and
+    # a column softmax. USA values reach 1e5 here (e^{beta x^T A x} with Gaussian A), hence
+    # the relative part of the tolerance: 1e-12 is ~1e4 ulp of slack either way.
+    n, B, beta = 6, 3, 1.3
+    x = _random_config(rng, (B, n, d))
+    Q, K, V = (rng.standard_normal((B, d, d)) for _ in range(3))
+    got, _ = _field_velocity(x, beta, Q, K, V, dynamics, project)
+    for b in range(B):
+        want = naive.velocity(x[b], beta, Q[b], K[b], V[b], dynamics, project)
+        np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 33])
+def test_velocity_shared_matrices_and_token_counts(rng, n):
+    d, B, beta = 3, 5, 0.7
+    x = _random_config(rng, (B, n, d))
+    Q, K, V = (rng.standard_normal((d, d)) for _ in range(3))
+    got, _ = _field_velocity(x, beta, Q, K, V)
+    for b in range(B):
+        np.testing.assert_allclose(got[b], naive.velocity(x[b], beta, Q, K, V), atol=1e-12)
+
+
+def test_large_beta_uses_exact_row_maxima(rng):
+    # At beta = 400 the bound shift would underflow, so the kernel switches to row maxima.
+    x = _random_config(rng, (2, 8, 3))
+    got, field = _field_velocity(x, 400.0)
+    assert field.row_max
+    for b in range(2):
+        np.testing.assert_allclose(got[b], naive.velocity(x[b], 400.0), atol=1e-12)
+
+
+def test_chunked_tasks_match_whole_rows(rng):
+    # A batch of one splits each system's tokens over several tasks.
+    x = _random_config(rng, (1, 40, 3))
+    got, field = _field_velocity(x, 2.0)
+    assert field.chunk < 40
+    np.testing.assert_allclose(got[0], naive.velocity(x[0], 2.0), atol=1e-12)
+
+
+def test_retract_reports_non_finite():
+    x = np.zeros((1, 2, 3))
+    x[0, 0] = 1.0
+    v = np.full_like(x, np.inf)
+    assert not _kernels.retract(x, v, 0.1, x.copy(), np.empty((1, 3)))
