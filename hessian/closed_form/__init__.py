@@ -1,1 +1,26 @@
-"""Closed-form Hessian blocks of single-layer self-attention (Ormaniec, Dangel & Singh, 2025)."""
+"""Closed-form Hessian blocks of single-layer self-attention (Ormaniec, Dangel & Singh, 2025; theory note §2)."""
+
+from ._quantities import AttentionQuantities as AttentionQuantities
+from ._quantities import attention_quantities as attention_quantities
+from .attention import functional_blocks as functional_blocks
+from .attention import hessian_blocks as hessian_blocks
+from .attention import outer_product_blocks as outer_product_blocks
+from .attention import t_functional_term as t_functional_term
+from .joint_qk import joint_qk_blocks as joint_qk_blocks
+from .linear_attention import linear_attention_outer_product_blocks as linear_attention_outer_product_blocks
+from .uniform import uniform_attention_outer_product_blocks as uniform_attention_outer_product_blocks
+
+__all__ = [
+    # two-matrix layer W_Q, W_K, W_V (softmax or linear, optional causal mask, MSE or CE)
+    "outer_product_blocks",
+    "functional_blocks",
+    "hessian_blocks",
+    "t_functional_term",
+    # special cases
+    "linear_attention_outer_product_blocks",
+    "uniform_attention_outer_product_blocks",
+    "joint_qk_blocks",
+    # moments
+    "attention_quantities",
+    "AttentionQuantities",
+]
