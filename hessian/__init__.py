@@ -5,6 +5,7 @@ the data and a list of block names (e.g. ``"blocks.0.attn.W_Q"``); analysis runs
 """
 
 from . import closed_form as closed_form
+from . import interop as interop
 from .block_matrix import BlockMatrix as BlockMatrix
 from .dense import HessianSplit as HessianSplit
 from .dense import dense_hessian as dense_hessian
@@ -79,4 +80,6 @@ __all__ = [
     "SpectralDensity",
     # closed forms (Ormaniec, Dangel & Singh, 2025)
     "closed_form",
+    # nn.Module wrappers for module-based libraries
+    "interop",
 ]

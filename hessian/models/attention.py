@@ -28,20 +28,21 @@ class AttentionKind(str, enum.Enum):
     LINEAR = "linear"
 
 
-def attention_pattern(scores: Tensor, *, kind: AttentionKind, causal: bool) -> Tensor:
+def attention_pattern(scores: Tensor, *, kind: AttentionKind, causal: bool, query_offset: int = 0) -> Tensor:
     """Row-wise attention pattern from scores.
 
     Args:
-        scores: (..., L, L) scores ``T``.
+        scores: (..., L_q, L) scores ``T``; query row r is token ``query_offset + r``.
         kind: softmax or linear.
         causal: mask keys j > i.
+        query_offset: position of the first query row (0 when every token is a query).
 
     Returns:
-        (..., L, L) pattern ``A``.
+        (..., L_q, L) pattern ``A``.
     """
-    L = scores.shape[-1]
+    Lq, L = scores.shape[-2:]
     if causal:
-        keep = torch.ones(L, L, dtype=torch.bool, device=scores.device).tril()
+        keep = torch.ones(Lq, L, dtype=torch.bool, device=scores.device).tril(query_offset)
     if kind is AttentionKind.SOFTMAX:
         if causal:
             scores = scores.masked_fill(~keep, float("-inf"))
@@ -66,6 +67,7 @@ def multi_head_attention(
     kind: AttentionKind = AttentionKind.SOFTMAX,
     causal: bool = False,
     beta: float,
+    query_rows: tuple[int, int] | None = None,
 ) -> Tensor:
     """Attention output without the residual: ``sum_h A_h (X W_V^h + b_V^h) W_O^h + b_O``.
 
@@ -79,21 +81,24 @@ def multi_head_attention(
         kind: softmax or linear attention.
         causal: mask keys after the query.
         beta: score scale (1/sqrt(d_k) in the paper).
+        query_rows: (start, stop) to compute the output of those tokens only (keys: all tokens).
 
     Returns:
-        (..., L, d_out).
+        (..., L, d_out), or (..., stop - start, d_out) with ``query_rows``.
     """
+    start, stop = (0, X.shape[-2]) if query_rows is None else query_rows
+    Xq = X[..., start:stop, :]
     if W_QK is not None:
-        scores = beta * torch.einsum("...ia,hab,...jb->...hij", X, W_QK, X)
+        scores = beta * torch.einsum("...ia,hab,...jb->...hij", Xq, W_QK, X)
     else:
-        q = torch.einsum("...la,hak->...hlk", X, W_Q)
+        q = torch.einsum("...la,hak->...hlk", Xq, W_Q)
         k = torch.einsum("...la,hak->...hlk", X, W_K)
         if b_Q is not None:
             q = q + b_Q[:, None, :]
         if b_K is not None:
             k = k + b_K[:, None, :]
         scores = beta * (q @ k.transpose(-1, -2))
-    A = attention_pattern(scores, kind=kind, causal=causal)
+    A = attention_pattern(scores, kind=kind, causal=causal, query_offset=start)
     v = torch.einsum("...la,haf->...hlf", X, W_V)
     if b_V is not None:
         v = v + b_V[:, None, :]
@@ -239,8 +244,13 @@ class SelfAttention:
         return apply_attention(self, params, X, prefix="")
 
 
-def apply_attention(layer: SelfAttention, params: Mapping[str, Tensor], X: Tensor, *, prefix: str) -> Tensor:
-    """``layer`` applied with parameters looked up as ``prefix + name`` (used inside transformers)."""
+def apply_attention(
+    layer: SelfAttention, params: Mapping[str, Tensor], X: Tensor, *, prefix: str, query_rows: tuple[int, int] | None = None
+) -> Tensor:
+    """``layer`` applied with parameters looked up as ``prefix + name`` (used inside transformers).
+
+    With ``query_rows=(start, stop)`` only the outputs of tokens start..stop-1 are computed.
+    """
     if X.ndim < 2 or X.shape[-1] != layer.d_model:
         raise ValueError(f"X must have shape (..., L, d_model={layer.d_model}), got {tuple(X.shape)}")
     missing = [prefix + n for n in layer.param_shapes() if prefix + n not in params]
@@ -258,7 +268,8 @@ def apply_attention(layer: SelfAttention, params: Mapping[str, Tensor], X: Tenso
         kind=layer.attention,
         causal=layer.causal,
         beta=layer.scale,
+        query_rows=query_rows,
     )
     if layer.residual != 0:
-        out = layer.residual * X + out
+        out = layer.residual * (X if query_rows is None else X[..., query_rows[0] : query_rows[1], :]) + out
     return out

@@ -116,3 +116,17 @@ def test_bad_configs():
     layer = SelfAttention(d_model=3)
     with pytest.raises(ValueError, match=r"params\['W_Q'\] must have shape \(1, 3, 3\)"):
         layer({**layer.init(), "W_Q": torch.zeros(3, 3, dtype=torch.float64)}, randn(2, 3))
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_transformer_readout_equals_sliced_logits(attention):
+    import dataclasses
+
+    model = Transformer(d_model=8, d_head=4, n_heads=2, d_mlp=16, n_layers=2, layer_norm=True, attention=attention, residual_scaling=0.5)
+    p = model.init(seed=0)
+    tokens = torch.randint(0, 12, (3, 18), generator=gen)
+    short = dataclasses.replace(model, readout=(11, 17))
+    # same arithmetic on fewer rows: equal up to summation-order round-off
+    torch.testing.assert_close(short(p, tokens), model(p, tokens)[:, 11:17], atol=1e-14, rtol=0)
+    with pytest.raises(ValueError, match="readout must be None or"):
+        Transformer(readout=(5, 19))
