@@ -10,7 +10,7 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 
 from ._problem import Loss, Model
-from .products import make_functional_hvp, make_ggnvp, make_hvp
+from .products import DEFAULT_CHUNK, make_functional_hvp, make_ggnvp, make_hvp
 
 
 class CurvatureOperator(LinearOperator):
@@ -21,12 +21,11 @@ class CurvatureOperator(LinearOperator):
         torch_matmat: the torch function (P,) or (k, P) -> same shape, usable without numpy.
     """
 
-    def __init__(self, product: Callable[[Tensor], Tensor], *, max_batch: int | None = None):
+    def __init__(self, product: Callable[[Tensor], Tensor]):
         self.torch_matmat = product
         self.names = product.names
         self.shapes = product.shapes
         self._torch_dtype = product.dtype
-        self._max_batch = max_batch
         P = product.dim
         super().__init__(dtype=np.float64 if product.dtype == torch.float64 else np.float32, shape=(P, P))
 
@@ -36,9 +35,7 @@ class CurvatureOperator(LinearOperator):
 
     def _matmat(self, X: np.ndarray) -> np.ndarray:
         V = torch.as_tensor(np.ascontiguousarray(np.asarray(X).T), dtype=self._torch_dtype)
-        step = V.shape[0] if self._max_batch is None else self._max_batch
-        out = torch.cat([self.torch_matmat(V[i : i + step]) for i in range(0, V.shape[0], step)]) if V.shape[0] else V
-        return out.numpy().T
+        return (self.torch_matmat(V) if V.shape[0] else V).numpy().T
 
     def _rmatvec(self, x: np.ndarray) -> np.ndarray:
         return self._matvec(x)
@@ -60,7 +57,7 @@ def _doc(kind: str) -> str:
         X: model input; Y: loss target.
         blocks: parameter names (None: all floating parameters).
         dtype: torch.float64 (default) or torch.float32; the operator's numpy dtype follows.
-        max_batch: largest number of columns per vmap call in ``matmat`` (None: all).
+        chunk_size: columns per vmap call in ``matmat`` (None: all at once).
 
     Returns:
         ``CurvatureOperator`` of shape (P, P): symmetric, deterministic; ``.torch_matmat`` is the torch version.
@@ -79,9 +76,9 @@ def hessian_operator(
     blocks: Sequence[str] | None = None,
     *,
     dtype: torch.dtype = torch.float64,
-    max_batch: int | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> CurvatureOperator:
-    return CurvatureOperator(make_hvp(model, loss, params, X, Y, blocks, dtype=dtype), max_batch=max_batch)
+    return CurvatureOperator(make_hvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
 
 
 def ggn_operator(
@@ -93,9 +90,9 @@ def ggn_operator(
     blocks: Sequence[str] | None = None,
     *,
     dtype: torch.dtype = torch.float64,
-    max_batch: int | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> CurvatureOperator:
-    return CurvatureOperator(make_ggnvp(model, loss, params, X, Y, blocks, dtype=dtype), max_batch=max_batch)
+    return CurvatureOperator(make_ggnvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
 
 
 def functional_hessian_operator(
@@ -107,9 +104,9 @@ def functional_hessian_operator(
     blocks: Sequence[str] | None = None,
     *,
     dtype: torch.dtype = torch.float64,
-    max_batch: int | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> CurvatureOperator:
-    return CurvatureOperator(make_functional_hvp(model, loss, params, X, Y, blocks, dtype=dtype), max_batch=max_batch)
+    return CurvatureOperator(make_functional_hvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
 
 
 hessian_operator.__doc__ = _doc("Hessian H")

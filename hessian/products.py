@@ -20,6 +20,9 @@ from torch.func import grad, jvp, vjp, vmap
 
 from ._problem import Loss, Model, flatten, make_problem, unflatten
 
+#: vectors per vmap call in the validated products (measured best on the reference transformer)
+DEFAULT_CHUNK = 8
+
 
 def _closures(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, names: tuple[str, ...]):
     shapes = tuple(tuple(params[n].shape) for n in names)
@@ -164,7 +167,7 @@ def make_hvp(
     blocks: Sequence[str] | None = None,
     *,
     dtype: torch.dtype = torch.float64,
-    chunk_size: int | None = None,
+    chunk_size: int | None = DEFAULT_CHUNK,
 ) -> Callable[[Tensor], Tensor]:
     """Validated Hessian-vector product ``V -> H V`` for the chosen blocks.
 
@@ -175,7 +178,8 @@ def make_hvp(
         X: model input; Y: loss target.
         blocks: parameter names to differentiate (None: all floating parameters).
         dtype: float64 (default) or float32; floating params and data are cast to it.
-        chunk_size: vmap chunk size for (k, P) inputs.
+        chunk_size: vectors per vmap call for (k, P) inputs (None: all k at once). The default 8 was the
+            fastest on the reference transformer (2 cores): larger batches leave the cache.
 
     Returns:
         Function mapping (P,) or (k, P) to the same shape, with attributes ``names``, ``shapes``, ``dim``.
@@ -187,11 +191,11 @@ def make_hvp(
     return _make("hessian", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
-def make_ggnvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=None) -> Callable[[Tensor], Tensor]:
+def make_ggnvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK) -> Callable[[Tensor], Tensor]:
     """Validated Gauss-Newton (H_o) vector product ``V -> G V``; arguments as in ``make_hvp``."""
     return _make("ggn", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
-def make_functional_hvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=None) -> Callable[[Tensor], Tensor]:
+def make_functional_hvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK) -> Callable[[Tensor], Tensor]:
     """Validated functional-Hessian product ``V -> (H - G) V``; arguments as in ``make_hvp``."""
     return _make("functional", model, loss, params, X, Y, blocks, dtype, chunk_size)

@@ -30,9 +30,9 @@ def test_operators_equal_dense(problem):
     assert op.names == ("W_Q", "W_K", "W_V") and op.shapes == ((1, 3, 2), (1, 3, 2), (1, 3, 3))
 
 
-def test_max_batch_and_float32(problem):
+def test_chunk_size_and_float32(problem):
     args, (H, _, _) = problem
-    op = hessian_operator(*args, max_batch=4)
+    op = hessian_operator(*args, chunk_size=4)
     np.testing.assert_allclose(op @ np.eye(21), H, atol=1e-12, rtol=0)
     op32 = hessian_operator(*args, dtype=torch.float32)
     assert op32.dtype == np.float32
