@@ -31,7 +31,7 @@ def diagonal(A: object, *, method: str = "exact", num_samples: int = 100, seed: 
     Args:
         A: (n, n) LinearOperator, array, tensor or BlockMatrix.
         method: "exact" (n products, stderr 0) or "hutchinson".
-        num_samples: Hutchinson probes.
+        num_samples: Hutchinson probes, at most n (the exact diagonal costs n products).
         seed: probe seed.
 
     Returns:
@@ -45,5 +45,6 @@ def diagonal(A: object, *, method: str = "exact", num_samples: int = 100, seed: 
             diag[start : start + b] = cols[np.arange(start, start + b), np.arange(b)]
         return Estimate(diag, np.zeros(n), n)
     if method == "hutchinson":
+        check_samples(num_samples, as_matmat(A)[1], "num_samples", at_most_dim=True)
         return hutchinson_diagonal(A, num_samples, seed=seed)
     raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")

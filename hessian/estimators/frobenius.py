@@ -44,7 +44,8 @@ def frobenius_norm(
     Args:
         A: (n, n) LinearOperator (``hessian_operator``/``ggn_operator``/...), array, tensor or BlockMatrix.
         method: "auto" (exact if n <= max_exact, else Hutchinson), "exact" or "hutchinson".
-        num_samples: Hutchinson probes; the reported norm is ``sqrt(mean ||A v||^2)`` (the reference protocol).
+        num_samples: Hutchinson probes, at most n; the reported norm is ``sqrt(mean ||A v||^2)`` (the
+            reference protocol). ``hutchinson_squared_frobenius`` allows more, for statistical checks.
         seed: probe seed.
         max_exact: largest n for which "auto" computes the exact value.
 
@@ -61,6 +62,8 @@ def frobenius_norm(
     if method == "exact":
         sq = exact_squared_frobenius(A)
     elif method == "hutchinson":
+        # the exact norm costs n products, so more random products than n is a mistake
+        check_samples(num_samples, n, "num_samples", at_most_dim=True)
         sq = hutchinson_squared_frobenius(A, num_samples, seed=seed)
     else:
         raise ValueError(f"method must be 'auto', 'exact' or 'hutchinson', got {method!r}")

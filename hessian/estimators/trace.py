@@ -62,7 +62,8 @@ def trace(A: object, *, method: str = "hutchpp", num_samples: int = 99, seed: in
     Args:
         A: (n, n) LinearOperator (e.g. ``hessian_operator(...)``), array, tensor or BlockMatrix.
         method: "hutchpp" (default), "hutchinson", or "exact" (n products with unit vectors, stderr 0).
-        num_samples: products for the random methods (Hutch++: total products).
+        num_samples: products for the random methods (Hutch++: total products), at most n (the exact
+            trace costs n products).
         seed: probe seed.
 
     Returns:
@@ -75,6 +76,9 @@ def trace(A: object, *, method: str = "hutchpp", num_samples: int = 99, seed: in
         matmat, n, dtype = as_matmat(A)
         total = sum(float(np.trace(cols[start : start + cols.shape[1]])) for start, cols in exact_columns(matmat, n, dtype))
         return Estimate(total, 0.0, n)
+    if method in ("hutchinson", "hutchpp"):
+        # n unit vectors give the exact trace, so more random products than n is a mistake
+        check_samples(num_samples, as_matmat(A)[1], "num_samples", at_most_dim=True)
     if method == "hutchinson":
         return hutchinson_trace(A, num_samples, seed=seed)
     if method == "hutchpp":

@@ -66,8 +66,21 @@ def test_frobenius_hutchinson_theory_note_check_15():
     assert abs(var_one_sample / var_theory - 1) < 0.2
     small = hutchinson_squared_frobenius(B, 2_500, seed=1)
     assert est.stderr / small.stderr == pytest.approx(0.5, rel=0.1)
-    norm = frobenius_norm(B, method="hutchinson", num_samples=10_000, seed=0)
-    assert abs(norm.value - np.sqrt(exact_sq)) < 4 * norm.stderr
+
+
+def test_frobenius_norm_hutchinson_on_hessian_block():
+    """The growth-experiment use: ||H_QQ||_F of an operator block by Hutchinson vs the exact dense value."""
+    from hessian import MSELoss, SelfAttention
+
+    layer = SelfAttention(d_model=8, d_k=8, d_v=8)
+    params = layer.init(seed=0, std=1.0)
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(2, 6, 8, generator=g, dtype=torch.float64), torch.randn(2, 6, 8, generator=g, dtype=torch.float64)
+    op = hessian_operator(layer, MSELoss(), params, X, Y, ["W_Q"])
+    exact = np.linalg.norm(op @ np.eye(64))
+    est = frobenius_norm(op, method="hutchinson", num_samples=64, seed=0)
+    assert abs(est.value - exact) < 4 * est.stderr
+    assert frobenius_norm(op).value == pytest.approx(exact, rel=1e-12)
 
 
 def test_frobenius_exact_and_auto():
@@ -142,6 +155,13 @@ def test_bad_estimator_inputs():
         top_eigenvalues(A, k=10)
     with pytest.raises(ValueError, match="Hutch\\+\\+ sketch size"):
         hutchpp_trace(A, 33)
+    for call in (
+        lambda: trace(A, method="hutchinson", num_samples=11),
+        lambda: frobenius_norm(A, method="hutchinson", num_samples=11),
+        lambda: diagonal(A, method="hutchinson", num_samples=11),
+    ):
+        with pytest.raises(ValueError, match="num_samples=11 exceeds the dimension n=10"):
+            call()
     with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
         hutchinson_trace(A, 0)
     with pytest.raises(ValueError, match="method must be"):
