@@ -11,6 +11,8 @@ from .dense import HessianSplit as HessianSplit
 from .dense import dense_hessian as dense_hessian
 from .dense import functional_hessian as functional_hessian
 from .dense import gauss_newton as gauss_newton
+from .dense import ggn_matrix as ggn_matrix
+from .dense import hessian_matrix as hessian_matrix
 from .dense import hessian_split as hessian_split
 from .estimators import Estimate as Estimate
 from .estimators import SpectralDensity as SpectralDensity
@@ -54,6 +56,8 @@ __all__ = [
     "functional_hessian",
     "hessian_split",
     "HessianSplit",
+    "hessian_matrix",
+    "ggn_matrix",
     "BlockMatrix",
     # matrix-free products and operators
     "hessian_vector_product",

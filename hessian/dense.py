@@ -42,6 +42,26 @@ def _dense(problem: Problem, closure, max_params: int, chunk_size: int) -> Block
     return BlockMatrix(product(eye), problem.names, problem.shapes)
 
 
+def hessian_matrix(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]) -> Tensor:
+    """Pure (P, P) Hessian over ``blocks``, no validation and no size guard: vmappable, e.g. over many X.
+
+    ``torch.func.vmap(lambda X: hessian_matrix(model, loss, params, X, Y, blocks=["W_Q"]))(Xs)`` gives one
+    block per token configuration. Use ``dense_hessian`` for checked input and a ``BlockMatrix``.
+    """
+    names = tuple(blocks)
+    P = sum(params[n].numel() for n in names)
+    eye = torch.eye(P, dtype=params[names[0]].dtype)
+    return hvp_closure(model, loss, params, X, Y, names)(eye)
+
+
+def ggn_matrix(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]) -> Tensor:
+    """Pure (P, P) outer-product Hessian H_o over ``blocks``; vmappable like ``hessian_matrix``."""
+    names = tuple(blocks)
+    P = sum(params[n].numel() for n in names)
+    eye = torch.eye(P, dtype=params[names[0]].dtype)
+    return ggnvp_closure(model, loss, params, X, Y, names)(eye)
+
+
 def dense_hessian(
     model: Model,
     loss: Loss,

@@ -21,7 +21,8 @@ def top_eigenvalues(A: object, k: int = 1, *, which: str = "LA", tol: float = 1e
         maxiter: ARPACK iteration limit (None: scipy's default).
 
     Returns:
-        Estimate with value (k,) sorted in decreasing order (by magnitude for "LM") and stderr (k,) the residual
+        Estimate with value (k,) ordered from the most extreme ("LA": decreasing, "SA": increasing, "LM": by
+        magnitude) and stderr (k,) the residual
         norms ``||A u - lambda u||`` of the unit Ritz vectors, which bound the distance to an eigenvalue of A.
 
     Raises:

@@ -72,6 +72,23 @@ def test_cross_entropy_transformer_blocks():
     assert torch.linalg.eigvalsh(H_o.matrix).min() > -1e-12
 
 
+def test_pure_matrices_vmap_over_token_configurations():
+    from hessian import ggn_matrix, hessian_matrix
+
+    layer = SelfAttention(d_model=3, d_k=2, d_v=3)
+    params = layer.init(seed=0, std=1.0)
+    gen = torch.Generator().manual_seed(5)
+    Xs = torch.randn(3, 4, 3, generator=gen, dtype=torch.float64)
+    Y = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    loss = MSELoss()
+    Hs = torch.func.vmap(lambda X: hessian_matrix(layer, loss, params, X, Y, blocks=["W_Q", "W_V"]))(Xs)
+    Gs = torch.func.vmap(lambda X: ggn_matrix(layer, loss, params, X, Y, blocks=["W_Q", "W_V"]))(Xs)
+    for b in range(3):
+        H, H_o, _ = reference_split(layer, loss, params, Xs[b], Y, ["W_Q", "W_V"])
+        torch.testing.assert_close(Hs[b], H, atol=ATOL, rtol=0)
+        torch.testing.assert_close(Gs[b], H_o, atol=ATOL, rtol=0)
+
+
 def test_default_blocks_are_all_float_params(tiny_attention):
     layer, loss, params, X, Y = tiny_attention
     H = dense_hessian(layer, loss, params, X, Y)
