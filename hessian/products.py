@@ -2,7 +2,8 @@
 
 For ``l(w) = loss(F(w), Y)`` with ``w`` the row-major concatenation of the chosen blocks:
 
-* ``H v = d/dt grad l(w + t v)`` (forward-over-reverse: ``jvp`` of ``grad``);
+* ``H v = H^T v``: the ``vjp`` of the gradient map (reverse over reverse), whose graph is built once per
+  closure, so repeated and batched products skip the forward and first backward pass;
 * ``G v = J^T (d^2 loss / dF^2) (J v)`` (``jvp`` of the model, ``jvp`` of the loss gradient, ``vjp``);
 * ``H_f v = H v - G v``.
 
