@@ -2,18 +2,18 @@
 
 Pure functions of arrays and scalars; results go into ``out`` arguments.
 
-Layout: states are stored coordinate-major, ``x[b, k, i]`` = coordinate k of token i of
-system b, shape (B, d, n). The inner loops then run over tokens i with unit stride, so each
-token of a system is one SIMD lane and nothing is summed across lanes: every value is the
-same sequence of floating-point operations whatever the vector width, the batch or the
-number of threads, which makes runs reproducible bit for bit.
+Layout: states are coordinate-major, ``x[b, k, i]`` = coordinate k of token i of system b,
+shape (B, d, n), so that loops over tokens have unit stride. Parameters enter as
+``BA = beta Q^T K`` (the logit of the pair (i, j) is <x_i, BA x_j>) and ``V``, each
+(B, d, d), or (1, d, d) for a matrix shared by the batch.
 
-Parameters enter as ``A = Q^T K`` (logits beta <Q x_i, K x_j> = beta x_i^T A x_j) and ``V``,
-each of shape (B, d, d) or (1, d, d) for a matrix shared by the batch.
+Every quantity of token i of system b is computed by the same sequence of floating-point
+operations whatever the batch, the chunking of tokens into tasks or the number of threads,
+so runs reproduce bit for bit.
 
-Softmax stability: SA subtracts a shift from every logit of a system, either a bound
-``shift[b] >= max_ij logit`` (one exp per pair, no max pass) or, when ``row_max`` is set,
-the exact maximum of each row.
+Softmax stability: SA subtracts from each logit either a bound ``shift[b]`` on the largest
+logit of the system (one exp per pair, no max pass) or, with ``row_max``, the exact maximum
+of each row.
 """
 import numpy as np
 from numba import njit, prange
@@ -21,19 +21,19 @@ from numba import njit, prange
 from ._vexp import vexp
 
 _FASTMATH = {"contract"}
-# Sums over the tokens j may be reassociated so that they vectorise; the order is fixed by
+# Sums over the tokens j may be reassociated so that they vectorise. The order is fixed by
 # the compiled code, so results still do not depend on the batch, the chunking or threads.
 _FASTMATH_SUMS = {"contract", "reassoc"}
 
 
 @njit(cache=True, parallel=True)
-def prepare(x, A, V, ax, vx):
-    """ax[b] = A_b x[b] and vx[b] = V_b x[b] for every system (shapes (B, d, n))."""
+def prepare(x, BA, V, ax, vx):
+    """ax[b] = BA_b x[b] and vx[b] = V_b x[b] for every system, (B, d, n)."""
     B, d, n = x.shape
-    a_shared = A.shape[0] == 1
+    a_shared = BA.shape[0] == 1
     v_shared = V.shape[0] == 1
     for b in prange(B):
-        Ab = A[0] if a_shared else A[b]
+        Ab = BA[0] if a_shared else BA[b]
         Vb = V[0] if v_shared else V[b]
         for k in range(d):
             for i in range(n):
@@ -48,14 +48,14 @@ def prepare(x, A, V, ax, vx):
 
 
 def _make_interact(G):
-    """The interaction kernel for states padded to a multiple of G coordinates (G = 2 or 4).
+    """The pairwise kernel for states padded to a multiple of G coordinates (G = 2 or 4).
 
-    The first G coordinates of a pair (i, j) are fused with the exponential and the sums into
-    one loop over j, written out with G fixed at compile time so that it vectorises.
+    The first G coordinates of a pair (i, j) are fused with the exponential and the sums in
+    one loop over j, written with G fixed at compile time so that it vectorises.
     """
 
     @njit(inline="always", fastmath=_FASTMATH_SUMS)
-    def fused_row(x, ax, vx, b, i, beta, c, e, with_rest, out):
+    def fused_row(x, ax, vx, b, i, c, e, with_rest, out):
         n = x.shape[2]
         x0, x1 = x[b, 0, i], x[b, 1, i]
         x2 = x[b, 2, i] if G == 4 else 0.0
@@ -67,7 +67,7 @@ def _make_interact(G):
                 logit += x2 * ax[b, 2, j] + x3 * ax[b, 3, j]
             if with_rest:
                 logit += e[j]
-            ej = vexp(beta * logit - c)
+            ej = vexp(logit - c)
             z += ej
             s0 += ej * vx[b, 0, j]
             s1 += ej * vx[b, 1, j]
@@ -84,7 +84,7 @@ def _make_interact(G):
         return z
 
     @njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
-    def interact(x, ax, vx, beta, shift, usa, row_max, project, chunk, work, out):
+    def interact(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
         B, d, n = x.shape
         n_chunks = (n + chunk - 1) // chunk
         for task in prange(B * n_chunks):
@@ -99,44 +99,36 @@ def _make_interact(G):
                         logit = 0.0
                         for k in range(d):
                             logit += x[b, k, i] * ax[b, k, j]
-                        c = max(c, beta * logit)
+                        c = max(c, logit)
                 if d == G:
-                    z = fused_row(x, ax, vx, b, i, beta, c, e, False, out)
+                    z = fused_row(x, ax, vx, b, i, c, e, False, out)
                 else:
-                    # e first holds the logit part of coordinates G.., then the weights.
+                    # e holds the logit part of coordinates G.. first, then the weights.
                     for j in range(n):
                         e[j] = 0.0
                     for k in range(G, d):
                         xk = x[b, k, i]
                         for j in range(n):
                             e[j] += xk * ax[b, k, j]
-                    z = fused_row(x, ax, vx, b, i, beta, c, e, True, out)
+                    z = fused_row(x, ax, vx, b, i, c, e, True, out)
                     for k in range(G, d):
                         sk = 0.0
                         for j in range(n):
                             sk += e[j] * vx[b, k, j]
                         out[b, k, i] = sk
-                if usa:
-                    z = n
-                p = 0.0
-                for k in range(d):
-                    out[b, k, i] /= z
-                    p += x[b, k, i] * out[b, k, i]
-                if project:
-                    for k in range(d):
-                        out[b, k, i] -= p * x[b, k, i]
+                _finish_token(x, b, i, n if usa else z, project, out)
 
     interact.__doc__ = _INTERACT_DOC.format(G=G)
     return interact
 
 
-_INTERACT_DOC = """Velocity of every token, for states padded to a multiple of {G} coordinates.
+_INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of {G} coordinates.
 
-    v_i = sum_j w_ij V x_j with w_ij = e^{{beta <x_i, A x_j>}} / Z_i (SA: Z_i = sum_j of the
+    v_i = sum_j w_ij V x_j with w_ij = e^{{<x_i, BA x_j>}} / Z_i (SA: Z_i = sum_j of the
     numerators; USA: Z_i = n); with ``project``, the tangent part v_i - <x_i, v_i> x_i.
 
     Args:
-        x, ax, vx: (B, d, n) states and their images under A and V.
+        x, ax, vx: (B, d, n) states and their images under BA and V.
         shift: (B,) logit shift of SA, ignored for USA and when ``row_max`` is set.
         chunk: tokens i per task; a task is one (system, token chunk) pair.
         work: (B * ceil(n / chunk), n) scratch.
@@ -146,14 +138,17 @@ interact2 = _make_interact(2)
 interact4 = _make_interact(4)
 
 
-@njit(cache=True)
-def velocity(x, A, V, beta, shift, usa, row_max, project, chunk, ax, vx, work, out):
-    """The field of the dynamics at x (B, d, n) into out; see ``interact``."""
-    prepare(x, A, V, ax, vx)
-    if x.shape[1] == 2:
-        interact2(x, ax, vx, beta, shift, usa, row_max, project, chunk, work, out)
-    else:
-        interact4(x, ax, vx, beta, shift, usa, row_max, project, chunk, work, out)
+@njit(inline="always")
+def _finish_token(x, b, i, z, project, out):
+    """out_i <- out_i / z, then minus its radial part if ``project``."""
+    d = x.shape[1]
+    p = 0.0
+    for k in range(d):
+        out[b, k, i] /= z
+        p += x[b, k, i] * out[b, k, i]
+    if project:
+        for k in range(d):
+            out[b, k, i] -= p * x[b, k, i]
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
@@ -201,36 +196,3 @@ def rk4_combine(k1, k2, k3, k4, out):
         for k in range(d):
             for i in range(n):
                 out[b, k, i] = (k1[b, k, i] + 2.0 * (k2[b, k, i] + k3[b, k, i]) + k4[b, k, i]) / 6.0
-
-
-@njit(cache=True)
-def euler_steps(x, A, V, beta, shift, usa, row_max, h, n_steps, chunk, ax, vx, work, v, nrm):
-    """n_steps of the authors' scheme x_i <- (x_i + h v_i) / |x_i + h v_i| (v unprojected).
-
-    Updates x in place; returns the number of steps completed before a non-finite state.
-    """
-    for step in range(n_steps):
-        velocity(x, A, V, beta, shift, usa, row_max, False, chunk, ax, vx, work, v)
-        if not retract(x, v, h, x, nrm):
-            return step
-    return n_steps
-
-
-@njit(cache=True)
-def rk4_steps(x, A, V, beta, shift, usa, row_max, h, n_steps, chunk, ax, vx, work, ks, y, nrm):
-    """n_steps of classical RK4 on the projected field, each followed by renormalisation.
-
-    ``ks`` is (5, B, d, n) scratch (four stages and their combination), ``y`` (B, d, n).
-    """
-    for step in range(n_steps):
-        velocity(x, A, V, beta, shift, usa, row_max, True, chunk, ax, vx, work, ks[0])
-        axpy(x, 0.5 * h, ks[0], y)
-        velocity(y, A, V, beta, shift, usa, row_max, True, chunk, ax, vx, work, ks[1])
-        axpy(x, 0.5 * h, ks[1], y)
-        velocity(y, A, V, beta, shift, usa, row_max, True, chunk, ax, vx, work, ks[2])
-        axpy(x, h, ks[2], y)
-        velocity(y, A, V, beta, shift, usa, row_max, True, chunk, ax, vx, work, ks[3])
-        rk4_combine(ks[0], ks[1], ks[2], ks[3], ks[4])
-        if not retract(x, ks[4], h, x, nrm):
-            return step
-    return n_steps

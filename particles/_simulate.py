@@ -4,7 +4,8 @@ from tqdm.auto import tqdm
 
 from ._checks import as_float_array, check_finite
 from ._params import SimulationParams
-from ._steppers import Dopri5, Euler, Field, RK4
+from ._fields import make_field
+from ._steppers import Dopri5, Euler, RK4
 from ._trajectory import Trajectory
 
 # |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
@@ -174,7 +175,7 @@ def _field(x0, params):
     K = eye if params.K is None else params.K
     A = np.swapaxes(Q, -1, -2) @ K
     V = eye if params.V is None else params.V
-    return Field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
+    return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
                  n=x0.shape[-2], dtype=x0.dtype)
 
 

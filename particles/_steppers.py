@@ -1,68 +1,5 @@
-"""Time steppers over the Numba kernels: the field of one run and the three methods."""
+"""The three time steppers, over the operations of a field (see ``_fields``)."""
 import numpy as np
-
-from . import _kernels
-
-# Above this, exp(-2 beta |A|) would underflow for the bound shift: use exact row maxima.
-_MAX_BOUND_SPREAD = 600.0
-# Tasks per field evaluation to aim for, so that small batches still use every core.
-_MIN_TASKS = 16
-
-
-class Field:
-    """The velocity field of one run, with its padded parameters and scratch buffers.
-
-    States are (B, dp, n) arrays, dp = d rounded up to the kernels' coordinate group (2 or
-    4); the padding coordinates stay zero.
-    """
-
-    def __init__(self, *, A, V, beta, usa, batch, n, dtype):
-        d = A.shape[-1]
-        self.group = 2 if d == 2 else 4
-        self.dp = -(-d // self.group) * self.group
-        self.A = _pad(A, self.dp)
-        self.V = _pad(V, self.dp)
-        self.beta = float(beta)
-        self.usa = bool(usa)
-        norms = np.linalg.norm(A, ord=2, axis=(-2, -1))
-        # |<x_i, A x_j>| <= |A|_2 on the sphere, so beta |A|_2 bounds every logit.
-        self.shift = np.broadcast_to(self.beta * norms, (batch,)).astype(np.float64)
-        self.row_max = bool(2.0 * self.shift.max(initial=0.0) > _MAX_BOUND_SPREAD)
-        self.chunk = n if batch >= _MIN_TASKS else max(1, -(-n * batch // _MIN_TASKS))
-        n_tasks = batch * -(-n // self.chunk)
-        shape = (batch, self.dp, n)
-        self.ax = np.empty(shape, dtype)
-        self.vx = np.empty(shape, dtype)
-        self.work = np.empty((n_tasks, n), dtype)
-        self.norms = np.empty((batch, n), dtype)
-
-    def pack(self, x):
-        """([B,] n, d) user layout -> (B, dp, n) kernel layout."""
-        x = x.reshape((-1,) + x.shape[-2:])
-        out = np.zeros((x.shape[0], self.dp, x.shape[1]), x.dtype)
-        out[:, : x.shape[2], :] = np.swapaxes(x, 1, 2)
-        return out
-
-    def unpack(self, x, d, batched):
-        """(B, dp, n) kernel layout -> ([B,] n, d) user layout (a copy)."""
-        out = np.ascontiguousarray(np.swapaxes(x[:, :d, :], 1, 2))
-        return out if batched else out[0]
-
-    def velocity(self, x, project, out):
-        _kernels.velocity(
-            x, self.A, self.V, self.beta, self.shift, self.usa, self.row_max, project,
-            self.chunk, self.ax, self.vx, self.work, out,
-        )
-
-    def kernel_args(self):
-        return (self.A, self.V, self.beta, self.shift, self.usa, self.row_max)
-
-
-def _pad(M, dp):
-    out = np.zeros(M.shape[:-2] + (dp, dp))
-    out[..., : M.shape[-2], : M.shape[-1]] = M
-    return out.reshape((-1, dp, dp))
-
 
 class Euler:
     """The authors' scheme: x_i <- (x_i + h v_i) / |x_i + h v_i|, v unprojected. Order 1."""
@@ -73,10 +10,11 @@ class Euler:
 
     def advance(self, x, h, n_steps):
         """n_steps steps of size h in place; returns the number completed with finite states."""
-        f = self.field
-        return _kernels.euler_steps(
-            x, *f.kernel_args(), h, n_steps, f.chunk, f.ax, f.vx, f.work, self.v, f.norms
-        )
+        for step in range(n_steps):
+            self.field.velocity(x, False, self.v)
+            if not self.field.retract(x, self.v, h, x):
+                return step
+        return n_steps
 
 
 class RK4:
@@ -88,14 +26,22 @@ class RK4:
         self.y = np.empty_like(x)
 
     def advance(self, x, h, n_steps):
-        f = self.field
-        return _kernels.rk4_steps(
-            x, *f.kernel_args(), h, n_steps, f.chunk, f.ax, f.vx, f.work, self.ks, self.y, f.norms
-        )
+        f, k, y = self.field, self.ks, self.y
+        for step in range(n_steps):
+            f.velocity(x, True, k[0])
+            f.axpy(x, 0.5 * h, k[0], y)
+            f.velocity(y, True, k[1])
+            f.axpy(x, 0.5 * h, k[1], y)
+            f.velocity(y, True, k[2])
+            f.axpy(x, h, k[2], y)
+            f.velocity(y, True, k[3])
+            f.rk4_combine(k[0], k[1], k[2], k[3], k[4])
+            if not f.retract(x, k[4], h, x):
+                return step
+        return n_steps
 
 
 # Dormand & Prince (1980) RK5(4) tableau; _E are the differences of the two weight rows.
-_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
 _A = [
     [],
     [1 / 5],
@@ -141,8 +87,7 @@ class Dopri5:
                 return False, t
             if worst <= 1.0:
                 t = t_end if last else t + h
-                norm = np.sqrt(np.sum(y * y, axis=1, keepdims=True))
-                x[...] = y / norm
+                f.retract(y, y, 0.0, x)
                 f.velocity(x, True, ks[0])
                 self.n_accepted += 1
             else:

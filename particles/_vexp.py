@@ -5,10 +5,12 @@ kernel loop is a scalar libm call (about 4 ns here). ``vexp`` uses only arithmet
 and bit casts, so LLVM vectorises the loops that call it (about 0.8 ns per value with
 AVX-512, the speed of NumPy's own SIMD exp).
 
-Method: x = k ln2 + r with |r| <= ln2/2; exp(r) by its Taylor polynomial of degree 13
-(truncation error below 4e-18 relative); 2^k assembled in the exponent bits. Accuracy is
-within 2.3e-16 relative of ``np.exp`` on [-708, 709.78]. Below -708 the result is flushed to
-0 (the true value is below 3.3e-308, a subnormal); above 709.78 it is +inf; NaN stays NaN.
+Method: x = k ln2 + r with |r| <= ln2/2; exp(r) by its Taylor polynomial of degree 12
+(truncation error below 1.8e-16 relative); k added to the exponent bits. Accuracy: within
+4e-16 relative of ``np.exp`` on [-708, 709.78]. Below -708 the result is exp(-708) (an
+absolute error under 3.4e-308, where the true value is subnormal); above 709.78 it is +inf.
+Inputs are assumed finite (NaN gives an arbitrary finite value): the solvers detect
+non-finite states themselves.
 """
 import math
 
@@ -56,8 +58,7 @@ def vexp(x):
     t = xc * _LOG2E + _SHIFTER
     k = t - _SHIFTER
     r = xc - k * _LN2_HI - k * _LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
+    p = 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
     p = p * r + 1.0 / 3628800.0
     p = p * r + 1.0 / 362880.0
@@ -70,13 +71,10 @@ def vexp(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    # Build 2^(k-1) and double afterwards, so that k = 1024 (x near the top) stays finite.
-    ki = _float_to_bits(t) - _float_to_bits(_SHIFTER)
-    y = (p * _bits_to_float((ki + 1022) << 52)) * 2.0
+    # Multiply by 2^k by adding k to the exponent bits: p is in [0.7, 1.42] and the clamp
+    # keeps k in [-1021, 1024], so the result stays a normal number.
+    k_bits = (_float_to_bits(t) - _float_to_bits(_SHIFTER)) << 52
+    y = _bits_to_float(_float_to_bits(p) + k_bits)
     if x > _HIGHEST:
         y = math.inf
-    if x < _LOWEST:
-        y = 0.0
-    if x != x:
-        y = x
     return y
