@@ -1,15 +1,9 @@
 """Shared fixtures for the hessian tests: a tiny attention problem in float64, seeded."""
 
-import numpy as np
 import pytest
 import torch
 
 from hessian import MSELoss, SelfAttention
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 @pytest.fixture
