@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..block_matrix import BlockMatrix
 from ._quantities import check_weights
-from .attention import NAMES, _assemble, _complete
+from .attention import _assemble, _complete
 
 
 def linear_attention_outer_product_blocks(X: Tensor, W_Q: Tensor, W_K: Tensor, W_V: Tensor, *, beta: float | None = None) -> BlockMatrix:
