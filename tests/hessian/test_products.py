@@ -77,3 +77,20 @@ def test_bad_vectors(problem):
         product(torch.zeros(20, dtype=torch.float64))
     with pytest.raises(TypeError, match="V must be a torch.Tensor"):
         product([0.0] * 21)
+
+
+def test_transformer_readout_gives_the_same_hvp():
+    """The benchmark's fast path: logits of the scored rows only, same Hessian-vector product."""
+    import dataclasses
+
+    from hessian import CrossEntropyLoss, Transformer
+
+    model = Transformer(d_model=8, d_head=8, d_mlp=16, n_layers=2)
+    params = model.init(seed=0)
+    tokens = torch.randint(0, 12, (4, 18), generator=torch.Generator().manual_seed(0))
+    blocks = ["blocks.0.attn.W_Q", "blocks.1.attn.W_Q"]
+    full = make_hvp(model, CrossEntropyLoss(positions=(11, 17), target_shift=1), params, tokens, tokens, blocks)
+    short = make_hvp(dataclasses.replace(model, readout=(11, 17)), CrossEntropyLoss(), params, tokens, tokens[:, 12:], blocks)
+    V = torch.randn(3, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = full(V)
+    torch.testing.assert_close(short(V), want, atol=1e-12 * want.abs().max().item(), rtol=0)
