@@ -121,6 +121,12 @@ def test_estimators_on_hessian_operator(tiny_attention):
     assert trace(op, method="exact").value == pytest.approx(np.trace(H), abs=1e-12)
     assert frobenius_norm(op).value == pytest.approx(np.linalg.norm(H), rel=1e-12)
     np.testing.assert_allclose(diagonal(op).value, np.diag(H), atol=1e-14)
+    # 10 Lanczos steps integrate x^2 exactly (degree <= 19), so only probe noise remains
+    sd = spectral_density(op, num_probes=30, num_steps=10, seed=0)
+    est = sd.expectation(lambda x: x**2)
+    assert abs(est.value - np.sum(w**2)) < 4 * est.stderr
+    est = hutchpp_trace(op, 15, seed=0)
+    assert abs(est.value - np.trace(H)) < 4 * est.stderr + 1e-10
 
 
 def test_slq_quadrature_and_density():
