@@ -110,9 +110,27 @@ def gauss_newton(
     max_params: int = MAX_PARAMS,
     chunk_size: int = 256,
 ) -> BlockMatrix:
-    """Exact outer-product Hessian ``H_o = J^T (d^2 loss / dF^2) J``, ``J = d vec F / dw``.
+    """Exact outer-product (Gauss-Newton) Hessian ``H_o = J^T (d^2 loss / dF^2) J``, ``J = d vec F / dw``.
 
-    Arguments, return value and errors as in ``dense_hessian``.
+    Column i is ``J^T Lambda (J e_i)``: a forward-mode Jacobian product, the autograd Hessian of the loss in
+    the output, and a vector-Jacobian product; no finite differences, J is never materialised.
+
+    Args:
+        model: functional model ``f(params, X)``.
+        loss: ``loss(output, Y) -> scalar``.
+        params: dict name -> tensor; blocks not chosen are held fixed.
+        X: model input; Y: loss target.
+        blocks: parameter names; None = all floating parameters.
+        dtype: float64 (default) or float32.
+        max_params: refuse P above this, before allocating.
+        chunk_size: unit vectors per vmap call.
+
+    Returns:
+        ``BlockMatrix`` (P, P), PSD for convex losses (MSE, cross-entropy).
+
+    Raises:
+        ValueError: unknown or repeated block names, non-finite inputs, non-scalar loss, P > max_params.
+        TypeError: wrong argument types.
     """
     problem = make_problem(model, loss, params, X, Y, blocks, dtype)
     return _dense(problem, ggnvp_closure, max_params, chunk_size)
