@@ -2,6 +2,15 @@
 from ._params import SimulationParams as SimulationParams
 from ._simulate import simulate as simulate
 from ._trajectory import Trajectory as Trajectory
+from .observables import cluster_labels as cluster_labels
+from .observables import clustering_density as clustering_density
+from .observables import count_clusters as count_clusters
+from .observables import energy as energy
+from .observables import normalized_energy as normalized_energy
+from .observables import span_dimension as span_dimension
+from .observables import token_covariance as token_covariance
+from .phase_diagram import PhaseDiagram as PhaseDiagram
+from .phase_diagram import phase_diagram as phase_diagram
 from .sphere import inner_products as inner_products
 from .sphere import sample_sphere as sample_sphere
 
@@ -15,4 +24,15 @@ __all__ = [
     # configurations
     "sample_sphere",
     "inner_products",
+    # observables
+    "clustering_density",
+    "count_clusters",
+    "cluster_labels",
+    "energy",
+    "normalized_energy",
+    "span_dimension",
+    "token_covariance",
+    # sweeps
+    "phase_diagram",
+    "PhaseDiagram",
 ]

@@ -84,6 +84,10 @@ class FusedField(_Field):
         self.work = np.empty((batch * -(-n // self.chunk), n), dtype)
         self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
 
+    def coordinate_major(self, x):
+        """The state as (B, dp, n), the layout of the observable kernels."""
+        return x
+
     def velocity(self, x, project, out):
         """The field at x (B, dp, n) into out; its tangent part if ``project``."""
         _kernels.prepare(x, self.BA, self.V, self.ax, self.vx)
@@ -120,6 +124,9 @@ class DenseField(_Field):
 
     def unpack(self, x, d, batched):
         return x.copy() if batched else x[0].copy()
+
+    def coordinate_major(self, x):
+        return np.swapaxes(x, 1, 2)
 
     def velocity(self, x, project, out):
         xt, ot = torch.from_numpy(x), torch.from_numpy(out)

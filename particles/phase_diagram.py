@@ -1,0 +1,255 @@
+"""The (t, beta) phase diagram of clustering (Geshkovski et al., 2023, section 2 of the
+theory note): many systems per beta, the authors' Euler scheme, clustering statistics at
+checkpoints in time."""
+import dataclasses
+import math
+from typing import Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import _observable_kernels, ensembles
+from ._checks import check_choice, check_int, check_real
+from ._fields import make_field
+from ._params import DYNAMICS
+from ._steppers import Euler
+
+__all__ = ["PhaseDiagramConfig", "PhaseDiagram", "phase_diagram", "beta_statistics"]
+
+DRAWS = ("system", "beta", "run")
+# Stream of the draws shared by all betas (draw="run"); beta k uses stream k.
+_RUN_STREAM = 2**32 - 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhaseDiagramConfig:
+    """Everything that defines a phase-diagram sweep (defaults: the authors' SA defaults).
+
+    Attributes:
+        betas: inverse temperatures, >= 0.
+        n, d, batch: tokens, dimension, systems per beta.
+        t_max, dt: final time and Euler step.
+        checkpoints: number of checkpoint times, linspace(0, t_max, checkpoints); each is
+            recorded at the first step that reaches it, as in the authors' code.
+        dynamics: "SA" or "USA".
+        interaction, value: the ensembles of ``particles.ensembles.draw`` for B = Q^T K and V.
+        draw: one draw of (B, V) per "system", per "beta" (shared by its systems) or per
+            "run" (shared by all betas).
+        regen_period: re-draw (B, V) every this much time (mimics distinct layers), or None.
+        usa_step_correction: the authors' USA step dt / max(sqrt(beta) e^{beta - 1/2}, 1).
+        seed: the seed of the whole sweep; beta k uses numpy Generator([seed, k]) so that
+            any subset of betas, in any order or on any worker, gives the same numbers.
+        density_threshold: pairs with <x_i, x_j> above it count as close (authors: 0.999).
+        cluster_tol: single-linkage tolerance of the cluster count (authors: 1e-4).
+    """
+
+    betas: tuple
+    n: int = 32
+    d: int = 2
+    batch: int = 2048
+    t_max: float = 30.0
+    dt: float = 0.1
+    checkpoints: int = 200
+    dynamics: str = "SA"
+    interaction: str = "identity"
+    value: str = "identity"
+    draw: str = "system"
+    regen_period: Optional[float] = None
+    usa_step_correction: bool = False
+    seed: int = 0
+    density_threshold: float = 0.999
+    cluster_tol: float = 1e-4
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        betas = np.atleast_1d(np.asarray(self.betas, dtype=np.float64))
+        if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or betas.min() < 0:
+            raise ValueError(f"betas must be a non-empty 1-D list of finite values >= 0, got {self.betas!r}")
+        set_("betas", tuple(float(b) for b in betas))
+        set_("n", check_int("n", self.n, low=2))
+        set_("d", check_int("d", self.d, low=2))
+        set_("batch", check_int("batch", self.batch, low=1))
+        set_("t_max", check_real("t_max", self.t_max, low=0.0, low_inclusive=False))
+        set_("dt", check_real("dt", self.dt, low=0.0, low_inclusive=False))
+        set_("checkpoints", check_int("checkpoints", self.checkpoints, low=2))
+        check_choice("dynamics", self.dynamics, DYNAMICS)
+        check_choice("interaction", self.interaction, ensembles.INTERACTIONS)
+        check_choice("value", self.value, ensembles.VALUES)
+        check_choice("draw", self.draw, DRAWS)
+        if self.regen_period is not None:
+            set_("regen_period", check_real("regen_period", self.regen_period, low=0.0,
+                                            low_inclusive=False))
+        set_("seed", check_int("seed", self.seed, low=0))
+        set_("density_threshold", check_real("density_threshold", self.density_threshold))
+        set_("cluster_tol", check_real("cluster_tol", self.cluster_tol, low=0.0, low_inclusive=False))
+
+    def step_size(self, beta):
+        if self.usa_step_correction and self.dynamics == "USA":
+            return self.dt / max(math.sqrt(beta) * math.exp(beta - 0.5), 1.0)
+        return self.dt
+
+    def checkpoint_times(self):
+        return np.linspace(0.0, self.t_max, self.checkpoints)
+
+    def as_dict(self):
+        """Flat dict of scalars, strings and arrays (for HDF5 attributes)."""
+        out = dataclasses.asdict(self)
+        out["betas"] = np.asarray(self.betas)
+        out["regen_period"] = -1.0 if self.regen_period is None else self.regen_period
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseDiagram:
+    """Result of a sweep.
+
+    Attributes:
+        config: the ``PhaseDiagramConfig``.
+        betas: (K,) inverse temperatures.
+        ts: (C,) checkpoint times.
+        density: (K, C) fraction of close ordered pairs, pooled over systems.
+        clusters: (K, C) median number of clusters over systems.
+        final_density: (K, batch) density of each system at the last checkpoint.
+    """
+
+    config: PhaseDiagramConfig
+    betas: np.ndarray
+    ts: np.ndarray
+    density: np.ndarray
+    clusters: np.ndarray
+    final_density: np.ndarray
+
+
+def beta_statistics(config, k):
+    """Simulate the systems of beta number k and return their statistics at the checkpoints.
+
+    Returns:
+        dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
+    """
+    beta = config.betas[k]
+    rng = np.random.default_rng([config.seed, k])
+    run_rng = np.random.default_rng([config.seed, _RUN_STREAM])
+    x0 = rng.standard_normal((config.batch, config.n, config.d))
+    x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
+    h = config.step_size(beta)
+    checkpoint_steps = np.ceil(config.checkpoint_times() / h - 1e-9).astype(np.int64)
+    if config.regen_period is None:
+        regen_steps = np.array([0])
+    else:
+        regen_steps = np.arange(0, checkpoint_steps[-1] + 1, max(1, round(config.regen_period / h)))
+
+    def new_field():
+        draw_rng = run_rng if config.draw == "run" else rng
+        size = config.batch if config.draw == "system" else None
+        A, V = ensembles.draw(config.interaction, config.value, config.d, draw_rng, size=size)
+        return make_field(A=A, V=V, beta=beta, usa=config.dynamics == "USA",
+                          batch=config.batch, n=config.n, dtype=np.float64)
+
+    field = new_field()
+    x = field.pack(x0)
+    pairs = config.n * (config.n - 1)
+    density = np.empty(config.checkpoints)
+    clusters = np.empty(config.checkpoints)
+    close = np.empty(config.batch, np.int64)
+    counts = np.empty(config.batch, np.int64)
+    labels = np.empty((config.batch, config.n), np.int64)
+    rows = np.empty((config.batch, config.n))
+    stacks = np.empty((config.batch, config.n), np.int64)
+    step = 0
+    for c, target in enumerate(checkpoint_steps):
+        while step < target:
+            upcoming = regen_steps[regen_steps > step]
+            stop = min(target, upcoming[0]) if upcoming.size else target
+            if Euler(field, x).advance(x, h, stop - step) < stop - step:
+                raise RuntimeError(f"the state became non-finite before step {stop} "
+                                   f"(t = {stop * h:g}) with beta = {beta:g}, {config.dynamics}")
+            step = stop
+            if step in regen_steps and step < target:
+                field = new_field()
+        _observable_kernels.pair_statistics(field.coordinate_major(x), config.density_threshold,
+                                            1.0 - config.cluster_tol, rows, stacks, close, labels,
+                                            counts)
+        density[c] = close.sum() / (config.batch * pairs)
+        clusters[c] = np.median(counts)
+    return {"density": density, "clusters": clusters, "final_density": close / pairs}
+
+
+def phase_diagram(
+    betas,
+    *,
+    n=32,
+    d=2,
+    batch=2048,
+    t_max=30.0,
+    dt=0.1,
+    checkpoints=200,
+    dynamics="SA",
+    interaction="identity",
+    value="identity",
+    draw="system",
+    regen_period=None,
+    usa_step_correction=False,
+    seed=0,
+    store=None,
+    scheduler=None,
+    progress=False,
+):
+    """The (t, beta) phase diagram of clustering.
+
+    Arguments are the fields of ``PhaseDiagramConfig``, plus:
+        store: HDF5 path; each finished beta is saved there at once, and a rerun with the
+            same configuration skips the betas already stored.
+        scheduler: None (this machine's cores), a Dask ``distributed.Client`` or the address
+            of a Dask scheduler ("tcp://host:port"); one task per beta, identical results.
+        progress: show a progress bar over betas.
+
+    Returns:
+        ``PhaseDiagram``.
+    """
+    config = PhaseDiagramConfig(
+        betas=betas, n=n, d=d, batch=batch, t_max=t_max, dt=dt, checkpoints=checkpoints,
+        dynamics=dynamics, interaction=interaction, value=value, draw=draw,
+        regen_period=regen_period, usa_step_correction=usa_step_correction, seed=seed,
+    )
+    results = {}
+    sink = None
+    if store is not None:
+        from .io import ResultStore
+
+        sink = ResultStore(store, config=config.as_dict())
+        results = {k: sink.load(_key(k)) for k in range(len(config.betas)) if sink.done(_key(k))}
+    todo = [k for k in range(len(config.betas)) if k not in results]
+    bar = tqdm(total=len(config.betas), initial=len(results), disable=not progress,
+               desc="phase diagram", unit="beta")
+    with bar:
+        for k, stats in _compute(config, todo, scheduler):
+            results[k] = stats
+            if sink is not None:
+                sink.save(_key(k), **stats)
+            bar.update(1)
+    stack = lambda name: np.stack([results[k][name] for k in range(len(config.betas))])  # noqa: E731
+    return PhaseDiagram(config=config, betas=np.asarray(config.betas), ts=config.checkpoint_times(),
+                        density=stack("density"), clusters=stack("clusters"),
+                        final_density=stack("final_density"))
+
+
+def _key(k):
+    return f"beta_{k:04d}"
+
+
+def _compute(config, todo, scheduler):
+    """Yield (k, statistics) as betas finish, here or on a Dask cluster."""
+    if scheduler is None:
+        for k in todo:
+            yield k, beta_statistics(config, k)
+        return
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = {client.submit(beta_statistics, config, k, pure=False): k for k in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        if client is not scheduler:
+            client.close()

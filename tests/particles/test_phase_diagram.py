@@ -1,0 +1,78 @@
+"""phase_diagram(): consistency with simulate and the observables, determinism, errors."""
+import numpy as np
+import pytest
+
+from particles import clustering_density, count_clusters, phase_diagram, simulate
+from particles.ensembles import draw
+from particles.phase_diagram import PhaseDiagramConfig, beta_statistics
+
+SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
+
+
+def _start(config, k):
+    # The initial state of beta k, as beta_statistics draws it.
+    rng = np.random.default_rng([config.seed, k])
+    x0 = rng.standard_normal((config.batch, config.n, config.d))
+    return x0 / np.linalg.norm(x0, axis=-1, keepdims=True), rng
+
+
+def test_statistics_match_simulate_and_observables():
+    config = PhaseDiagramConfig(betas=(0.5, 4.0), **SMALL)
+    for k, beta in enumerate(config.betas):
+        stats = beta_statistics(config, k)
+        x0, _ = _start(config, k)
+        # Checkpoints at t = 0, 0.5, ..., 3: steps 0, 5, ..., 30 of the same Euler scheme.
+        traj = simulate(x0, beta=beta, t_max=3.0, dt=0.1, save_every=5)
+        # Pooled counts versus the mean of per-system fractions: equal up to rounding.
+        np.testing.assert_allclose(stats["density"], clustering_density(traj.xs).mean(axis=1),
+                                   rtol=1e-14)
+        np.testing.assert_array_equal(stats["clusters"],
+                                      np.median(count_clusters(traj.xs, tol=1e-4), axis=1))
+        np.testing.assert_array_equal(stats["final_density"], clustering_density(traj.final))
+
+
+def test_per_system_random_matrices_match_simulate():
+    config = PhaseDiagramConfig(betas=(1.0,), interaction="gaussian", value="minus_qk", **SMALL)
+    x0, rng = _start(config, 0)
+    A, V = draw("gaussian", "minus_qk", 2, rng, size=config.batch)
+    # A = Q^T K with Q = A^T, K = I.
+    traj = simulate(x0, beta=1.0, t_max=3.0, dt=0.1, Q=np.swapaxes(A, 1, 2),
+                    K=np.broadcast_to(np.eye(2), A.shape).copy(), V=V)
+    np.testing.assert_array_equal(beta_statistics(config, 0)["final_density"],
+                                  clustering_density(traj.final))
+
+
+def test_sweep_shapes_and_determinism():
+    result = phase_diagram([0.1, 3.0], **SMALL)
+    again = phase_diagram([0.1, 3.0], **SMALL)
+    assert result.density.shape == result.clusters.shape == (2, 7)
+    assert result.final_density.shape == (2, 16)
+    np.testing.assert_array_equal(result.ts, np.linspace(0, 3.0, 7))
+    np.testing.assert_array_equal(result.density, again.density)
+    assert np.all((0 <= result.density) & (result.density <= 1))
+
+
+def test_regeneration_and_usa_step_correction_run():
+    config = PhaseDiagramConfig(betas=(2.0,), dynamics="USA", usa_step_correction=True,
+                                interaction="goe", draw="beta", regen_period=0.5, **SMALL)
+    # h = 0.1 / (sqrt(2) e^{1.5}): many more steps than with dt, the same checkpoints.
+    assert config.step_size(2.0) == pytest.approx(0.1 / (np.sqrt(2) * np.exp(1.5)))
+    stats = beta_statistics(config, 0)
+    assert np.all(np.isfinite(stats["density"]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(betas=[]), "betas"),
+        (dict(betas=[-1.0]), "betas"),
+        (dict(betas=[1.0], n=1), "n must be >= 2"),
+        (dict(betas=[1.0], checkpoints=1), "checkpoints must be >= 2"),
+        (dict(betas=[1.0], interaction="wishart"), "interaction must be one of"),
+        (dict(betas=[1.0], draw="layer"), "draw must be one of"),
+        (dict(betas=[1.0], dynamics="softmax"), "dynamics must be one of"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PhaseDiagramConfig(**kwargs)
