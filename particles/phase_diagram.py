@@ -14,7 +14,7 @@ from ._fields import make_field
 from ._params import DYNAMICS
 from ._steppers import Euler
 
-__all__ = ["PhaseDiagramConfig", "PhaseDiagram", "phase_diagram", "beta_statistics"]
+__all__ = ["PhaseDiagramConfig", "PhaseDiagram", "phase_diagram", "run_phase_diagram", "beta_statistics"]
 
 DRAWS = ("system", "beta", "run")
 # Stream of the draws shared by all betas (draw="run"); beta k uses stream k.
@@ -196,12 +196,8 @@ def phase_diagram(
 ):
     """The (t, beta) phase diagram of clustering.
 
-    Arguments are the fields of ``PhaseDiagramConfig``, plus:
-        store: HDF5 path; each finished beta is saved there at once, and a rerun with the
-            same configuration skips the betas already stored.
-        scheduler: None (this machine's cores), a Dask ``distributed.Client`` or the address
-            of a Dask scheduler ("tcp://host:port"); one task per beta, identical results.
-        progress: show a progress bar over betas.
+    Arguments are the fields of ``PhaseDiagramConfig``; ``store``, ``scheduler`` and
+    ``progress`` are those of ``run_phase_diagram``.
 
     Returns:
         ``PhaseDiagram``.
@@ -211,6 +207,23 @@ def phase_diagram(
         dynamics=dynamics, interaction=interaction, value=value, draw=draw,
         regen_period=regen_period, usa_step_correction=usa_step_correction, seed=seed,
     )
+    return run_phase_diagram(config, store=store, scheduler=scheduler, progress=progress)
+
+
+def run_phase_diagram(config, *, store=None, scheduler=None, progress=False):
+    """Run the sweep defined by a ``PhaseDiagramConfig``.
+
+    Args:
+        config: the sweep.
+        store: HDF5 path; each finished beta is saved there at once, and a rerun with the
+            same configuration skips the betas already stored.
+        scheduler: None (this machine's cores), a Dask ``distributed.Client`` or the address
+            of a Dask scheduler ("tcp://host:port"); one task per beta, identical results.
+        progress: show a progress bar over betas.
+
+    Returns:
+        ``PhaseDiagram``.
+    """
     results = {}
     sink = None
     if store is not None:
@@ -227,6 +240,10 @@ def phase_diagram(
             if sink is not None:
                 sink.save(_key(k), **stats)
             bar.update(1)
+    return _assemble(config, results)
+
+
+def _assemble(config, results):
     stack = lambda name: np.stack([results[k][name] for k in range(len(config.betas))])  # noqa: E731
     return PhaseDiagram(config=config, betas=np.asarray(config.betas), ts=config.checkpoint_times(),
                         density=stack("density"), clusters=stack("clusters"),
