@@ -9,6 +9,7 @@ steppers need: ``velocity``, ``retract``, ``axpy`` and ``rk4_combine``. Two kind
   it with Numba's parallel kernels would make two thread pools fight over the cores, so
   this field uses torch alone, on states in the row layout (B, n, d).
 """
+import numba
 import numpy as np
 import torch
 
@@ -18,6 +19,7 @@ from . import _kernels
 _MAX_BOUND_SPREAD = 600.0
 # Tasks per field evaluation to aim for, so that small batches still use every core.
 _MIN_TASKS = 16
+_MAX_CHUNK_PAIRS = 8192
 # Up to this dimension the fused kernels win (benchmarks/bench_simulate.py).
 MAX_FUSED_D = 8
 
@@ -80,8 +82,11 @@ class FusedField(_Field):
         shape = (batch, self.dp, n)
         self.ax = np.empty(shape, dtype)
         self.vx = np.empty(shape, dtype)
-        self.chunk = n if batch >= _MIN_TASKS else max(1, -(-n * batch // _MIN_TASKS))
-        self.work = np.empty((batch * -(-n // self.chunk), n), dtype)
+        # Rows per task: whole systems when the batch keeps the cores busy, at most
+        # _MAX_CHUNK_PAIRS pairs so the weights buffer stays in cache.
+        rows = n if batch >= _MIN_TASKS else -(-n * batch // _MIN_TASKS)
+        self.chunk = max(1, min(rows, _MAX_CHUNK_PAIRS // n))
+        self.work = np.empty((numba.config.NUMBA_NUM_THREADS, self.chunk, n), dtype)
         self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
 
     def coordinate_major(self, x):
@@ -140,8 +145,10 @@ class DenseField(_Field):
 
     def retract(self, x, v, h, out):
         y = torch.add(torch.from_numpy(x), torch.from_numpy(v), alpha=h, out=torch.from_numpy(out))
-        y.div_(torch.linalg.vector_norm(y, dim=2, keepdim=True))
-        return bool(torch.isfinite(y).all())
+        norms = torch.linalg.vector_norm(y, dim=2, keepdim=True)
+        y.div_(norms)
+        # A non-finite or zero row shows in its norm: no need to scan every entry.
+        return bool(torch.isfinite(norms).all() and (norms > 0).all())
 
     def axpy(self, x, a, v, out):
         torch.add(torch.from_numpy(x), torch.from_numpy(v), alpha=a, out=torch.from_numpy(out))

@@ -41,7 +41,7 @@ def plot_phase_diagram(result, path):
     plt.close(fig)
 
 
-def plot_metastability(path, out):
+def plot_metastability(path, config, out):
     """Staircases and plateau growth from a metastability results file.
 
     Left: median cluster count over systems against log t, one curve per beta. Right: the
@@ -51,6 +51,7 @@ def plot_metastability(path, out):
 
     Args:
         path: HDF5 file written by ``simulations.metastability``.
+        config: its config dict (checked against the stored one).
         out: output PNG path.
     """
     import matplotlib
@@ -61,7 +62,7 @@ def plot_metastability(path, out):
     from .io import ResultStore
     from .metastability import find_plateaus
 
-    store = ResultStore(path)
+    store = ResultStore(path, config=config)
     entries = [store.load(key) for key in sorted(store.keys())]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     betas, durations = [], []

@@ -14,7 +14,14 @@ from ._fields import make_field
 from ._params import DYNAMICS
 from ._steppers import Euler
 
-__all__ = ["PhaseDiagramConfig", "PhaseDiagram", "phase_diagram", "run_phase_diagram", "beta_statistics"]
+__all__ = [
+    "PhaseDiagramConfig",
+    "PhaseDiagram",
+    "phase_diagram",
+    "run_phase_diagram",
+    "load_phase_diagram",
+    "beta_statistics",
+]
 
 DRAWS = ("system", "beta", "run")
 # Stream of the draws shared by all betas (draw="run"); beta k uses stream k.
@@ -248,6 +255,26 @@ def _assemble(config, results):
     return PhaseDiagram(config=config, betas=np.asarray(config.betas), ts=config.checkpoint_times(),
                         density=stack("density"), clusters=stack("clusters"),
                         final_density=stack("final_density"))
+
+
+def load_phase_diagram(path, config):
+    """Read a finished sweep back from its HDF5 store.
+
+    Args:
+        path: the ``store`` of ``run_phase_diagram``.
+        config: its ``PhaseDiagramConfig`` (checked against the one stored).
+
+    Raises:
+        ValueError: the file holds another sweep, or not all betas are finished.
+    """
+    from .io import ResultStore
+
+    store = ResultStore(path, config=config.as_dict())
+    missing = [k for k in range(len(config.betas)) if not store.done(_key(k))]
+    if missing:
+        raise ValueError(f"{path} holds {len(config.betas) - len(missing)} of "
+                         f"{len(config.betas)} betas; rerun the sweep to finish it")
+    return _assemble(config, {k: store.load(_key(k)) for k in range(len(config.betas))})
 
 
 def _key(k):
