@@ -1,0 +1,395 @@
+"""Growth of the W_Q / W_V Hessian blocks with the embedding scale sigma (theory note §2.4, §2.10, §3).
+
+For each repeat r a fresh model is drawn (seed ``model_seed + r``); for each sigma of the grid the token and
+position embeddings are redrawn ~ N(0, sigma^2) (fresh draws, the authors' protocol; ``embedding="rescaled"``
+multiplies one unit draw by sigma instead) and the Frobenius norms of the diagonal blocks of H, H_o and H_f
+are measured for every layer. Results go to HDF5 point by point (``results``); ``fit_slopes`` fits
+log-log slopes against the theory exponents of ``theory_exponent``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from ..losses import CrossEntropyLoss, MSELoss
+from ..models import LinearMLP, Transformer
+from ..products import make_ggnvp, make_hvp
+from .addition import addition_data, answer_positions
+from .block_norms import KINDS, SplitNorms, hutchpp_split_norms, mlp_layer_norms, transformer_last_layer_norms
+
+
+def sigma_grid(name: str, num: int = 20) -> np.ndarray:
+    """The sigma grids of the theory note §3.4 (20 points in the paper).
+
+    Args:
+        name: "log" (10^[-2, 1]), "log_short" (10^[-1, 0]), "linear" ([0.1, 10]), "linear_short" ([0.1, 1]).
+        num: number of points.
+
+    Returns:
+        (num,) increasing sigmas.
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+        raise ValueError(f"num must be an int >= 2, got {num!r}")
+    grids: dict[str, Callable[[], np.ndarray]] = {
+        "log": lambda: 10 ** np.linspace(-2, 1, num),
+        "log_short": lambda: 10 ** np.linspace(-1, 0, num),
+        "linear": lambda: np.linspace(0.1, 10, num),
+        "linear_short": lambda: np.linspace(0.1, 1, num),
+    }
+    if name not in grids:
+        raise ValueError(f"grid must be one of {sorted(grids)}, got {name!r}")
+    return grids[name]()
+
+
+class ModelKind(str, enum.Enum):
+    TRANSFORMER = "transformer"
+    MLP = "mlp"
+
+
+class Method(str, enum.Enum):
+    """How block norms are computed."""
+
+    #: exact Kronecker-sum path where the block allows it (last attention layer, every MLP layer), Hutch++ elsewhere
+    AUTO = "auto"
+    #: Hutch++ everywhere (``sketch`` + ``probes``)
+    HUTCHPP = "hutchpp"
+    #: plain Hutchinson with ``probes`` Gaussian probes (the reference protocol, with our products)
+    HUTCHINSON = "hutchinson"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrowthConfig:
+    """One growth experiment.
+
+    Attributes:
+        model: "transformer" or "mlp" (embedding + linear layers, no activation).
+        n_layers: depth, 1..5 in the paper.
+        d_model: width (d_head = d_model, one head).
+        d_mlp: transformer MLP width.
+        layer_norm: pre-LayerNorm (ln1, ln2, ln_final) or none.
+        attention: "softmax" or "linear" (pattern = masked scores).
+        residual_scaling: r in ``resid_mid = r * resid_pre + attn_out``.
+        loss: "ce" (answer digits, next token) or "mse" (summed, one-hot of the tokens at 11..16).
+        grid: sigma grid name (``sigma_grid``); num_sigmas: its number of points.
+        repeats: fresh model seeds ``model_seed + r``.
+        batch: sequences in the one data batch (seed ``data_seed``).
+        embedding: "fresh" (redraw at every sigma) or "rescaled" (sigma times one draw per repeat).
+        method: "auto", "hutchpp" or "hutchinson" (see ``Method``).
+        probes, sketch: Hutch++ / Hutchinson budget for blocks without the exact path.
+        dtype: "float64" (default) or "float32".
+    """
+
+    model: str = "transformer"
+    n_layers: int = 1
+    d_model: int = 128
+    d_mlp: int = 512
+    layer_norm: bool = False
+    attention: str = "softmax"
+    residual_scaling: float = 1.0
+    loss: str = "ce"
+    grid: str = "log"
+    num_sigmas: int = 20
+    repeats: int = 20
+    batch: int = 64
+    data_seed: int = 1234
+    model_seed: int = 1234
+    embedding: str = "fresh"
+    method: str = "auto"
+    probes: int = 32
+    sketch: int = 16
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("n_layers", 1), ("d_model", 1), ("d_mlp", 1), ("num_sigmas", 2), ("repeats", 1), ("batch", 1), ("probes", 2), ("sketch", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        choices = {
+            "model": [m.value for m in ModelKind],
+            "attention": ["softmax", "linear"],
+            "loss": ["ce", "mse"],
+            "grid": ["log", "log_short", "linear", "linear_short"],
+            "embedding": ["fresh", "rescaled"],
+            "method": [m.value for m in Method],
+            "dtype": ["float64", "float32"],
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.layer_norm, bool):
+            raise TypeError(f"layer_norm must be a bool, got {type(self.layer_norm).__name__}")
+        if not (isinstance(self.residual_scaling, (int, float)) and math.isfinite(self.residual_scaling)):
+            raise ValueError(f"residual_scaling must be a finite float, got {self.residual_scaling!r}")
+        for name in ("data_seed", "model_seed"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        """(num_sigmas,) grid."""
+        return sigma_grid(self.grid, self.num_sigmas)
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        """Measured blocks per layer: ("Q", "V") for the transformer, ("W",) for the MLP."""
+        return ("Q", "V") if self.model == ModelKind.TRANSFORMER else ("W",)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def name(self) -> str:
+        """File stem naming the setting (the fields the authors put in their file names, plus sizes)."""
+        if self.model == ModelKind.MLP:
+            head = f"mlp_layers={self.n_layers}_loss={self.loss}"
+        else:
+            head = (
+                f"norm={'pre' if self.layer_norm else 'none'}_layers={self.n_layers}_attention={self.attention}"
+                f"_residual={self.residual_scaling:g}_loss={self.loss}"
+            )
+        return f"{head}_scale={self.grid}_d={self.d_model}_repeats={self.repeats}_batch={self.batch}_{self.embedding}_{self.method}"
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Model, data and loss of a config (everything but the weights)."""
+
+    model: Transformer | LinearMLP
+    tokens: Tensor
+    target: Tensor
+    loss: Callable[[Tensor, Tensor], Tensor]
+
+
+def build(config: GrowthConfig) -> Setup:
+    """Model with read-out of the scored positions, the data batch and the loss on the read-out logits."""
+    tokens = addition_data(config.batch, seed=config.data_seed)[0]
+    n_digits = 5
+    a0, a1 = answer_positions(n_digits)
+    # CE: logits at 11..16 against the next tokens 12..17; MSE: against the one-hot of the tokens at 11..16
+    rows = (a0 - 1, a1 - 1)
+    if config.loss == "ce":
+        loss, target = CrossEntropyLoss(), tokens[:, a0:a1]
+    else:
+        loss, target = MSELoss(reduction="sum"), tokens[:, rows[0] : rows[1]]
+    if config.model == ModelKind.MLP:
+        # per-token network: only the scored positions matter
+        model = LinearMLP(n_layers=config.n_layers, d_model=config.d_model)
+        return Setup(model, tokens[:, rows[0] : rows[1]], target, loss)
+    model = Transformer(
+        n_layers=config.n_layers,
+        d_model=config.d_model,
+        d_head=config.d_model,
+        d_mlp=config.d_mlp,
+        layer_norm=config.layer_norm,
+        attention=config.attention,
+        residual_scaling=float(config.residual_scaling),
+        readout=rows,
+    )
+    return Setup(model, tokens, target, loss)
+
+
+def _embedding_generator(config: GrowthConfig, repeat: int, index: int) -> torch.Generator:
+    # an independent stream per (repeat, sigma) so that any point can be recomputed alone (resume)
+    key = [config.model_seed, repeat] if config.embedding == "rescaled" else [config.model_seed, repeat, index]
+    seed = int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def point_params(config: GrowthConfig, setup: Setup, repeat: int, index: int) -> dict[str, Tensor]:
+    """Parameters at grid point ``index`` of repeat ``repeat``: model weights + embeddings of std sigma."""
+    dtype = config.torch_dtype
+    params = setup.model.init(seed=config.model_seed + repeat, dtype=dtype)
+    sigma = float(config.sigmas[index])
+    gen = _embedding_generator(config, repeat, index)
+    names = ("embed.W_E",) if config.model == ModelKind.MLP else ("embed.W_E", "pos_embed.W_pos")
+    for name in names:
+        params[name] = sigma * torch.randn(params[name].shape, generator=gen, dtype=dtype)
+    return params
+
+
+def _param_name(config: GrowthConfig, layer: int, block: str) -> str:
+    return f"layers.{layer}.W" if block == "W" else f"blocks.{layer}.attn.W_{block}"
+
+
+def measure_point(config: GrowthConfig, setup: Setup, params: dict[str, Tensor], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Norms of every measured block at one parameter point.
+
+    Returns:
+        (norms (n_layers, n_blocks, 3), stderr (same), curvature products used); the last axis is (H, H_o, H_f).
+    """
+    L, B = config.n_layers, len(config.blocks)
+    norms, stderr = np.full((L, B, 3), np.nan), np.full((L, B, 3), np.nan)
+    used = 0
+    loss_fn = lambda out: setup.loss(out, setup.target)  # noqa: E731
+    exact: dict[tuple[int, int], SplitNorms] = {}
+    if config.method == Method.AUTO:
+        if config.model == ModelKind.MLP:
+            for l, res in enumerate(mlp_layer_norms(setup.model, params, setup.tokens, loss_fn)):
+                exact[(l, 0)] = res
+        else:
+            res = transformer_last_layer_norms(setup.model, params, setup.tokens, loss_fn)
+            for b, block in enumerate(config.blocks):
+                exact[(L - 1, b)] = res[block]
+    for l in range(L):
+        for b, block in enumerate(config.blocks):
+            if (l, b) in exact:
+                res = exact[(l, b)]
+            else:
+                name = [_param_name(config, l, block)]
+                kw = dict(dtype=config.torch_dtype, chunk_size=None)
+                hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
+                ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
+                sketch = 0 if config.method == Method.HUTCHINSON else config.sketch
+                res = hutchpp_split_norms(hvp, ggnvp, hvp.dim, sketch=sketch, probes=config.probes, seed=seed + 7919 * l + b, dtype=config.torch_dtype)
+            norms[l, b], stderr[l, b] = res.value, res.stderr
+            used += res.num_products
+    return norms, stderr, used
+
+
+def run_growth(config: GrowthConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Run (or resume) a growth experiment, writing every (sigma, repeat) point to HDF5 as it finishes.
+
+    Args:
+        config: the experiment.
+        path: HDF5 file; an existing file must hold the same config, its finished points are skipped.
+        progress: show a tqdm bar.
+
+    Returns:
+        The path of the HDF5 file.
+    """
+    from tqdm.auto import tqdm
+
+    from .results import GrowthWriter
+
+    setup = build(config)
+    writer = GrowthWriter(path, config)
+    todo = [(r, k) for r in range(config.repeats) for k in range(config.num_sigmas) if not writer.has(k, r)]
+    for r, k in tqdm(todo, desc=config.name()[:40], disable=not progress):
+        params = point_params(config, setup, r, k)
+        t0 = time.perf_counter()
+        norms, stderr, used = measure_point(config, setup, params, seed=1000 * r + k)
+        writer.write(k, r, norms, stderr, seconds=time.perf_counter() - t0, num_products=used)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# theory exponents and slope fits
+
+
+def theory_exponent(config: GrowthConfig, layer: int, block: str, kind: str) -> float | None:
+    """Small-sigma exponent p of ``||block||_F ~ sigma^p`` from the theory note (§2.4, §2.10, §2.11).
+
+    None where the theory gives no power law (pre-LN) or the block is identically zero.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    last = layer == config.n_layers - 1
+    if config.model == ModelKind.MLP:
+        return None if kind == "H_f" else 2.0
+    if config.layer_norm:
+        return None
+    if config.attention == "linear":
+        if config.residual_scaling != 0:
+            return None
+        if kind == "H_f" and config.n_layers == 1:
+            return None  # block-hollow: the diagonal H_f blocks vanish
+        return 2.0 * 3**config.n_layers
+    if block == "Q":
+        return {"H": 5.0, "H_o": 6.0, "H_f": 5.0}[kind]
+    if kind == "H_f":
+        return None if last else 3.0
+    return 2.0
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """Least-squares slope of log(norm) on log(sigma).
+
+    Attributes:
+        slope: fitted exponent; ci: half-width of its 95% confidence interval (t distribution, n - 2 dof);
+        num_points: sigmas used.
+    """
+
+    slope: float
+    ci: float
+    num_points: int
+
+
+def fit_slope(sigmas: np.ndarray, values: np.ndarray, *, sigma_max: float | None = None) -> SlopeFit:
+    """Fit ``log values = p log sigma + c`` over positive finite values with sigma <= sigma_max.
+
+    Args:
+        sigmas: (S,) grid.
+        values: (S,) e.g. the mean over repeats.
+        sigma_max: upper end of the fit range (None: whole grid).
+
+    Returns:
+        SlopeFit (nan when fewer than 3 usable points).
+    """
+    sigmas, values = np.asarray(sigmas, float), np.asarray(values, float)
+    if sigmas.shape != values.shape or sigmas.ndim != 1:
+        raise ValueError(f"sigmas and values must be 1-D of the same length, got {sigmas.shape} and {values.shape}")
+    keep = np.isfinite(values) & (values > 0) & (sigmas > 0)
+    if sigma_max is not None:
+        keep &= sigmas <= sigma_max * (1 + 1e-12)
+    n = int(keep.sum())
+    if n < 3:
+        return SlopeFit(float("nan"), float("nan"), n)
+    res = stats.linregress(np.log(sigmas[keep]), np.log(values[keep]))
+    return SlopeFit(float(res.slope), float(stats.t.ppf(0.975, n - 2) * res.stderr), n)
+
+
+def slope_table(results, *, sigma_max: float = 1.0) -> list[dict]:
+    """Fitted slopes (sigma <= sigma_max and whole grid) of the repeat means, next to the theory exponents.
+
+    Args:
+        results: ``GrowthResults`` (from ``results.load_growth``).
+        sigma_max: upper end of the small-sigma fit (softmax saturates above 1).
+
+    Returns:
+        One dict per (layer, block, kind): layer, block, kind, theory, slope, ci, slope_all, ci_all, agrees.
+    """
+    config = results.config
+    mean = results.mean()
+    rows = []
+    for l in range(config.n_layers):
+        for b, block in enumerate(config.blocks):
+            for q, kind in enumerate(KINDS):
+                small = fit_slope(results.sigmas, mean[:, l, b, q], sigma_max=sigma_max)
+                whole = fit_slope(results.sigmas, mean[:, l, b, q])
+                p = theory_exponent(config, l, block, kind)
+                agrees = None if p is None or not np.isfinite(small.slope) else bool(abs(small.slope - p) <= small.ci)
+                rows.append(
+                    dict(layer=l, block=block, kind=kind, theory=p, slope=small.slope, ci=small.ci, n=small.num_points,
+                         slope_all=whole.slope, ci_all=whole.ci, agrees=agrees)
+                )
+    return rows
+
+
+def format_slope_table(rows: list[dict], sigma_max: float = 1.0) -> str:
+    """Plain-text table of ``slope_table`` rows."""
+    head = f"{'layer':>5} {'block':>5} {'kind':>4} {'theory':>6} | {'slope (sigma<=' + format(sigma_max, 'g') + ')':>16} {'95% CI':>8} {'n':>3} | {'slope (all)':>11} {'95% CI':>8} | agrees"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        p = "-" if r["theory"] is None else f"{r['theory']:g}"
+        ok = "-" if r["agrees"] is None else ("yes" if r["agrees"] else "NO")
+        lines.append(
+            f"{r['layer']:>5} {r['block']:>5} {r['kind']:>4} {p:>6} | {r['slope']:>16.3f} {r['ci']:>8.3f} {r['n']:>3} | {r['slope_all']:>11.3f} {r['ci_all']:>8.3f} | {ok}"
+        )
+    return "\n".join(lines)
+
+
+def replace(config: GrowthConfig, **changes) -> GrowthConfig:
+    """``dataclasses.replace`` re-exported for sweeps."""
+    return dataclasses.replace(config, **changes)
