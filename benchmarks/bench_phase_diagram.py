@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from particles.phase_diagram import PhaseDiagramConfig, beta_statistics, run_phase_diagram
+from particles import PhaseDiagramConfig, beta_statistics, run_phase_diagram
 
 
 def main():

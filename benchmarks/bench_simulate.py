@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import particles
-from particles.phase_diagram import PhaseDiagramConfig, beta_statistics
+from particles import PhaseDiagramConfig, beta_statistics
 
 # The authors' phase-diagram code on this machine's CPU, whole run (Euler steps plus their
 # statistics at 200 checkpoints), as measured for the particle-solver issue. It needs CUDA

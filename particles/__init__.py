@@ -2,6 +2,7 @@
 from ._params import SimulationParams as SimulationParams
 from ._simulate import simulate as simulate
 from ._trajectory import Trajectory as Trajectory
+from .io import load as load
 from .observables import cluster_labels as cluster_labels
 from .observables import clustering_density as clustering_density
 from .observables import count_clusters as count_clusters
@@ -9,8 +10,12 @@ from .observables import energy as energy
 from .observables import normalized_energy as normalized_energy
 from .observables import span_dimension as span_dimension
 from .observables import token_covariance as token_covariance
-from .phase_diagram import PhaseDiagram as PhaseDiagram
-from .phase_diagram import phase_diagram as phase_diagram
+from ._phase_diagram import PhaseDiagram as PhaseDiagram
+from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig
+from ._phase_diagram import beta_statistics as beta_statistics
+from ._phase_diagram import load_phase_diagram as load_phase_diagram
+from ._phase_diagram import phase_diagram as phase_diagram
+from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from .sphere import inner_products as inner_products
 from .sphere import sample_sphere as sample_sphere
 
@@ -21,6 +26,8 @@ __all__ = [
     "simulate",
     "Trajectory",
     "SimulationParams",
+    # storage (HDF5, see particles.io)
+    "load",
     # configurations
     "sample_sphere",
     "inner_products",
@@ -34,5 +41,9 @@ __all__ = [
     "token_covariance",
     # sweeps
     "phase_diagram",
+    "run_phase_diagram",
+    "load_phase_diagram",
+    "beta_statistics",
+    "PhaseDiagramConfig",
     "PhaseDiagram",
 ]

@@ -34,12 +34,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def make_config(args):
+    """The run's parameters, stored with the results (a rerun must match them)."""
+    return dict(betas=np.asarray(args.betas, dtype=float), n=args.n, d=args.d, batch=args.batch,
+                t_max=args.t_max, dt=args.dt, tol=args.tol, dynamics=args.dynamics,
+                seed=args.seed, points_per_decade=args.points_per_decade)
+
+
 def main(argv=None):
     args = parse_args(argv)
     ts = log_time_grid(args.dt, args.t_max, args.points_per_decade)
-    config = dict(betas=np.asarray(args.betas), n=args.n, d=args.d, batch=args.batch,
-                  t_max=args.t_max, dt=args.dt, tol=args.tol, dynamics=args.dynamics,
-                  seed=args.seed, points_per_decade=args.points_per_decade)
+    config = make_config(args)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"metastability_{args.dynamics}_d{args.d}_n{args.n}.h5"
     store = ResultStore(path, config=config)

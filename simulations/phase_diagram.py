@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from particles import ensembles
+from particles import PhaseDiagramConfig, ensembles, load_phase_diagram, run_phase_diagram
 from particles.figures import plot_phase_diagram
-from particles.phase_diagram import DRAWS, PhaseDiagramConfig, load_phase_diagram, run_phase_diagram
 
 
 def parse_args(argv=None):
@@ -36,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
     p.add_argument("--interaction", choices=ensembles.INTERACTIONS, default="identity", help="B = Q^T K")
     p.add_argument("--value", choices=ensembles.VALUES, default="identity", help="V")
-    p.add_argument("--draw", choices=DRAWS, default="system", help="one draw of (B, V) per ...")
+    p.add_argument("--draw", choices=PhaseDiagramConfig.DRAWS, default="system", help="one draw of (B, V) per ...")
     p.add_argument("--regen-period", type=float, default=None, help="re-draw (B, V) every this much time")
     p.add_argument("--usa-step-correction", action="store_true",
                    help="the authors' USA step dt / max(sqrt(beta) e^(beta - 1/2), 1)")

@@ -4,7 +4,7 @@ import pytest
 
 from particles import clustering_density, count_clusters, phase_diagram, simulate
 from particles.ensembles import draw
-from particles.phase_diagram import PhaseDiagramConfig, beta_statistics
+from particles import PhaseDiagramConfig, beta_statistics
 
 SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
 

@@ -67,6 +67,8 @@ class PhaseDiagramConfig:
     density_threshold: float = 0.999
     cluster_tol: float = 1e-4
 
+    DRAWS = DRAWS
+
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         betas = np.atleast_1d(np.asarray(self.betas, dtype=np.float64))
