@@ -32,6 +32,7 @@ def simulate(
     atol=1e-9,
     resume=False,
     overwrite=False,
+    store_dtype=None,
 ):
     r"""Simulate self-attention dynamics on the sphere (Geshkovski et al., 2023).
 
@@ -63,6 +64,8 @@ def simulate(
         progress: show a progress bar.
         rtol, atol: tolerances of "dopri5".
         resume, overwrite: for ``store``: continue an interrupted run / replace a file.
+        store_dtype: for ``store``: None (the run's dtype) or "float32" to halve the file
+            of a float64 run (resuming stays exact: see ``particles.io``).
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
@@ -110,7 +113,7 @@ def simulate(
         from . import io
 
         return io.simulate_to_store(x0, params, store, progress=progress, resume=resume,
-                                    overwrite=overwrite)
+                                    overwrite=overwrite, store_dtype=store_dtype)
     frames, ts = [], []
     for t, x in run(x0, params, progress=progress):
         ts.append(t)
