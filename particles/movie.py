@@ -482,15 +482,34 @@ class _GifWriter:
         self.frames, self.palette = [], None
 
     def append(self, frame):
-        im = self.Image.fromarray(frame)
         if self.palette is None:
             # One palette for the whole movie (a per-frame palette makes the shading
             # flicker), from the first frame plus large swatches of the token colours: the
             # tokens cover too few pixels for median cut to keep their colours otherwise.
-            sample = np.concatenate([frame, self.swatches(frame.shape[1])], axis=0)
-            self.palette = self.Image.fromarray(sample).quantize(
+            strip = self.swatches(frame.shape[1])
+            sample = np.concatenate([frame, strip], axis=0)
+            quantized = self.Image.fromarray(sample).quantize(
                 colors=128, method=self.Image.Quantize.MEDIANCUT)
-        self.frames.append(im.quantize(palette=self.palette, dither=self.Image.Dither.NONE))
+            pal = np.array(quantized.getpalette()[: 3 * 128], dtype=np.int64).reshape(-1, 3)
+            # Median cut returns box averages: snap entries to the exact colours they stand
+            # for (white would otherwise come out as 252).
+            exact = np.unique(strip.reshape(-1, 3), axis=0).astype(np.int64)
+            dist = np.abs(pal[:, None, :] - exact[None]).sum(axis=-1)
+            near = dist.min(axis=1) <= 12
+            pal[near] = exact[dist.argmin(axis=1)[near]]
+            self.palette = pal
+        # Exact nearest palette entry per distinct colour (Pillow's palette lookup is
+        # approximate and maps white to a grey).
+        keys = (frame[..., 0].astype(np.int64) << 16) | (frame[..., 1].astype(np.int64) << 8) \
+            | frame[..., 2]
+        uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
+        colours = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1)
+        nearest = ((colours[:, None, :] - self.palette[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        index = nearest[inverse].astype(np.uint8).reshape(frame.shape[:2])
+        h, w = index.shape
+        im = self.Image.frombuffer("P", (w, h), index.tobytes(), "raw", "P", 0, 1)
+        im.putpalette(self.palette.astype(np.uint8).ravel().tolist())
+        self.frames.append(im)
 
     def close(self):
         if not self.frames:
@@ -499,7 +518,7 @@ class _GifWriter:
         # GIF stores delays in hundredths of a second.
         delay = max(int(round(100 / self.fps)), 2) * 10
         self.frames[0].save(self.path, save_all=True, append_images=self.frames[1:],
-                            duration=delay, loop=0, optimize=False, disposal=1)
+                            duration=delay, loop=0, optimize=True, disposal=1)
 
 
 def _swatches(traj, options):
@@ -511,7 +530,9 @@ def _swatches(traj, options):
         final = np.asarray(xs[len(ts) - 1, system] if batched else xs[len(ts) - 1],
                            dtype=np.float64)
         colours, _ = _cluster_colours(final, options.get("cluster_tol", 1e-2))
-        shades = []
+        # Exact white (the background) and black (text, outlines) too: median cut would
+        # otherwise average them with their neighbours.
+        shades = [np.ones(3), np.zeros(3)]
         for c in np.unique(colours[:, :3], axis=0):
             for bg in (np.ones(3), np.array([0.80, 0.86, 0.95]) * 0.8):
                 for alpha in (1.0, 0.8, 0.45, 0.25):

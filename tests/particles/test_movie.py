@@ -80,6 +80,14 @@ def test_mp4_and_gif_decode_with_expected_frames_and_size(circle, tmp_path):
         gif.seek(k)
         durations.append(gif.info["duration"])
     assert durations == [100] * n
+    # Both files show the rendered pictures: GIF (palette, unchanged pixels transparent)
+    # and MP4 (lossy H.264) decode close to the frames rendered here.
+    _, rendered = movie_frames(circle, fps=fps, duration=duration, size=SIZE, trail=3)
+    for k, (want, got_mp4) in enumerate(zip(rendered, frames, strict=True)):
+        gif.seek(k)
+        got_gif = np.asarray(gif.convert("RGB"), dtype=float)
+        assert np.abs(got_gif - want).mean() < 3.0
+        assert np.abs(got_mp4.astype(float) - want).mean() < 3.0
 
 
 def test_frames_show_the_final_cluster_colours(circle):
