@@ -29,3 +29,37 @@ def test_cluster_matches_serial_bit_for_bit(client):
 def test_scheduler_address(client):
     remote = phase_diagram(**SWEEP, scheduler=client.scheduler.address)
     np.testing.assert_array_equal(remote.density, phase_diagram(**SWEEP).density)
+
+
+def test_worker_killed_mid_sweep_loses_nothing(client, tmp_path):
+    """SIGKILL a worker process while the sweep runs: finished betas are already in the
+    HDF5 store, Dask reruns the lost task on a worker the nanny restarts, and the result
+    equals the serial one."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from particles import PhaseDiagramConfig, run_phase_diagram
+    from particles.io import ResultStore
+
+    config = PhaseDiagramConfig(**{**SWEEP, "betas": [0.5, 1.0, 2.0, 4.0, 6.0, 8.0],
+                                   "t_max": 10.0, "batch": 256})
+    store = tmp_path / "sweep.h5"
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault(
+        "result", run_phase_diagram(config, store=store, scheduler=client)))
+    runner.start()
+    saved = 0
+    deadline = time.time() + 120
+    while saved < 1 and time.time() < deadline:
+        time.sleep(0.02)
+        saved = len(ResultStore(store, config=config.as_dict())) if store.exists() else 0
+    victim = next(iter(client.run(os.getpid).values()))
+    os.kill(victim, signal.SIGKILL)
+    runner.join(timeout=240)
+    assert 1 <= saved < len(config.betas), "the kill must land mid-sweep"
+    assert "result" in outcome
+    serial = run_phase_diagram(config)
+    np.testing.assert_array_equal(outcome["result"].density, serial.density)
+    np.testing.assert_array_equal(outcome["result"].final_density, serial.final_density)
