@@ -122,3 +122,53 @@ def load_growth(path: str | Path) -> GrowthResults:
                     norms[k, r], stderr[k, r] = g["norms"][()], g["stderr"][()]
                     seconds[k, r], products[k, r] = g.attrs["seconds"], g.attrs["num_products"]
     return GrowthResults(config, sigmas, norms, stderr, seconds, products)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# heterogeneity file: root attrs kind, schema, config; datasets hessian (P, P) float32, names, boundaries;
+# group blocks/{softmax,linear}/{Q,V} (p, p) float64
+
+
+def _config_text(config) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def has_heterogeneity(path: str | Path, config) -> bool:
+    """Whether ``path`` holds complete heterogeneity results for ``config``."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with h5py.File(path, "r") as f:
+        return f.attrs.get("kind") == "hessian_heterogeneity" and f.attrs.get("config") == _config_text(config) and bool(f.attrs.get("complete", False))
+
+
+def save_heterogeneity(path: str | Path, config, data: dict) -> None:
+    """Write the output of ``heterogeneity.heterogeneity`` (the full Hessian in float32: it is only displayed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(schema=SCHEMA, kind="hessian_heterogeneity", config=_config_text(config), complete=False)
+        f.create_dataset("hessian", data=data["hessian"].numpy().astype(np.float32), compression="gzip", compression_opts=1)
+        f.create_dataset("names", data=np.array(data["names"], dtype="S"))
+        f.create_dataset("boundaries", data=np.asarray(data["boundaries"], dtype=np.int64))
+        for attention, blocks in data["blocks"].items():
+            for block, M in blocks.items():
+                f.create_dataset(f"blocks/{attention}/{block}", data=M.numpy())
+        f.attrs["complete"] = True
+
+
+def load_heterogeneity(path: str | Path) -> dict:
+    """Read a heterogeneity file into numpy arrays (same keys as ``heterogeneity.heterogeneity``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {path} is not a file")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("kind") != "hessian_heterogeneity" or not f.attrs.get("complete", False):
+            raise ValueError(f"{path} is not a complete hessian_heterogeneity file")
+        return dict(
+            config=json.loads(f.attrs["config"]),
+            hessian=f["hessian"][()].astype(np.float64),
+            names=[n.decode() for n in f["names"][()]],
+            boundaries=f["boundaries"][()],
+            blocks={a: {b: f[f"blocks/{a}/{b}"][()] for b in f[f"blocks/{a}"]} for a in f["blocks"]},
+        )
