@@ -150,7 +150,7 @@ def resolve_model_path(model):
     return path
 
 
-def load_model(model, *, layers=None):
+def load_model(model, *, layers=None, heads=None):
     """Load a local encoder and its tokenizer for inference (eval mode, CPU).
 
     Args:
@@ -158,14 +158,18 @@ def load_model(model, *, layers=None):
         layers: number of layers to run, or None for the trained depth. ALBERT (weights
             shared across layers) accepts any depth >= 1; other models only a depth up to
             the trained one (the first ``layers`` layers are kept).
+        heads: run attention with this many heads instead of the trained number (the
+            authors' ALBERT variant uses 1). The weights are unchanged, only split
+            differently, so this is a different model; must divide the hidden size.
 
     Returns:
         (model, tokenizer, info): the ``transformers`` model, its tokenizer, and a dict with
-        ``path``, ``model_type``, ``trained_layers`` and ``layers``.
+        ``path``, ``model_type``, ``trained_layers``, ``layers`` and ``heads``.
 
     Raises:
         FileNotFoundError: see ``resolve_model_path``.
-        ValueError: ``layers`` beyond the trained depth of a model without shared weights.
+        ValueError: ``layers`` beyond the trained depth of a model without shared weights,
+            or ``heads`` not dividing the hidden size.
         ImportError: transformers is not installed.
     """
     path = resolve_model_path(model)
@@ -186,10 +190,15 @@ def load_model(model, *, layers=None):
             )
     depth = trained if layers is None else layers
     overrides = {"num_hidden_layers": depth} if config.model_type == "albert" else {}
+    if heads is not None:
+        heads = check_int("heads", heads, low=1)
+        if config.hidden_size % heads:
+            raise ValueError(f"heads must divide the hidden size {config.hidden_size}, got {heads}")
+        overrides["num_attention_heads"] = heads
     net = AutoModel.from_pretrained(path, local_files_only=True, **overrides).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     info = {"path": str(path), "model_type": config.model_type, "trained_layers": trained,
-            "layers": depth}
+            "layers": depth, "heads": int(net.config.num_attention_heads)}
     return net, tokenizer, info
 
 
@@ -339,14 +348,15 @@ def inner_product_histograms(x, *, bins="fd", diagonal=True, edges=None):
     )
 
 
-def transformer_histograms(model, text=DEFAULT_TEXT, *, layers=None, max_tokens=512, bins="fd",
-                           diagonal=True):
+def transformer_histograms(model, text=DEFAULT_TEXT, *, layers=None, heads=None, max_tokens=512,
+                           bins="fd", diagonal=True):
     """Figure 1 for a local checkpoint: load, encode, run, normalise, histogram.
 
     Args:
         model: ``"minilm"`` or a checkpoint folder (``resolve_model_path``).
         text: the passage.
         layers: depth to run (``load_model``); None for the trained depth.
+        heads: attention heads to run with (``load_model``); None as trained.
         max_tokens: truncate the passage to this many tokens.
         bins, diagonal: see ``inner_product_histograms``.
 
@@ -355,7 +365,7 @@ def transformer_histograms(model, text=DEFAULT_TEXT, *, layers=None, max_tokens=
         (L + 1, n, hidden) normalised hidden states, the n token strings, and the
         ``load_model`` info dict.
     """
-    net, tokenizer, info = load_model(model, layers=layers)
+    net, tokenizer, info = load_model(model, layers=layers, heads=heads)
     limit = getattr(net.config, "max_position_embeddings", max_tokens)
     ids, tokens = encode_text(tokenizer, text, max_tokens=min(max_tokens, limit))
     if len(ids) < 2:

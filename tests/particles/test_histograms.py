@@ -114,7 +114,8 @@ def tiny_albert(tmp_path_factory):
     torch.manual_seed(0)
     config = transformers.AlbertConfig(
         vocab_size=5 + len(WORDS), embedding_size=8, hidden_size=16, num_hidden_layers=3,
-        num_attention_heads=2, intermediate_size=24, max_position_embeddings=64)
+        num_attention_heads=2, intermediate_size=24, max_position_embeddings=64,
+        initializer_range=0.5)  # large weights: attention far from uniform, heads matter
     transformers.AlbertModel(config).eval().save_pretrained(folder)
     _save_tokenizer(folder)
     return folder
@@ -152,6 +153,23 @@ def test_albert_runs_deeper_by_repeating_its_shared_layer(tiny_albert):
         for layer in range(3, 7):
             nxt = shared(torch.as_tensor(h7[layer], dtype=torch.float32)[None])
             np.testing.assert_allclose(h7[layer + 1], nxt[0].double().numpy(), atol=1e-5)
+
+
+def test_heads_override_regroups_the_same_weights(tiny_albert):
+    import torch
+
+    net2, tok, _ = H.load_model(tiny_albert)
+    net1, _, info = H.load_model(tiny_albert, heads=1)
+    assert info["heads"] == 1
+    attention = net1.encoder.albert_layer_groups[0].albert_layers[0].attention
+    assert (attention.num_attention_heads, attention.attention_head_size) == (1, 16)
+    for (name, a), (_, b) in zip(net2.state_dict().items(), net1.state_dict().items()):
+        assert torch.equal(a, b), name
+    ids, _ = H.encode_text(tok, "a long stone pier")
+    diff = np.abs(H.hidden_states(net1, ids)[1] - H.hidden_states(net2, ids)[1]).max()
+    assert diff > 1e-3
+    with pytest.raises(ValueError, match="heads must divide"):
+        H.load_model(tiny_albert, heads=3)
 
 
 def test_non_shared_models_cannot_run_deeper(tiny_bert):

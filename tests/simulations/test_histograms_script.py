@@ -52,12 +52,12 @@ def test_tiny_albert_runs_more_layers_than_trained(tmp_path):
     transformers.AlbertModel(config).save_pretrained(folder)
     transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(dict.fromkeys(words))}
                                    ).save_pretrained(folder)
-    store = script.main(["--model", str(folder), "--layers", "6", "--particles", "--bins", "30",
+    store = script.main(["--model", str(folder), "--layers", "6", "--heads", "1", "--particles", "--bins", "30",
                          "--steps-per-layer", "1", "--out", str(tmp_path)])
     assert store.name.startswith("albert_L6_")
     _check_file(store, 6)
     with h5py.File(store, "r") as f:
-        assert (f.attrs["trained_layers"], f.attrs["layers"]) == (2, 6)
+        assert (f.attrs["trained_layers"], f.attrs["layers"], f.attrs["heads"]) == (2, 6, 1)
         assert len(f["edges"]) == 31
 
 
