@@ -45,7 +45,9 @@ import dataclasses
 import fcntl
 import numbers
 import os
+import queue
 import struct
+import threading
 import time as _time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -190,23 +192,32 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
     try:
         for t, x in run(x0, params, progress=progress, start=start):
             writer.append(t, x)
-        writer.flush()
     finally:
-        writer.close()
+        # Also after an exception in the run: flush the frames computed so far (resume
+        # continues from them), then close.
+        error = writer.close()
+    if error is not None:
+        raise RuntimeError(f"writing {path} failed: {error}") from error
     return load(path)
 
 
 class _RunWriter:
-    """Appends frames to an open run file in SWMR mode and flushes them in a safe order."""
+    """Appends frames to an open run file in SWMR mode, in a thread of its own.
+
+    h5py releases the GIL while HDF5 compresses and writes, so the next frames are computed
+    meanwhile. A bounded queue (~64 MiB of frames) keeps memory in check when the disk is
+    the slower side. Flushes happen in a fixed order (see the module docstring).
+    """
 
     def __init__(self, f, path, params, flush_every):
-        self.f, self.flush_every = f, flush_every
+        self.f, self.path, self.flush_every = f, path, flush_every
         self.value, self.step_ds, self.time_ds = f[_VALUE], f[_STEP], f[_TIME]
         self.ckpt_state, self.ckpt_frame = f[f"{_CKPT}/state"], f[f"{_CKPT}/frame"]
         self.frame_steps = params.frame_steps()
         self.count = self.step_ds.shape[0]
         self.pending_t = []
         self.last_x = None
+        self.error = None
         self.last_flush = _time.monotonic()
         # From here on no object may be created (SWMR); readers may open the file.
         f.swmr_mode = True
@@ -214,17 +225,54 @@ class _RunWriter:
         # is alive. Shared, so that readers who lock are not blocked.
         self.lock_fd = os.open(path, os.O_RDONLY)
         fcntl.flock(self.lock_fd, fcntl.LOCK_SH)
+        frame_bytes = max(1, self.value.dtype.itemsize * int(np.prod(self.value.shape[1:])))
+        self.queue = queue.Queue(maxsize=max(2, _CACHE_BYTES // frame_bytes))
+        self.thread = threading.Thread(target=self._work, name=f"write {path}", daemon=True)
+        self.thread.start()
 
     def append(self, t, x):
+        """Queue frame (t, x); x must not be modified afterwards (``run`` yields copies)."""
+        self._put((t, x))
+
+    def close(self):
+        """Write and flush every queued frame, close the file; returns the writer's error."""
+        try:
+            if self.thread.is_alive():
+                self._put(None, raise_error=False)
+                self.thread.join()
+            self.f.close()
+        finally:
+            os.close(self.lock_fd)
+        return self.error
+
+    def _put(self, item, raise_error=True):
+        while self.thread.is_alive():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        if raise_error and self.error is not None:
+            raise RuntimeError(f"writing {self.path} failed: {self.error}") from self.error
+
+    def _work(self):
+        try:
+            while (item := self.queue.get()) is not None:
+                self._write(*item)
+            self._flush()
+        except BaseException as e:  # handed to the main thread
+            self.error = e
+
+    def _write(self, t, x):
         k = self.count + len(self.pending_t)
         self.value.resize(k + 1, axis=0)
-        self.value[k] = x  # cast to the storage dtype by HDF5 (round to nearest)
+        self.value[k] = x.astype(self.value.dtype, copy=False)  # numpy rounds to nearest
         self.pending_t.append(t)
         self.last_x = x
         if k == 0 or _time.monotonic() - self.last_flush >= self.flush_every:
-            self.flush()
+            self._flush()
 
-    def flush(self):
+    def _flush(self):
         if not self.pending_t:
             return
         k0, k1 = self.count, self.count + len(self.pending_t)
@@ -245,12 +293,6 @@ class _RunWriter:
         self.f.flush()
         self.count, self.pending_t = k1, []
         self.last_flush = _time.monotonic()
-
-    def close(self):
-        try:
-            self.f.close()
-        finally:
-            os.close(self.lock_fd)
 
 
 def _create_run_file(path, x0, params, store_dtype, compression, seed):

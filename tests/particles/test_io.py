@@ -243,22 +243,41 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 @pytest.mark.parametrize("store_dtype", [None, "float32"])
-@pytest.mark.parametrize("flush_every", [1e-9, 1e9])
+@pytest.mark.parametrize("crash_at", [1, 7])
 def test_resume_after_crash_is_bit_for_bit(tmp_path, monkeypatch, x0, method, store_dtype,
-                                           flush_every):
-    # flush_every = 1e-9 keeps every frame before the crash, 1e9 only frame 0.
+                                           crash_at):
     reference = simulate(x0, **RUN, method=method)
     path = tmp_path / "run.h5"
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 7)
+        _interrupt_after(patch, crash_at)
         with pytest.raises(KeyboardInterrupt):
+            # No timed flush: the frames are flushed when the exception closes the store.
             io.simulate_to_store(x0, reference.params, path, store_dtype=store_dtype,
-                                 flush_every=flush_every)
-    assert io.info(path)["frames"] == (7 if flush_every < 1 else 1)
+                                 flush_every=1e9)
+    assert io.info(path)["frames"] == crash_at
     traj = simulate(x0, **RUN, method=method, store=path, resume=True, store_dtype=store_dtype)
     dtype = store_dtype or "float64"
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(dtype))
     np.testing.assert_array_equal(traj.ts, reference.ts)
+    assert np.array_equal(io.last_state(path)[2], reference.final)
+
+
+def test_resume_from_older_checkpoint_slot(tmp_path, monkeypatch, x0, reference):
+    # A kill between writing frame k to `step` and its checkpoint leaves the previous slot:
+    # resume drops frame k and recomputes it from frame k - 1.
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 7)
+        with pytest.raises(KeyboardInterrupt):
+            io.simulate_to_store(x0, reference.params, path, flush_every=1e-9,
+                                 store_dtype="float32")
+    with h5py.File(path, "a") as f:
+        frames = f["parameters/checkpoint/frame"]
+        assert sorted(frames[()]) == [5, 6]
+        frames[list(frames[()]).index(6)] = -1
+    assert io.last_state(path)[0] == 5
+    traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
 
