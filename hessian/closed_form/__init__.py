@@ -24,3 +24,26 @@ __all__ = [
     "attention_quantities",
     "AttentionQuantities",
 ]
+
+# LayerNorm and feed-forward blocks (Petrov, Kiselev, Meshkov & Grabovoy, 2025; theory note §4)
+from .feedforward import Activation as Activation
+from .feedforward import activation_derivatives as activation_derivatives
+from .feedforward import feedforward as feedforward
+from .feedforward import feedforward_blocks as feedforward_blocks
+from .layernorm import compose_layer_norm as compose_layer_norm
+from .layernorm import layer_norm_blocks as layer_norm_blocks
+from .layernorm import layer_norm_hessian as layer_norm_hessian
+from .layernorm import layer_norm_jacobian as layer_norm_jacobian
+
+__all__ += [
+    # LayerNorm (input Jacobian and Hessian, loss blocks of input, gain and bias, chain rule)
+    "layer_norm_jacobian",
+    "layer_norm_hessian",
+    "layer_norm_blocks",
+    "compose_layer_norm",
+    # feed-forward block (ReLU, GELU)
+    "feedforward",
+    "feedforward_blocks",
+    "activation_derivatives",
+    "Activation",
+]
