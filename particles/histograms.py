@@ -15,8 +15,10 @@ do); other models can only be cut shorter. torch and transformers are imported l
 HDF5 layout (``save_histograms`` / ``load_histograms``; version 1):
 
     /                 attrs: format = "attention-dynamics/inner-product-histograms",
-                      version = 1, model, n_tokens, diagonal, bins (the binning rule),
-                      n_pairs (entries per layer: n^2, or n(n-1) without the diagonal)
+                      version = 1, n_tokens, diagonal, n_pairs (entries per layer: n^2,
+                      or n(n-1) without the diagonal), plus the caller's (the script
+                      writes model, model_path, model_type, trained_layers, layers, heads,
+                      bins, max_tokens)
     /edges            (B + 1,) float64 bin edges, shared by all layers and both groups
     /tokens           (n,) the tokens, as UTF-8 strings
     /text             the input text (scalar string)
