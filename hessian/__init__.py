@@ -87,3 +87,22 @@ __all__ = [
     # nn.Module wrappers for module-based libraries
     "interop",
 ]
+
+# curvature along the particle flow (hessian.flow)
+from .flow import FlowCurvature as FlowCurvature
+from .flow import along_trajectory as along_trajectory
+from .flow import flow_hessian as flow_hessian
+from .flow import read_curvature as read_curvature
+
+__all__ += ["along_trajectory", "read_curvature", "flow_hessian", "FlowCurvature"]
+
+# the whole pre-LN block and the loss landscape versus dataset size (Petrov et al., 2025; theory note §4)
+from . import block as block
+from . import dataset_size as dataset_size
+from .dataset_size import per_sample_hessians as per_sample_hessians
+
+__all__ += [
+    "block",
+    "dataset_size",
+    "per_sample_hessians",
+]
