@@ -106,3 +106,8 @@ __all__ += [
     "dataset_size",
     "per_sample_hessians",
 ]
+
+# curvature during training (Lanczos eigenvalues, Hutch++ trace, SLQ density, block norms at checkpoints)
+from . import training as training
+
+__all__ += ["training"]

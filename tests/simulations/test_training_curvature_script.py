@@ -1,0 +1,26 @@
+"""simulations.training_curvature end to end on a tiny model: HDF5, two PNGs and the summary next to each other."""
+
+import pytest
+import torch
+
+from hessian.training import load_training_curvature
+from simulations import training_curvature
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_training_curvature_cli(tmp_path):
+    argv = ["--d-model", "4", "--steps", "3", "--checkpoint-every", "3", "--batch", "4", "--eval-batch", "4", "--top-k", "2",
+            "--out", str(tmp_path), "--no-progress"]
+    path = training_curvature.main(argv)
+    res = load_training_curvature(path)
+    assert list(res.steps) == [0, 3]
+    for suffix in ("_spectrum.png", "_density.png", "_summary.txt"):
+        assert path.with_name(path.stem + suffix).exists()
+    assert "lambda_min" in path.with_name(path.stem + "_summary.txt").read_text()
