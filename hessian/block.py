@@ -468,7 +468,7 @@ def plot_block_map(path: str | Path, out: str | Path | None = None) -> Path:
     logs = np.log10(np.where(M > 0, M, np.nan))
     finite = logs[np.isfinite(logs)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1, 1)
-    fig, axes = plt.subplots(1, 3, figsize=(6 * 3, 5.6))
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.8), layout="constrained")
     for ax, q in zip(axes, range(3)):
         im = ax.imshow(logs[q], cmap="viridis", vmin=vmin, vmax=vmax)
         for i in range(G):
@@ -502,6 +502,11 @@ def plot_block_growth(path: str | Path, out: str | Path | None = None) -> Path:
             v = mean[:, q, g]
             if np.any(v > 0):
                 ax.plot(res.sigmas, np.where(v > 0, v, np.nan), marker="o", ms=3, color=colors[g], label=group)
+        if res.config.layer_norm:  # derived large-sigma slopes (large_sigma_exponent), anchored at the last point
+            big = res.sigmas >= 1
+            top = np.nanmax(mean[-1, q])
+            for p, style in ((-1.0, ":"), (-2.0, "--")):
+                ax.plot(res.sigmas[big], 2 * top * (res.sigmas[big] / res.sigmas[-1]) ** p, style, color="k", lw=1, label=f"$\\sigma^{{{p:g}}}$ (derived)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("embedding std $\\sigma$")
