@@ -7,7 +7,8 @@ in float64). For each storage dtype and compression:
 - write: the store path alone (the frames of a finished run replayed through
   ``simulate_to_store``), in MB/s of uncompressed frame data and frames/s;
 - size: the file, and its ratio to the uncompressed frames;
-- overhead: ``simulate(..., store=...)`` against ``simulate`` on the same run.
+- overhead: ``simulate(..., store=...)`` against ``simulate`` on the same run, timed
+  alternately.
 
 Times are the minimum of several repeats (this machine is shared and noisy).
 
@@ -30,12 +31,21 @@ RUN = dict(beta=5.0, t_max=30.0, dt=0.1, save_every=1)
 
 
 def best_time(fn, repeats):
-    times = []
+    return paired_times(fn, lambda: None, repeats)[0][0]
+
+
+def paired_times(fn_a, fn_b, repeats):
+    """((wall, cpu) of fn_a, (wall, cpu) of fn_b): minima over repeats, run alternately so
+    that both see the same load. cpu is the process time of all threads (Numba's and the
+    writer's), steadier than wall time on a shared machine."""
+    a, b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, times in ((fn_a, a), (fn_b, b)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    best = lambda times: (min(w for w, _ in times), min(c for _, c in times))  # noqa: E731
+    return best(a), best(b)
 
 
 def replay(frames, ts):
@@ -62,12 +72,12 @@ def main():
     print(f"workload: {x0.shape[0]} systems, n={x0.shape[1]}, d={x0.shape[2]}, {len(ts)} frames, "
           f"{reference.xs[0].nbytes / 2**20:.2f} MiB per float64 frame")
     t_sim = best_time(lambda: particles.simulate(x0, **RUN), args.repeats)
-    print(f"simulate without store: {t_sim:.3f} s ({len(ts) / t_sim:.0f} frames/s)\n")
+    print(f"simulate without store: {t_sim:.2f} s ({len(ts) / t_sim:.0f} frames/s)\n")
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "run.h5"
         print(f"{'storage':>8} {'compr.':>6} {'write MB/s':>10} {'frames/s':>9} {'size MB':>8} "
-              f"{'ratio':>6} {'store s':>8} {'overhead':>9}")
+              f"{'ratio':>6} {'sim s':>6} {'store s':>8} {'wall +%':>8} {'cpu +%':>7}")
         for store_dtype in ("float64", "float32"):
             raw = len(ts) * reference.xs[0].size * np.dtype(store_dtype).itemsize
             for compression in (None, "lzf", "gzip"):
@@ -86,19 +96,22 @@ def main():
                     io.simulate_to_store(x0, params, path, overwrite=True,
                                          store_dtype=store_dtype, compression=compression)
 
-                t_store = best_time(store, args.repeats)
+                (sim, sim_cpu), (st, st_cpu) = paired_times(
+                    lambda: particles.simulate(x0, **RUN), store, args.repeats)
                 stored = particles.load(path)
                 assert np.array_equal(stored.xs[-1], reference.xs[-1].astype(store_dtype))
                 print(f"{store_dtype:>8} {str(compression):>6} {raw / 1e6 / t_write:>10.0f} "
                       f"{len(ts) / t_write:>9.0f} {size / 1e6:>8.1f} {size / raw:>6.3f} "
-                      f"{t_store:>8.3f} {100 * (t_store - t_sim) / t_sim:>8.1f}%")
+                      f"{sim:>6.2f} {st:>8.2f} {100 * (st - sim) / sim:>7.1f}% "
+                      f"{100 * (st_cpu - sim_cpu) / sim_cpu:>6.1f}%")
         # Reading back: one frame, one system over all frames, everything.
         io.simulate_to_store(x0, params, path, overwrite=True)
         lazy = particles.load(path).xs
         for label, fn in (("one frame", lambda: lazy[150]), ("one system", lambda: lazy[:, 7]),
                           ("all frames", lambda: np.asarray(lazy))):
             t = best_time(fn, args.repeats)
-            print(f"read {label:<10} (float64, {io.DEFAULT_COMPRESSION}): {t * 1e3:8.1f} ms")
+            print(f"read {label:<10} (float64, compression {io.DEFAULT_COMPRESSION}): "
+                  f"{t * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -525,3 +525,31 @@ def test_store_path_guards(tmp_path, x0):
         simulate(x0, **RUN, store=tmp_path)
     with pytest.raises(ValueError, match="store_dtype"):
         simulate(x0.astype(np.float32), **RUN, store=tmp_path / "a.h5", store_dtype="float64")
+
+
+def test_result_store_waits_for_a_file_locked_by_another_process(tmp_path):
+    path = tmp_path / "sweep.h5"
+    store = ResultStore(path, {"n": 1})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+         "print('locked', flush=True); time.sleep(1.0)", str(path)],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        store.save("beta=1", counts=np.arange(3))  # waits for the lock, then writes
+        assert store.done("beta=1")
+    finally:
+        holder.kill()
+        holder.wait()
+    impatient = ResultStore(path, {"n": 1}, lock_timeout=0.2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+         "print('locked', flush=True); time.sleep(5.0)", str(path)],
+        stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()
+        with pytest.raises(RuntimeError, match="in use by another process"):
+            impatient.save("beta=2", counts=np.arange(3))
+    finally:
+        holder.kill()
+        holder.wait()
