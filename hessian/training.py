@@ -26,7 +26,6 @@ from ._checks import check_positive_int
 from .block import addition_problem, block_groups, read_store_config
 from .estimators import frobenius_norm, spectral_density, top_eigenvalues, trace
 from .experiments.addition import addition_data, answer_positions
-from .losses import CrossEntropyLoss
 from .models import Transformer
 from .operators import hessian_operator
 

@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hessian.dataset_size import THEORY_RATE, DatasetConfig, load_dataset_convergence, plot_dataset_convergence, run_dataset_convergence
@@ -66,7 +67,7 @@ def main(argv=None) -> Path:
         f"{res.seconds:.1f} s of Hessian computation, {len(config.blocks())} parameter tensors ({config.groups}), N = {config.num_samples}",
         f"|L_(k+1) - L_k|    : fitted slope {rates['loss'].slope:.3f} +- {rates['loss'].ci:.3f} (95%), theory {THEORY_RATE:g}",
         f"||H_(k+1) - H_k||_F: fitted slope {rates['hessian'].slope:.3f} +- {rates['hessian'].ci:.3f} (95%), theory {THEORY_RATE:g}",
-        f"(binned medians over k >= {args.k_min}; L_N = {float(res.losses[~torch.isnan(torch.as_tensor(res.losses)).numpy()].mean()):.4f})",
+        f"(binned medians over k >= {args.k_min}; L_N = {float(np.nanmean(res.losses)):.4f})",
     ]
     summary = "\n".join(lines) + "\n"
     path.with_name(path.stem + "_summary.txt").write_text(summary)
