@@ -7,8 +7,9 @@ the last attention layer). Every (sigma, repeat) point goes to HDF5 as it finish
 figure (mean +- s.e.m. over repeats, log-log, theory guide lines sigma^p) and the table of fitted slopes
 are then made from the file, next to it.
 
-Quick default (about a minute): d_model 32, 5 repeats. ``--full``: the paper's d_model 128, d_mlp 512,
-20 repeats, batch 64, 20 sigmas.
+Quick default: d_model 32, 12 sigmas, 3 repeats (seconds for one layer; a few minutes for deeper models,
+whose lower layers use Hutch++). ``--full``: the paper's d_model 128, d_mlp 512, 20 repeats, batch 64,
+20 sigmas (the 1-layer figure takes about 3-10 minutes on 2 shared cores; see benchmarks/bench_hessian_growth.py).
 
     python -m simulations.hessian_growth --full                              # 1 layer, softmax, CE
     python -m simulations.hessian_growth --full --layers 3                   # depth
@@ -37,19 +38,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", choices=("transformer", "mlp"), default="transformer")
     p.add_argument("--layers", type=int, default=1, help="depth (1..5 in the paper)")
     p.add_argument("--grid", choices=("log", "log_short", "linear", "linear_short"), default=None, help="sigma grid (default: log; log_short for linear attention)")
-    p.add_argument("--num-sigmas", type=int, default=20)
+    p.add_argument("--num-sigmas", type=int, default=None, help="default 12; --full: 20")
     p.add_argument("--norm", choices=("none", "pre"), default="none", help="pre-LayerNorm or none")
     p.add_argument("--attention", choices=("softmax", "linear"), default="softmax")
     p.add_argument("--residual-scaling", type=float, default=None, help="r in resid_mid = r resid_pre + attn_out (default 1; 0 for linear attention)")
     p.add_argument("--loss", choices=("ce", "mse"), default=None, help="default: ce for softmax attention, mse for linear attention and the MLP")
-    p.add_argument("--repeats", type=int, default=None, help="fresh model seeds (default 5; --full: 20)")
+    p.add_argument("--repeats", type=int, default=None, help="fresh model seeds (default 3; --full: 20)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--d-model", type=int, default=None, help="default 32; --full: 128")
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
     p.add_argument("--embedding", choices=("fresh", "rescaled"), default="fresh", help="redraw the embeddings at every sigma, or rescale one draw")
     p.add_argument("--method", choices=("auto", "hutchpp", "hutchinson"), default="auto")
-    p.add_argument("--probes", type=int, default=32, help="Hutchinson probes per block without an exact path")
-    p.add_argument("--sketch", type=int, default=16, help="Hutch++ sketch columns")
+    p.add_argument("--probes", type=int, default=16, help="Hutchinson probes per block without an exact path")
+    p.add_argument("--sketch", type=int, default=8, help="Hutch++ sketch columns")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--sigma-max", type=float, default=1.0, help="upper end of the small-sigma slope fit")
     p.add_argument("--threads", type=int, default=None, help="torch threads (speed only; results do not depend on it)")
@@ -71,8 +72,8 @@ def config_from_args(args: argparse.Namespace) -> GrowthConfig:
         residual_scaling=args.residual_scaling if args.residual_scaling is not None else (0.0 if linear else 1.0),
         loss=args.loss or ("mse" if linear or args.model == "mlp" else "ce"),
         grid=args.grid or ("log_short" if linear else "log"),
-        num_sigmas=args.num_sigmas,
-        repeats=args.repeats or (20 if args.full else 5),
+        num_sigmas=args.num_sigmas or (20 if args.full else 12),
+        repeats=args.repeats or (20 if args.full else 3),
         batch=args.batch,
         embedding=args.embedding,
         method=args.method,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -106,8 +108,8 @@ class GrowthConfig:
     model_seed: int = 1234
     embedding: str = "fresh"
     method: str = "auto"
-    probes: int = 32
-    sketch: int = 16
+    probes: int = 16
+    sketch: int = 8
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
@@ -158,7 +160,9 @@ class GrowthConfig:
                 f"norm={'pre' if self.layer_norm else 'none'}_layers={self.n_layers}_attention={self.attention}"
                 f"_residual={self.residual_scaling:g}_loss={self.loss}"
             )
-        return f"{head}_scale={self.grid}_d={self.d_model}_repeats={self.repeats}_batch={self.batch}_{self.embedding}_{self.method}"
+        # the hash covers every field, so two configs never share a file (the writer also refuses a mismatch)
+        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{head}_scale={self.grid}_d={self.d_model}_repeats={self.repeats}_{self.embedding}_{digest}"
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,8 @@ def measure_point(config: GrowthConfig, setup: Setup, params: dict[str, Tensor],
                 res = exact[(l, b)]
             else:
                 name = [_param_name(config, l, block)]
-                kw = dict(dtype=config.torch_dtype, chunk_size=None)
+                # chunks of 8 vectors per vmap call: measured faster than one call with all of them
+                kw = dict(dtype=config.torch_dtype, chunk_size=8)
                 hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 sketch = 0 if config.method == Method.HUTCHINSON else config.sketch
