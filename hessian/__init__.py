@@ -111,11 +111,3 @@ __all__ += [
 from . import training as training
 
 __all__ += ["training"]
-
-# curvature along the particle flow (hessian.flow)
-from .flow import FlowCurvature as FlowCurvature
-from .flow import along_trajectory as along_trajectory
-from .flow import flow_hessian as flow_hessian
-from .flow import read_curvature as read_curvature
-
-__all__ += ["along_trajectory", "read_curvature", "flow_hessian", "FlowCurvature"]
