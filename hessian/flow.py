@@ -55,7 +55,8 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-__all__ = ["along_trajectory", "read_curvature", "FlowCurvature", "flow_hessian", "random_target", "LOSSES"]
+__all__ = ["along_trajectory", "read_curvature", "FlowCurvature", "flow_hessian", "random_target", "cluster_power_law",
+           "CLUSTER_EXPONENTS", "LOSSES"]
 
 LOSSES = ("target", "next", "energy")
 KINDS = ("H", "H_o", "H_f")
@@ -590,3 +591,36 @@ def _frames(xs, idx, batched) -> np.ndarray:
     """Frames ``idx`` of a (possibly lazy) trajectory as (f, B, n, d) float64."""
     x = np.asarray(xs[np.asarray(idx)], dtype=np.float64)
     return x if batched else x[:, None]
+
+
+# --------------------------------------------------------------------------- the power law near one cluster
+
+#: Exponent p of ``block norm ~ lambda_2(Sigma_xx)^p`` as one cluster tightens (spread e, lambda_2 ~ e^2):
+#: M2 ~ e^2, M3 ~ e^3 (note §2.12), so H_o(Q/K, Q/K) ~ M2^2, H_o(Q/K, V) ~ M2, H_f(Q/K, Q/K) ~ M3 except the
+#: T-functional term of H_f(Q, K) ~ M2 u; the V block keeps a finite limit. For a generic residual direction.
+CLUSTER_EXPONENTS = {
+    "H_o": {("Q", "Q"): 2.0, ("K", "K"): 2.0, ("Q", "K"): 2.0, ("Q", "V"): 1.0, ("K", "V"): 1.0, ("V", "V"): 0.0},
+    "H_f": {("Q", "Q"): 1.5, ("K", "K"): 1.5, ("Q", "K"): 1.0, ("Q", "V"): 1.0, ("K", "V"): 1.0},
+    "H": {("Q", "Q"): 1.5, ("K", "K"): 1.5, ("Q", "K"): 1.0, ("Q", "V"): 1.0, ("K", "V"): 1.0, ("V", "V"): 0.0},
+}
+
+
+def cluster_power_law(curv: FlowCurvature, *, lam_max: float = 1e-4, lam_min: float = 1e-26) -> list[dict]:
+    """Least-squares slopes of log(block norm) against log(lambda_2(Sigma_xx)) near one cluster.
+
+    Points: every (frame, system) with one cluster and ``lam_min < lambda_2 < lam_max`` (below ~1e-26 the
+    norms reach the rounding of the token differences), pooled over systems.
+
+    Returns:
+        One dict per (kind, row, col) of ``CLUSTER_EXPONENTS``: kind, block ("QK"...), slope, theory,
+        points.
+    """
+    lam2 = curv.sigma_eigenvalues[..., 1]
+    rows = []
+    for kind, table in CLUSTER_EXPONENTS.items():
+        for (r, c), theory in table.items():
+            norm = curv.block_norm(kind, r, c)
+            ok = (curv.cluster_count == 1) & (lam2 > lam_min) & (lam2 < lam_max) & (norm > 0)
+            slope = float(np.polyfit(np.log(lam2[ok]), np.log(norm[ok]), 1)[0]) if ok.sum() >= 3 else float("nan")
+            rows.append(dict(kind=kind, block=r + c, slope=slope, theory=theory, points=int(ok.sum())))
+    return rows

@@ -305,3 +305,12 @@ def test_guards(tmp_path):
     big = particles.Trajectory(ts=traj.ts, xs=traj.xs * 40.0, params=usa)  # logits of 1600: e^1600 = inf
     with pytest.raises(RuntimeError, match="non-finite curvature at frame 0"):
         along_trajectory(big)
+
+
+def test_cluster_power_law_table(clustering_run):
+    # the pooled fits of hessian.flow.cluster_power_law agree with the per-system fits above (same theory)
+    from hessian.flow import cluster_power_law
+
+    rows = {(r["kind"], r["block"][0], r["block"][1]): r for r in cluster_power_law(clustering_run[1])}
+    for key, p in CLUSTER_POWER.items():
+        assert rows[key]["points"] >= 10 and abs(rows[key]["slope"] - p) < 0.05, rows[key]

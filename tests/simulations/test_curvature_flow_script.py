@@ -1,0 +1,69 @@
+"""simulations.curvature_flow end to end on tiny runs: curvature in the run's HDF5 file, figure and slope
+table next to it, Q/K curvature collapsing as the tokens merge."""
+
+import numpy as np
+import pytest
+import torch
+
+import particles
+from hessian import read_curvature
+from simulations import curvature_flow
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _stored_run(path, *, systems=2, n=6, d=3, beta=1.0, t_max=30.0, dt=0.1):
+    """A clustering SA run (Q = K = V = I) by the authors' Euler scheme in numpy, saved with particles.io."""
+    params = particles.SimulationParams(beta=beta, t_max=t_max, dt=dt)
+    ts = params.step_grid()[0]
+    x = np.stack([particles.sample_sphere(n, d, seed=s) for s in range(systems)])
+    xs = [x]
+    for _ in ts[1:]:
+        T = beta * x @ np.swapaxes(x, 1, 2)
+        A = np.exp(T - T.max(-1, keepdims=True))
+        x = x + dt * (A / A.sum(-1, keepdims=True)) @ x
+        x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+        xs.append(x)
+    particles.io.save(path, particles.Trajectory(ts=ts, xs=np.stack(xs), params=params))
+    return path
+
+
+def test_from_stored_run(tmp_path):
+    path = _stored_run(tmp_path / "run.h5")
+    out = curvature_flow.main(["--from", str(path), "--every", "3", "--no-progress"])
+    assert out == path
+    png = tmp_path / "run_target.png"
+    slopes = tmp_path / "run_target_slopes.txt"
+    assert png.exists() and png.stat().st_size > 10_000 and slopes.exists()
+    curv = read_curvature(path, "target")
+    assert curv.frames[1] == 3 and curv.settings["loss"] == "target"
+    # Q/K curvature of the first frame vs the last (one cluster): down by many orders; V stays
+    assert np.all(curv.cluster_count[-1] == 1)
+    for b in "QK":
+        assert np.all(curv.block_norm("H", b)[-1] < 1e-10 * curv.block_norm("H", b)[0])
+    assert np.all(curv.block_norm("H_o", "V")[-1] > 0.1 * curv.block_norm("H_o", "V")[0])
+    text = slopes.read_text()
+    assert "fitted p" in text and "H_o   QQ" in text
+    # rerun: stored curvature is reused, --overwrite recomputes with other settings
+    curvature_flow.main(["--from", str(path), "--no-progress", "--overwrite", "--every", "10", "--loss", "target"])
+    assert read_curvature(path, "target").frames[1] == 10
+
+
+def test_simulate_and_energy_loss(tmp_path):
+    path = curvature_flow.main(["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1",
+                                "--loss", "energy", "--out", str(tmp_path), "--no-progress"])
+    assert path.parent == tmp_path and particles.io.info(path)["complete"]
+    curv = read_curvature(path, "energy")
+    assert curv.norms.shape == (21, 2, 3, 3, 3)
+    assert path.with_name(path.stem + "_energy.png").exists()
+    # the same settings find the stored run (named by a hash of them) instead of simulating again
+    args = curvature_flow.parse_args(["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1",
+                                      "--out", str(tmp_path)])
+    mtime = path.stat().st_mtime_ns
+    assert curvature_flow.run_file(args) == path and path.stat().st_mtime_ns == mtime
