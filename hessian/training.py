@@ -330,10 +330,14 @@ def plot_training_curvature(path: str | Path, out: str | Path | None = None, *, 
     width = 0.01 * (hi - lo) if hi > lo else 1e-3
     grid = np.linspace(lo - 5 * width, hi + 5 * width, 600)
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    peak = 0.0
     for j, c in enumerate(picks):
-        ax.plot(grid, res.density(c, grid, width), color=plt.cm.plasma(j / max(1, len(picks) - 1) * 0.85), label=f"step {s[c]}")
+        dens = res.density(c, grid, width)
+        peak = max(peak, float(dens.max()))
+        ax.plot(grid, dens, color=plt.cm.plasma(j / max(1, len(picks) - 1) * 0.85), label=f"step {s[c]}")
     ax.set_yscale("log")
-    ax.set_ylim(1e-4 / width * 0.01, None)
+    # seven decades below the bulk: enough to show single outlier eigenvalues (weight ~ 1/P) and no further
+    ax.set_ylim(peak * 1e-7, peak * 3)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("spectral density (SLQ, Gaussian kernel)")
     ax.set_title(f"Hessian spectral density during training (kernel width {width:.2g}; {res.config.slq_probes} probes x {res.config.slq_steps} Lanczos steps)", fontsize=9)

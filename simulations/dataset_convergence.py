@@ -7,7 +7,8 @@ of binned medians (k >= 10) are fitted and compared with the rate -1 of theory n
 (Petrov, Kiselev, Meshkov & Grabovoy, 2025). Chunks go to HDF5 as they finish (a rerun resumes); the figure is
 drawn from the file.
 
-Quick default (about a minute): d_model 8, Hessian over W_Q and W_V (128 parameters), N = 1000.
+Quick default: d_model 8, Hessian over W_Q and W_V (128 parameters), N = 1000 (about a minute idle,
+2 minutes measured under a load of 8).
 ``--full``: N = 5000 and the groups Q, V, LN1, W1 (400 parameters).
 
     python -m simulations.dataset_convergence [--full] [--samples N] [--groups Q,V] [--out results/dataset_convergence]
