@@ -25,7 +25,8 @@ def plot_growth(path: str | Path, out: str | Path | None = None) -> Path:
     """Growth figure: rows = blocks (V above Q, or W), columns = H_o, H_f, H; mean +- sem over repeats per layer.
 
     Dashed guide lines ``c sigma^p`` with the theory exponent p (``growth.theory_exponent``), anchored at the
-    smallest sigma of the first layer that has one.
+    smallest sigma of the first layer that has one; under pre-LN (no theory exponent) p is the whole-grid
+    least-squares slope rounded to 0.1, as in the authors' notebook.
 
     Args:
         path: growth HDF5 file.
@@ -34,7 +35,7 @@ def plot_growth(path: str | Path, out: str | Path | None = None) -> Path:
     Returns:
         The PNG path.
     """
-    from .growth import theory_exponent
+    from .growth import fit_slope, theory_exponent
     from .results import load_growth
 
     res = load_growth(path)
@@ -60,11 +61,15 @@ def plot_growth(path: str | Path, out: str | Path | None = None) -> Path:
                 ax.errorbar(s, m, yerr=e, color=colors[l], marker="o", ms=3, lw=1.2, capsize=2, label=f"layer {l}")
                 p = theory_exponent(cfg, l, block, kind)
                 ok = np.isfinite(m) & (m > 0)
+                fitted = False
+                if p is None and cfg.layer_norm and ok.sum() >= 3:
+                    # pre-LN has no theory exponent: the authors draw the whole-grid regression slope, rounded to 0.1
+                    p, fitted = round(fit_slope(s, m).slope, 1), True
                 if p is not None and p not in guide_done:
                     k0 = int(np.argmax(ok))
                     for offset in (1.0, 1e-2, 1e2):
                         ax.plot(s, offset * m[k0] * (s / s[k0]) ** p, "--", color="gray", lw=0.8, alpha=0.7)
-                    ax.plot([], [], "--", color="gray", label=f"$\\sigma^{{{p:g}}}$ (theory)")
+                    ax.plot([], [], "--", color="gray", label=f"$\\sigma^{{{p:g}}}$ ({'fitted' if fitted else 'theory'})")
                     guide_done.add(p)
             ax.set_yscale("log")
             if log_x:
