@@ -8,7 +8,8 @@ in float64). For each storage dtype and compression:
   ``simulate_to_store``), in MB/s of uncompressed frame data and frames/s;
 - size: the file, and its ratio to the uncompressed frames;
 - overhead: ``simulate(..., store=...)`` against ``simulate`` on the same run, timed
-  alternately.
+  alternately, in wall and in CPU time (all threads); and the CPU time of the store path
+  alone over the CPU time of the simulation, the overhead when every core is busy.
 
 Times are the minimum of several repeats (this machine is shared and noisy).
 
@@ -77,7 +78,8 @@ def main():
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         path = Path(tmp) / "run.h5"
         print(f"{'storage':>8} {'compr.':>6} {'write MB/s':>10} {'frames/s':>9} {'size MB':>8} "
-              f"{'ratio':>6} {'sim s':>6} {'store s':>8} {'wall +%':>8} {'cpu +%':>7}")
+              f"{'ratio':>6} {'sim s':>6} {'store s':>8} {'wall +%':>8} {'cpu +%':>7} "
+              f"{'write cpu/sim cpu':>17}")
         for store_dtype in ("float64", "float32"):
             raw = len(ts) * reference.xs[0].size * np.dtype(store_dtype).itemsize
             for compression in (None, "lzf", "gzip"):
@@ -89,7 +91,7 @@ def main():
                     finally:
                         _simulate.run = original
 
-                t_write = best_time(write, args.repeats)
+                (t_write, cpu_write), _ = paired_times(write, lambda: None, args.repeats)
                 size = path.stat().st_size
 
                 def store():
@@ -103,7 +105,8 @@ def main():
                 print(f"{store_dtype:>8} {str(compression):>6} {raw / 1e6 / t_write:>10.0f} "
                       f"{len(ts) / t_write:>9.0f} {size / 1e6:>8.1f} {size / raw:>6.3f} "
                       f"{sim:>6.2f} {st:>8.2f} {100 * (st - sim) / sim:>7.1f}% "
-                      f"{100 * (st_cpu - sim_cpu) / sim_cpu:>6.1f}%")
+                      f"{100 * (st_cpu - sim_cpu) / sim_cpu:>6.1f}% "
+                      f"{100 * cpu_write / sim_cpu:>16.1f}%")
         # Reading back: one frame, one system over all frames, everything.
         io.simulate_to_store(x0, params, path, overwrite=True)
         lazy = particles.load(path).xs

@@ -50,7 +50,7 @@ import struct
 import threading
 import time as _time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -713,7 +713,7 @@ def write_observable(path, name, values, attrs=None, *, overwrite=False):
     name = _check_name("name", name)
     values = np.asarray(values)
     if values.ndim < 1:
-        raise ValueError(f"values must have shape (frames, ...), got a scalar")
+        raise ValueError("values must have shape (frames, ...), got a scalar")
     if values.dtype == object:
         raise TypeError("values must be a numeric or bool array, got dtype object")
     attrs = _check_attrs("attrs", attrs)
