@@ -69,6 +69,8 @@ __all__ = [
     "read_observable",
     "repair",
     "ResultStore",
+    "LazyFrames",
+    "Observable",
     "StoreError",
     "SCHEMA_VERSION",
 ]
