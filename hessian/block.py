@@ -40,6 +40,8 @@ from .models.transformer import layer_norm
 #: parameter groups of one block, in forward order
 GROUPS = ("Q", "K", "V", "O", "LN1", "LN2", "W1", "b1", "W2", "b2")
 KINDS = ("H", "H_o", "H_f")
+#: a block of H_f below this fraction of the H block is float64 round-off of H - H_o (identically zero in theory)
+ZERO_RTOL = 1e-10
 _MEMBERS = {
     "Q": ("attn.W_Q",),
     "K": ("attn.W_K",),
@@ -407,7 +409,8 @@ def growth_table(results: BlockResults, *, sigma_small: float = 0.1, sigma_large
 
     Returns:
         One dict per (group, kind): group, kind, slope_small, ci_small, slope_large, ci_large, theory_large,
-        norm_min, norm_max (ci: half-width of the 95% interval).
+        zero (the block is round-off: <= ZERO_RTOL of the group's H block), norm_min, norm_max (ci: half-width
+        of the 95% interval).
     """
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(results.diagonal(), axis=1)  # (S, 3, G)
@@ -415,26 +418,29 @@ def growth_table(results: BlockResults, *, sigma_small: float = 0.1, sigma_large
     tol = 1 + 1e-12
     rows = []
     for g, group in enumerate(results.groups):
+        scale = float(np.nanmax(mean[:, 0, g])) if np.isfinite(mean[:, 0, g]).any() else 0.0
         for q, kind in enumerate(KINDS):
             v = mean[:, q, g]
+            # H_f = H - H_o of a block on which it vanishes (piecewise-linear path) is float64 round-off, not a trend
+            zero = bool(np.nanmax(v) <= ZERO_RTOL * scale) if np.isfinite(v).any() else True
             ok = np.isfinite(v) & (v > 0)
             small = _fit(s, v, ok & (s <= sigma_small * tol))
             large = _fit(s, v, ok & (s * tol >= sigma_large))
             rows.append(
                 dict(group=group, kind=kind, slope_small=small.slope, ci_small=small.ci, slope_large=large.slope, ci_large=large.ci,
-                     theory_large=large_sigma_exponent(group, kind, results.config.layer_norm),
+                     theory_large=large_sigma_exponent(group, kind, results.config.layer_norm), zero=zero,
                      norm_min=float(np.min(v[ok])) if ok.any() else 0.0, norm_max=float(np.max(v[ok])) if ok.any() else 0.0)
             )
     return rows
 
 
 def format_growth_table(rows: list[dict], sigma_small: float = 0.1, sigma_large: float = 1.0) -> str:
-    """Plain-text table of ``growth_table`` rows (slopes with 95% intervals; 'identically 0' for zero blocks)."""
+    """Plain-text table of ``growth_table`` rows (slopes with 95% intervals; '0 (round-off)' for vanishing blocks)."""
     head = f"{'group':6s} {'kind':4s} {'slope sigma<=' + format(sigma_small, 'g'):>18s} {'slope sigma>=' + format(sigma_large, 'g'):>18s} {'theory':>7s}  ||.||_F range"
     lines = [head]
     for row in rows:
-        if not row["norm_max"] > 0:
-            lines.append(f"{row['group']:6s} {row['kind']:4s} {'identically 0':>18s}")
+        if row["zero"] or not row["norm_max"] > 0:
+            lines.append(f"{row['group']:6s} {row['kind']:4s} {'0 (round-off)':>18s} {'':>18s} {'':>7s}  <= {row['norm_max']:.1e}")
             continue
         th = "-" if row["theory_large"] is None else f"{row['theory_large']:g}"
         lines.append(
@@ -464,6 +470,7 @@ def plot_block_map(path: str | Path, out: str | Path | None = None) -> Path:
     plt = _pyplot()
     with np.errstate(invalid="ignore"):
         M = np.nanmean(res.init, axis=0)  # (3, G, G)
+    M[2] = np.where(M[2] <= ZERO_RTOL * M[0], 0.0, M[2])  # round-off of H - H_o where H_f vanishes
     G = len(res.groups)
     logs = np.log10(np.where(M > 0, M, np.nan))
     finite = logs[np.isfinite(logs)]
@@ -481,7 +488,7 @@ def plot_block_map(path: str | Path, out: str | Path | None = None) -> Path:
         ax.set_title(f"{KINDS[q]}: $\\|H[g, g']\\|_F$ (log10 colour)")
     fig.colorbar(im, ax=axes, shrink=0.8, label="log10 Frobenius norm")
     c = res.config
-    fig.suptitle(f"pre-LN block at initialisation: d_model {c.d_model}, d_mlp {c.d_mlp}, batch {c.batch}, mean of {c.repeats} seeds (0 = exactly zero)", fontsize=9)
+    fig.suptitle(f"pre-LN block at initialisation: d_model {c.d_model}, d_mlp {c.d_mlp}, batch {c.batch}, mean of {c.repeats} seeds (0: H_f <= 1e-10 of H, round-off)", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -495,6 +502,7 @@ def plot_block_growth(path: str | Path, out: str | Path | None = None) -> Path:
     plt = _pyplot()
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(res.diagonal(), axis=1)
+    mean[:, 2] = np.where(mean[:, 2] <= ZERO_RTOL * mean[:, 0], np.nan, mean[:, 2])  # vanishing H_f: not drawn
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), sharey=True)
     colors = plt.cm.tab10(np.arange(len(res.groups)) % 10)
     for q, ax in enumerate(axes):
