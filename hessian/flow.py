@@ -36,8 +36,12 @@ normalised, the same formulas with raw moments (x_j in place of x_j - m_i): d a_
 d^2 a_ij = a_ij dT_ij^2. Both are tested against torch.func.hessian of l(w) (tests/hessian/test_flow.py).
 
 When every token sits at one point x, SA gives A = 11^T / n and x_j - m_i = 0, so M2 = M3 = 0 and every Q and
-K block of H_o and H_f vanishes while H_o(V, V) = (2/(n d)) n x x^T (x) I stays (note §2.12); USA keeps its Q/K
+K block of H_o and H_f vanishes while H_o(V, V) = (2/(n d)) n I (x) x x^T stays (note §2.12); USA keeps its Q/K
 curvature there (the weights e^{beta <Qx, Kx>}/n still depend on Q and K).
+
+Storage: ``along_trajectory(path)`` writes one H5MD observable per field, ``/observables/curvature.<loss>.<field>``
+(``particles.io.write_observable`` takes no nested names), with the settings as attributes; ``read_curvature``
+reads them back. Frames that were not computed (``every`` > 1) hold NaN (-1 for cluster counts).
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import uuid
 from typing import Any
@@ -109,7 +112,7 @@ def _split(H: Tensor, P: int) -> dict:
 
 def _norms(b: dict) -> Tensor:
     """(3, 3) Frobenius norms of the Q/K/V blocks of a symmetric matrix given by its six upper blocks."""
-    v = {k: blk.square().sum().sqrt() for k, blk in b.items()}
+    v = {k: torch.linalg.vector_norm(blk) for k, blk in b.items()}
     return torch.stack([torch.stack([v.get((r, c), v.get((c, r))) for c in BLOCKS]) for r in BLOCKS])
 
 
@@ -144,13 +147,26 @@ def flow_hessian(X: Tensor, Q: Tensor, K: Tensor, V: Tensor, Y: Tensor, *, beta:
 
 
 def _summary(X, Q, K, V, Y, *, beta, dynamics, loss, dense):
-    """Per configuration: block norms (3 kinds, 3, 3), traces (3,), H (P, P) and, if ``dense``, H_o (P, P)."""
+    """Per configuration: block norms (3 kinds, 3, 3), traces (3,), the six upper blocks of H and, if
+    ``dense``, of H_o (assembled outside vmap by ``_assemble_batched``: cheaper than a vmapped cat)."""
     H_o, H_f = _blocks(X, Q, K, V, Y, beta=beta, dynamics=dynamics, loss=loss)
     H = {k: H_o[k] + H_f[k] for k in _PAIRS}
     norms = torch.stack([_norms(H), _norms(H_o), _norms(H_f)])
     trace = torch.stack([_trace(H), _trace(H_o), _trace(H_f)])
-    out = (norms, trace, _assemble(H))
-    return out + (_assemble(H_o),) if dense else out
+    out = (norms, trace, tuple(H[k] for k in _PAIRS))
+    return out + (tuple(H_o[k] for k in _PAIRS),) if dense else out
+
+
+def _assemble_batched(blocks) -> Tensor:
+    """(C, 3 P, 3 P) symmetric matrices from the six upper blocks, each (C, P, P), in ``_PAIRS`` order."""
+    C, P = blocks[0].shape[:2]
+    out = torch.empty(C, 3 * P, 3 * P, dtype=blocks[0].dtype)
+    span = {name: slice(i * P, (i + 1) * P) for i, name in enumerate(BLOCKS)}
+    for (r, c), blk in zip(_PAIRS, blocks):
+        out[:, span[r], span[c]] = blk
+        if r != c:
+            out[:, span[c], span[r]] = blk.mT
+    return out
 
 
 def _blocks(X, Q, K, V, Y, *, beta, dynamics, loss):
@@ -544,19 +560,20 @@ def _chunk(idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eige
         Y = torch.zeros_like(X)
     Q, K, V = (M.expand(len(idx), B, d, d).reshape(-1, d, d) for M in QKV)
     res = kernel(X, Q, K, V, Y)
-    if not all(bool(torch.isfinite(r).all()) for r in res):
+    if not all(bool(torch.isfinite(r).all()) for r in res[:2]):
         bad = int(np.flatnonzero(~np.isfinite(res[0].reshape(len(idx), -1).numpy()).all(1))[0])
         raise RuntimeError(f"non-finite curvature at frame {idx[bad]} (t = {ts[idx[bad]]:g}) with beta = "
                            f"{params.beta:g}, dynamics = {params.dynamics!r} (USA weights e^(beta <Qx, Kx>) "
                            f"overflow at large beta)")
     out["norms"].append(res[0].reshape(len(idx), B, 3, 3, 3).numpy())
     out["trace"].append(res[1].reshape(len(idx), B, 3).numpy())
+    H = _assemble_batched(res[2]) if eigenvalues or dense else None
     if eigenvalues:
-        ev = torch.linalg.eigvalsh(res[2])
+        ev = torch.linalg.eigvalsh(H)
         out["eigenvalues"].append(torch.stack([ev[:, 0], ev[:, -1]], 1).reshape(len(idx), B, 2).numpy())
     if dense:
-        out["H"].append(res[2].reshape(len(idx), B, P, P).numpy())
-        out["H_o"].append(res[3].reshape(len(idx), B, P, P).numpy())
+        out["H"].append(H.reshape(len(idx), B, P, P).numpy())
+        out["H_o"].append(_assemble_batched(res[3]).reshape(len(idx), B, P, P).numpy())
 
 
 
