@@ -47,49 +47,55 @@ def prepare(x, BA, V, ax, vx):
                     vx[b, k, i] += v * x[b, m, i]
 
 
+@njit(inline="always", fastmath=_FASTMATH_SUMS)
+def _weights_row(G, x, ax, b, i, c, with_rest, row):
+    """row[j] <- exp(<x_i, BA x_j> - c); with_rest, row holds the coordinates >= G part.
+
+    G (2 or 4) is a compile-time constant of the caller, so the branches on it vanish.
+    """
+    x0, x1 = x[b, 0, i], x[b, 1, i]
+    x2 = x[b, 2, i] if G == 4 else 0.0
+    x3 = x[b, 3, i] if G == 4 else 0.0
+    for j in range(x.shape[2]):
+        logit = x0 * ax[b, 0, j] + x1 * ax[b, 1, j]
+        if G == 4:
+            logit += x2 * ax[b, 2, j] + x3 * ax[b, 3, j]
+        if with_rest:
+            logit += row[j]
+        row[j] = vexp(logit - c)
+
+
+@njit(inline="always", fastmath=_FASTMATH_SUMS)
+def _sums_row(G, vx, b, i, row, out):
+    """out[b, :G, i] <- sum_j row[j] vx[b, :G, j]; returns sum_j row[j]."""
+    z = s0 = s1 = s2 = s3 = 0.0
+    for j in range(vx.shape[2]):
+        e = row[j]
+        z += e
+        s0 += e * vx[b, 0, j]
+        s1 += e * vx[b, 1, j]
+        if G == 4:
+            s2 += e * vx[b, 2, j]
+            s3 += e * vx[b, 3, j]
+    out[b, 0, i] = s0
+    out[b, 1, i] = s1
+    if G == 4:
+        out[b, 2, i] = s2
+        out[b, 3, i] = s3
+    return z
+
+
 def _make_interact(G):
     """The pairwise kernel for states padded to a multiple of G coordinates (G = 2 or 4).
 
     Two passes per task: first all the weights of its rows into a (rows, n) buffer, then
     the sums. The loops over j carry G coordinates fixed at compile time, so they vectorise;
     keeping the exponentials apart from the sums leaves enough registers for the
-    polynomial (fused, the loop spilled and ran 1.5x slower).
+    polynomial (fused, the loop spilled and ran 1.5x slower). The closure holds only the
+    integer G: Numba's cache keys on the closure's contents, which must stay picklable and
+    equal across processes for the cache to hit.
     """
 
-    @njit(inline="always", fastmath=_FASTMATH_SUMS)
-    def weights_row(x, ax, b, i, c, with_rest, row):
-        """row[j] <- exp(<x_i, BA x_j> - c); with_rest, row holds the coordinates >= G part."""
-        x0, x1 = x[b, 0, i], x[b, 1, i]
-        x2 = x[b, 2, i] if G == 4 else 0.0
-        x3 = x[b, 3, i] if G == 4 else 0.0
-        for j in range(x.shape[2]):
-            logit = x0 * ax[b, 0, j] + x1 * ax[b, 1, j]
-            if G == 4:
-                logit += x2 * ax[b, 2, j] + x3 * ax[b, 3, j]
-            if with_rest:
-                logit += row[j]
-            row[j] = vexp(logit - c)
-
-    @njit(inline="always", fastmath=_FASTMATH_SUMS)
-    def sums_row(vx, b, i, row, out):
-        """out[b, :G, i] <- sum_j row[j] vx[b, :G, j]; returns sum_j row[j]."""
-        z = s0 = s1 = s2 = s3 = 0.0
-        for j in range(vx.shape[2]):
-            e = row[j]
-            z += e
-            s0 += e * vx[b, 0, j]
-            s1 += e * vx[b, 1, j]
-            if G == 4:
-                s2 += e * vx[b, 2, j]
-                s3 += e * vx[b, 3, j]
-        out[b, 0, i] = s0
-        out[b, 1, i] = s1
-        if G == 4:
-            out[b, 2, i] = s2
-            out[b, 3, i] = s3
-        return z
-
-    @njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
     def interact(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
         B, d, n = x.shape
         n_chunks = (n + chunk - 1) // chunk
@@ -109,12 +115,12 @@ def _make_interact(G):
                         row[j] = vexp(row[j] - c)
                 elif d > G:
                     _partial_logits(x, ax, b, i, G, row)
-                    weights_row(x, ax, b, i, 0.0 if usa else shift[b], True, row)
+                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], True, row)
                 else:
-                    weights_row(x, ax, b, i, 0.0 if usa else shift[b], False, row)
+                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], False, row)
             for i in range(i0, i1):
                 row = weights[i - i0]
-                z = sums_row(vx, b, i, row, out)
+                z = _sums_row(G, vx, b, i, row, out)
                 for k in range(G, d):
                     sk = 0.0
                     for j in range(n):
@@ -123,7 +129,8 @@ def _make_interact(G):
                 _finish_token(x, b, i, n if usa else z, project, out)
 
     interact.__doc__ = _INTERACT_DOC.format(G=G)
-    return interact
+    interact.__qualname__ = interact.__name__ = f"interact{G}"
+    return njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)(interact)
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)
