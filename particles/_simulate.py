@@ -69,7 +69,8 @@ def simulate(
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
-        and ``params``.
+        and ``params``. With ``store``, ``xs`` is read lazily from the file, in the storage
+        dtype.
 
     Raises:
         TypeError, ValueError: bad input, naming the argument.

@@ -56,7 +56,7 @@ import h5py
 import numpy as np
 
 from ._checks import check_dtype, check_real
-from ._params import SimulationParams
+from ._params import SimulationParams, _same
 from ._trajectory import Trajectory
 
 __all__ = [
@@ -417,14 +417,6 @@ def _param_diff(stored, given):
                 isinstance(b, np.ndarray) else (repr(a), repr(b))
             diffs.append(f"{field.name!r} (stored {shown[0]}, given {shown[1]})")
     return diffs
-
-
-def _same(a, b):
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.shape(a) == np.shape(b) and np.array_equal(a, b)
-    return a == b
 
 
 def _check_not_being_written(path):
