@@ -157,7 +157,7 @@ def plot(curv, rows, png: Path) -> Path:
             c = np.median(norm[ok] / lam2[ok] ** theory)
             ax.loglog(x, c * x**theory, "k--", lw=0.8)
     ax.set(xlabel="lambda_2(Sigma_xx) (largest non-leading)", ylabel="block norm",
-           title="one cluster: norm ~ lambda_2^p (dashed: note)")
+           title="one cluster: norm ~ lambda_2^p")
     ax.legend(fontsize=7)
     fig.suptitle(f"curvature along the flow: {curv.settings['dynamics']}, beta = {curv.settings['beta']:g}, "
                  f"n = {curv.settings['n']}, d = {curv.settings['d']}, {curv.settings['systems']} systems")
