@@ -1,6 +1,6 @@
 """Time ``hessian.along_trajectory`` on the issue's setting: 301 frames x 64 systems, n = 32, d = 8 (P = 192).
 
-    python benchmarks/bench_curvature_flow.py [--repeats 3] [--threads N]
+    python benchmarks/bench_curvature_flow.py [--repeats 3]
 
 Prints the minimum over repeats (the machine is shared: the minimum is the least disturbed run) of the
 whole call, with and without the exact eigenvalues, and the frames (x systems) per second; also the CPU time
@@ -13,7 +13,6 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
 import particles
 from hessian import along_trajectory
@@ -22,17 +21,14 @@ from hessian import along_trajectory
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
     p.add_argument("--systems", type=int, default=64)
     p.add_argument("--loss", default="target")
     args = p.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     x0 = np.stack([particles.sample_sphere(32, 8, seed=s) for s in range(args.systems)])
     t = time.perf_counter()
     traj = particles.simulate(x0, beta=1.0, t_max=30.0, dt=0.1)
     print(f"simulate: {time.perf_counter() - t:.2f} s, {len(traj.ts)} frames x {args.systems} systems, n = 32, d = 8, "
-          f"torch threads = {torch.get_num_threads()}")
+          "along_trajectory runs torch with one intra-op thread")
     configs = len(traj.ts) * args.systems
     for eig in (True, False):
         times, cpu = [], []

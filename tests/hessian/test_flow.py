@@ -125,7 +125,7 @@ def test_driver_dense_norms_trace_eigenvalues_match_reference(tmp_path):
                                            atol=1e-12 * scale)
                 np.testing.assert_allclose(curv.trace[f, b, k], np.trace(M.numpy()), rtol=1e-10, atol=1e-12 * scale)
             ev = np.linalg.eigvalsh(ref[0].numpy())
-            np.testing.assert_allclose(curv.eigenvalues[f, b], [ev[0], ev[-1]], rtol=0, atol=1e-10 * scale)
+            np.testing.assert_allclose(curv.top_eigenvalue[f, b], ev[-1], rtol=0, atol=1e-10 * scale)
             sigma = np.linalg.eigvalsh(X.numpy().T @ X.numpy() / n)[::-1]
             np.testing.assert_allclose(curv.sigma_eigenvalues[f, b], sigma, rtol=0, atol=1e-14)
     assert curv.top_eigenvalue.shape == (4, B)
@@ -259,7 +259,7 @@ def test_write_and_read_back_with_the_trajectory(tmp_path):
     particles.io.save(path, euler_run(x0, beta=1.0, t_max=2.0, dt=0.1))
     curv = along_trajectory(path, every=4, dense=True)
     back = read_curvature(path)
-    for field in ("ts", "frames", "norms", "trace", "eigenvalues", "H", "H_o", "sigma_eigenvalues", "cluster_count"):
+    for field in ("ts", "frames", "norms", "trace", "top_eigenvalue", "H", "H_o", "sigma_eigenvalues", "cluster_count"):
         np.testing.assert_array_equal(getattr(back, field), getattr(curv, field))
     assert back.settings["loss"] == "target" and back.settings["dynamics"] == "SA" and back.settings["every"] == 4
     traj = particles.load(path)
@@ -271,7 +271,7 @@ def test_write_and_read_back_with_the_trajectory(tmp_path):
     # a rewrite without dense output hides the older dense fields
     along_trajectory(path, every=10, overwrite=True, eigenvalues=False)
     back = read_curvature(path)
-    assert back.H is None and back.eigenvalues is None and list(back.frames) == [0, 10, 20]
+    assert back.H is None and back.top_eigenvalue is None and list(back.frames) == [0, 10, 20]
     along_trajectory(path, loss="energy")
     assert read_curvature(path, "energy").norms.shape == (21, 3, 3, 3)
     with pytest.raises(KeyError, match="next"):
@@ -314,3 +314,17 @@ def test_cluster_power_law_table(clustering_run):
     rows = {(r["kind"], r["block"][0], r["block"][1]): r for r in cluster_power_law(clustering_run[1])}
     for key, p in CLUSTER_POWER.items():
         assert rows[key]["points"] >= 10 and abs(rows[key]["slope"] - p) < 0.05, rows[key]
+
+
+def test_top_eigenvalue_without_threadpoolctl(monkeypatch):
+    # the fallback (torch eigvalsh) and the dsyevr path give the same top eigenvalue to rounding
+    import sys
+
+    traj = euler_run(np.stack([particles.sample_sphere(5, 3, seed=s) for s in range(2)]), beta=1.0, t_max=1.0, dt=0.1)
+    fast = along_trajectory(traj, every=3, dense=True)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    slow = along_trajectory(traj, every=3)
+    exact = np.linalg.eigvalsh(fast.H)[..., -1]
+    scale = np.abs(fast.H).max()
+    np.testing.assert_allclose(fast.top_eigenvalue, exact, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(slow.top_eigenvalue, exact, rtol=0, atol=1e-12 * scale)
