@@ -12,7 +12,7 @@ import particles
 from hessian import along_trajectory, flow_hessian, read_curvature
 from hessian.flow import BLOCKS, KINDS, random_target
 
-torch.set_default_dtype(torch.float64)
+F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)
@@ -77,9 +77,9 @@ def _softmax(T):
 
 def _random_problem(seed, n=5, d=3, scale=0.8):
     g = torch.Generator().manual_seed(seed)
-    X = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
-    Q, K, V = (scale * torch.randn(d, d, generator=g) for _ in range(3))
-    return X, Q, K, V, torch.randn(n, d, generator=g)
+    X = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=F64), dim=1)
+    Q, K, V = (scale * torch.randn(d, d, generator=g, dtype=F64) for _ in range(3))
+    return X, Q, K, V, torch.randn(n, d, generator=g, dtype=F64)
 
 
 @pytest.mark.parametrize("dynamics", ["SA", "USA"])
@@ -140,7 +140,7 @@ def test_next_loss_targets_the_next_frame():
     traj = euler_run(x0, beta=1.0, t_max=1.0, dt=0.1)
     curv = along_trajectory(traj, loss="next", every=4, dense=True)
     assert list(curv.frames) == [0, 4, 8]
-    I = torch.eye(3)
+    I = torch.eye(3, dtype=F64)
     for f, k in enumerate(curv.frames):
         X, X1 = (torch.from_numpy(np.asarray(traj.xs[j])) for j in (k, k + 1))
         Y = (X1 - X) / (traj.ts[k + 1] - traj.ts[k])
@@ -177,7 +177,7 @@ def test_one_cluster_kills_the_query_key_curvature_but_not_the_value_curvature()
             # exactly zero up to the rounding of X - mean (identical rows: a few ulps)
             assert float(M[: 2 * P].abs().max()) < 1e-14 * float(H_o.abs().max())
         if loss == "target":
-            expected = torch.kron(torch.eye(d), torch.outer(X[0], X[0])) * 2.0 / d
+            expected = torch.kron(torch.eye(d, dtype=F64), torch.outer(X[0], X[0])) * 2.0 / d
             torch.testing.assert_close(H_o[2 * P :, 2 * P :], expected, rtol=0, atol=1e-15)
         assert float(H_o[2 * P :, 2 * P :].norm()) > 0.1
     # USA does not normalise: the weights e^{beta <Qx, Kx>} / n of the single point still depend on Q and K
