@@ -46,10 +46,6 @@ class _Field:
         self.usa = bool(usa)
         self.BA = _pad(beta * A, self.dp, dtype)
         self.V = _pad(V, self.dp, dtype)
-        # |<x_i, A x_j>| <= |A|_2 on the sphere, so beta |A|_2 bounds every logit.
-        bound = beta * np.linalg.norm(A, ord=2, axis=(-2, -1))
-        self.shift = np.ascontiguousarray(np.broadcast_to(bound, (batch,)), dtype=np.float64)
-        self.row_max = bool(2.0 * self.shift.max() > _MAX_BOUND_SPREAD)
         self.norms = np.empty((batch, n), dtype)
 
     def pack(self, x):
@@ -79,6 +75,10 @@ class FusedField(_Field):
         d = A.shape[-1]
         self.dp = 2 if d == 2 else -(-d // 4) * 4
         super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype)
+        # |<x_i, A x_j>| <= |A|_2 on the sphere, so beta |A|_2 bounds every logit.
+        bound = beta * np.linalg.norm(A, ord=2, axis=(-2, -1))
+        self.shift = np.ascontiguousarray(np.broadcast_to(bound, (batch,)), dtype=np.float64)
+        self.row_max = bool(2.0 * self.shift.max() > _MAX_BOUND_SPREAD)
         shape = (batch, self.dp, n)
         self.ax = np.empty(shape, dtype)
         self.vx = np.empty(shape, dtype)
@@ -90,7 +90,7 @@ class FusedField(_Field):
         self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
 
     def coordinate_major(self, x):
-        """The state as (B, dp, n), the layout of the observable kernels."""
+        """The state as (B, dp, n), padded to 2 or a multiple of 4: the observables' layout."""
         return x
 
     def velocity(self, x, project, out):
@@ -131,7 +131,10 @@ class DenseField(_Field):
         return x.copy() if batched else x[0].copy()
 
     def coordinate_major(self, x):
-        return np.swapaxes(x, 1, 2)
+        # Padded to a multiple of 4 coordinates, as the observable kernels expect.
+        out = np.zeros((x.shape[0], -(-self.dp // 4) * 4, x.shape[1]), x.dtype)
+        out[:, : self.dp, :] = np.swapaxes(x, 1, 2)
+        return out
 
     def velocity(self, x, project, out):
         xt, ot = torch.from_numpy(x), torch.from_numpy(out)
@@ -139,7 +142,8 @@ class DenseField(_Field):
         logits = xt @ ax.transpose(1, 2)
         # torch's softmax subtracts the exact row maxima itself.
         weights = logits.exp_().div_(logits.shape[2]) if self.usa else torch.softmax(logits, dim=2)
-        torch.matmul(weights, xt if self._V_T is None else xt @ self._V_T, out=ot)
+        # matmul(..., out=) measured slower than a product and a copy.
+        ot.copy_(weights @ (xt if self._V_T is None else xt @ self._V_T))
         if project:
             ot.sub_((xt * ot).sum(dim=2, keepdim=True) * xt)
 

@@ -28,8 +28,11 @@ def _configurations(x, *, min_tokens=1):
 
 def _pair_statistics(x, density_threshold, link_threshold):
     lead, (n, d) = x.shape[:-2], x.shape[-2:]
-    packed = np.ascontiguousarray(np.swapaxes(x.reshape((-1, n, d)), 1, 2), dtype=np.float64)
-    M = packed.shape[0]
+    # The kernels take coordinate-major states padded to 2 or a multiple of 4 coordinates.
+    dp = 2 if d == 2 else -(-d // 4) * 4
+    M = int(np.prod(lead, dtype=np.int64))
+    packed = np.zeros((M, dp, n))
+    packed[:, :d, :] = np.swapaxes(x.reshape((M, n, d)), 1, 2)
     close = np.empty(M, np.int64)
     labels = np.empty((M, n), np.int64)
     counts = np.empty(M, np.int64)
