@@ -1,6 +1,7 @@
 """The three time steppers, over the operations of a field (see ``_fields``)."""
 import numpy as np
 
+
 class Euler:
     """The authors' scheme: x_i <- (x_i + h v_i) / |x_i + h v_i|, v unprojected. Order 1."""
 
