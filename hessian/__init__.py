@@ -4,9 +4,13 @@ Every function takes a functional model ``f(params, X)``, a loss ``loss(output, 
 the data and a list of block names (e.g. ``"blocks.0.attn.W_Q"``); analysis runs in float64 by default.
 """
 
+from . import block as block
 from . import closed_form as closed_form
+from . import dataset_size as dataset_size
 from . import interop as interop
+from . import training as training
 from .block_matrix import BlockMatrix as BlockMatrix
+from .dataset_size import per_sample_hessians as per_sample_hessians
 from .dense import HessianSplit as HessianSplit
 from .dense import dense_hessian as dense_hessian
 from .dense import functional_hessian as functional_hessian
@@ -25,6 +29,10 @@ from .estimators import hutchpp_trace as hutchpp_trace
 from .estimators import spectral_density as spectral_density
 from .estimators import top_eigenvalues as top_eigenvalues
 from .estimators import trace as trace
+from .flow import FlowCurvature as FlowCurvature
+from .flow import along_trajectory as along_trajectory
+from .flow import flow_hessian as flow_hessian
+from .flow import read_curvature as read_curvature
 from .losses import CrossEntropyLoss as CrossEntropyLoss
 from .losses import MSELoss as MSELoss
 from .models import AttentionKind as AttentionKind
@@ -35,7 +43,9 @@ from .operators import CurvatureOperator as CurvatureOperator
 from .operators import functional_hessian_operator as functional_hessian_operator
 from .operators import ggn_operator as ggn_operator
 from .operators import hessian_operator as hessian_operator
-from .products import functional_hessian_vector_product as functional_hessian_vector_product
+from .products import (
+    functional_hessian_vector_product as functional_hessian_vector_product,
+)
 from .products import ggn_vector_product as ggn_vector_product
 from .products import hessian_vector_product as hessian_vector_product
 from .products import make_functional_hvp as make_functional_hvp
@@ -86,28 +96,14 @@ __all__ = [
     "closed_form",
     # nn.Module wrappers for module-based libraries
     "interop",
-]
-
-# curvature along the particle flow (hessian.flow)
-from .flow import FlowCurvature as FlowCurvature
-from .flow import along_trajectory as along_trajectory
-from .flow import flow_hessian as flow_hessian
-from .flow import read_curvature as read_curvature
-
-__all__ += ["along_trajectory", "read_curvature", "flow_hessian", "FlowCurvature"]
-
-# the whole pre-LN block and the loss landscape versus dataset size (Petrov et al., 2025; theory note §4)
-from . import block as block
-from . import dataset_size as dataset_size
-from .dataset_size import per_sample_hessians as per_sample_hessians
-
-__all__ += [
+    # curvature along the particle flow
+    "along_trajectory",
+    "read_curvature",
+    "flow_hessian",
+    "FlowCurvature",
+    # the whole pre-LN block, dataset size and training (Petrov et al., 2025)
     "block",
     "dataset_size",
     "per_sample_hessians",
+    "training",
 ]
-
-# curvature during training (Lanczos eigenvalues, Hutch++ trace, SLQ density, block norms at checkpoints)
-from . import training as training
-
-__all__ += ["training"]

@@ -35,7 +35,7 @@ def symmetric(n, seed=0, rank=None):
 def test_hutchinson_trace_converges():
     A = symmetric(30)
     exact = np.trace(A)
-    errors, ses = [], []
+    ses = []
     for S in (250, 1000, 4000):
         est = hutchinson_trace(A, S, seed=S)
         assert abs(est.value - exact) < 4 * est.stderr
