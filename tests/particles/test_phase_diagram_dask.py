@@ -1,10 +1,9 @@
 """The phase-diagram sweep on a real Dask cluster (worker processes on loopback)."""
+import distributed
 import numpy as np
 import pytest
 
 from particles import phase_diagram
-
-distributed = pytest.importorskip("distributed")
 
 SWEEP = dict(betas=[0.5, 2.0, 4.0, 8.0], n=8, d=2, batch=16, t_max=2.0, dt=0.1, checkpoints=5)
 

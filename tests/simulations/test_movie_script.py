@@ -1,12 +1,11 @@
 """simulations.movie end to end: simulate or read a run, decode the MP4 and GIF written."""
+import imageio_ffmpeg
 import numpy as np
 import pytest
+from PIL import Image
 
 import particles
 from simulations import movie as script
-
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
-Image = pytest.importorskip("PIL.Image")
 
 
 def _mp4_frames_and_size(path):
@@ -29,9 +28,8 @@ def test_simulated_run_gives_mp4_and_gif_with_expected_frames(tmp_path, capsys):
 
 
 def test_from_stored_run_picks_the_system(tmp_path):
-    io = pytest.importorskip("particles.io")
-    if not hasattr(io, "save"):
-        pytest.skip("particles.io.save not available yet")
+    from particles import io
+
     # A cheap batched "run": tokens sliding along great circles to one point per system.
     x0 = particles.sample_sphere(5, 3, batch=2, seed=0)
     target = particles.sample_sphere(1, 3, batch=2, seed=1)
