@@ -1,5 +1,11 @@
 """Self-attention dynamics as interacting particles on the sphere (Geshkovski et al., 2023)."""
 from ._params import SimulationParams as SimulationParams
+from ._phase_diagram import PhaseDiagram as PhaseDiagram
+from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig
+from ._phase_diagram import beta_statistics as beta_statistics
+from ._phase_diagram import load_phase_diagram as load_phase_diagram
+from ._phase_diagram import phase_diagram as phase_diagram
+from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from ._simulate import simulate as simulate
 from ._trajectory import Trajectory as Trajectory
 from .io import load as load
@@ -10,12 +16,6 @@ from .observables import energy as energy
 from .observables import normalized_energy as normalized_energy
 from .observables import span_dimension as span_dimension
 from .observables import token_covariance as token_covariance
-from ._phase_diagram import PhaseDiagram as PhaseDiagram
-from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig
-from ._phase_diagram import beta_statistics as beta_statistics
-from ._phase_diagram import load_phase_diagram as load_phase_diagram
-from ._phase_diagram import phase_diagram as phase_diagram
-from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from .sphere import inner_products as inner_products
 from .sphere import sample_sphere as sample_sphere
 

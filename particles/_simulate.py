@@ -3,9 +3,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._checks import as_float_array, check_finite
-from ._params import SimulationParams
 from ._fields import make_field
-from ._steppers import Dopri5, Euler, RK4
+from ._params import SimulationParams
+from ._steppers import RK4, Dopri5, Euler
 from ._trajectory import Trajectory
 
 # |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
