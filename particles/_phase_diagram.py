@@ -156,6 +156,7 @@ def beta_statistics(config, k):
 
     field = new_field()
     x = field.pack(x0)
+    stepper = Euler(field, x)
     pairs = config.n * (config.n - 1)
     density = np.empty(config.checkpoints)
     clusters = np.empty(config.checkpoints)
@@ -169,12 +170,14 @@ def beta_statistics(config, k):
         while step < target:
             upcoming = regen_steps[regen_steps > step]
             stop = min(target, upcoming[0]) if upcoming.size else target
-            if Euler(field, x).advance(x, h, stop - step) < stop - step:
+            if stepper.advance(x, h, stop - step) < stop - step:
                 raise RuntimeError(f"the state became non-finite before step {stop} "
                                    f"(t = {stop * h:g}) with beta = {beta:g}, {config.dynamics}")
             step = stop
-            if step in regen_steps and step < target:
+            # Also when the redraw falls on a checkpoint: the next segment needs it.
+            if step in regen_steps:
                 field = new_field()
+                stepper = Euler(field, x)
         _observable_kernels.pair_statistics(field.coordinate_major(x), config.density_threshold,
                                             1.0 - config.cluster_tol, rows, stacks, close, labels,
                                             counts)

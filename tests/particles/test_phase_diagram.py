@@ -76,3 +76,16 @@ def test_regeneration_and_usa_step_correction_run():
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PhaseDiagramConfig(**kwargs)
+
+
+def test_regeneration_on_a_checkpoint_step_redraws(monkeypatch):
+    # regen_period 0.5 with checkpoints every 0.5: every redraw falls on a checkpoint step.
+    import particles._phase_diagram as module
+
+    draws = []
+    original = module.ensembles.draw
+    monkeypatch.setattr(module.ensembles, "draw", lambda *a, **k: draws.append(1) or original(*a, **k))
+    config = PhaseDiagramConfig(betas=(1.0,), regen_period=0.5, interaction="goe", **SMALL)
+    beta_statistics(config, 0)
+    # t_max 3: the initial draw plus redraws at t = 0.5, 1.0, ..., 3.0.
+    assert len(draws) == 1 + 6
