@@ -195,8 +195,8 @@ def jacobian(
     N, P = problem.out_dim, problem.dim
     check_jacobian_size(N, P, max_entries)
     check_positive_int(chunk_size, "chunk_size")
-    if P <= N:
-        # P forward products J e_p are the columns
+    if P < N:
+        # P forward products J e_p are the columns (reverse mode, with one shared forward pass, wins at P = N)
         one = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]  # noqa: E731
         matrix = _batched(one, torch.eye(P, dtype=dtype), chunk_size).T
     else:

@@ -1,0 +1,262 @@
+"""Input-scale growth of ``||dF/dX||_2`` for softmax self-attention, with and without a LayerNorm in front.
+
+Dot-product self-attention is not globally Lipschitz (Kim, Papamakarios & Mnih, 2021): its input Jacobian
+(closed form in ``closed_form.attention_jacobians``) is ``A (x) W_V^T`` plus score terms that carry the
+attention covariance ``M2_i`` of the tokens. Along the ray X -> sX, exponents of ``||dF/dX||_2 ~ s^p`` at large s:
+
+* generic tokens, attention: p = 0. Every score row has a unique maximum, the softmax saturates
+  (``a_ij (1 - a_ij) ~ exp(-c s^2)``) and J tends to the hard-attention value term ``A_hard (x) W_V^T``;
+* one token at the origin (the construction of Kim et al.), attention: p = 2. Its scores are all 0, so its
+  attention stays uniform, ``M2`` of that query is ``s^2 Cov(X)`` and its query-side block
+  ``beta W_V^T M2 W_K W_Q^T`` grows like s^2, without bound;
+* LayerNorm first, generic tokens: p = -1 (``LN(sX) = LN(X)``, so ``J(sX) = J(X) / s`` once ``s^2 Var >> eps``);
+* LayerNorm first, token at the origin: p = 0 (that token's LayerNorm Jacobian is ``P / sqrt(eps)`` at every s):
+  bounded, but by a constant of order ``1 / sqrt(eps)``.
+
+For each draw (weights ~ N(0, 1/d), tokens ~ N(0, 1), the same for both layers and both token families) and
+each s of a log grid, ``||dF/dX||_2`` is the largest singular value of the exact dense Jacobian
+(``hessian.jacobians.jacobian``, LAPACK) or of the matrix-free operator (Lanczos on J^T J). Every
+(tokens, draw) goes to HDF5 as it finishes (``particles.io.ResultStore``; a rerun resumes); the figure is
+drawn from the file; exponents are per-draw least-squares slopes over s >= s_fit, mean +- s.e.m. over draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from .._checks import check_positive_int
+from ..jacobians import jacobian, jacobian_operator
+from ..models import SelfAttention, layer_norm
+
+KIND = "attention_lipschitz"
+LAYERS = ("attention", "ln_attention")
+TOKENS = ("generic", "zero_token")
+#: large-s exponents derived in the module docstring, keyed (layer, tokens)
+THEORY = {("attention", "generic"): 0.0, ("attention", "zero_token"): 2.0, ("ln_attention", "generic"): -1.0, ("ln_attention", "zero_token"): 0.0}
+LABELS = {"attention": "softmax attention", "ln_attention": "LayerNorm, then attention", "generic": "Gaussian tokens", "zero_token": "Gaussian tokens, one at the origin (Kim et al.)"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LipschitzConfig:
+    """One sweep of ``||dF/dX||_2`` over the input scale.
+
+    Attributes:
+        L: tokens; d: token width (one head, d_K = d_V = d, scale 1/sqrt(d)).
+        draws: independent draws of weights and tokens (seeds ``seed + r``).
+        s_min, s_max, num_scales: log grid of input scales s.
+        s_fit: exponents are fitted over s >= s_fit.
+        eps: LayerNorm epsilon (gain 1, bias 0).
+        method: "dense" (SVD of the exact Jacobian) or "lanczos" (matrix-free, jvp/vjp).
+        seed: base seed.
+    """
+
+    L: int = 16
+    d: int = 16
+    draws: int = 8
+    s_min: float = 0.1
+    s_max: float = 1000.0
+    num_scales: int = 17
+    s_fit: float = 100.0
+    eps: float = 1e-5
+    method: str = "dense"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("L", 2), ("d", 1), ("draws", 1), ("num_scales", 2)):
+            check_positive_int(getattr(self, name), name, minimum=minimum)
+        for name in ("s_min", "s_max", "s_fit", "eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+        if self.s_max <= self.s_min:
+            raise ValueError(f"s_max must exceed s_min, got s_min={self.s_min}, s_max={self.s_max}")
+        if self.method not in ("dense", "lanczos"):
+            raise ValueError(f"method must be 'dense' or 'lanczos', got {self.method!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+
+    def scales(self) -> np.ndarray:
+        """(num_scales,) log grid from s_min to s_max."""
+        return np.geomspace(self.s_min, self.s_max, self.num_scales)
+
+    def name(self) -> str:
+        return f"attention_lipschitz_L={self.L}_d={self.d}_draws={self.draws}_s={self.s_min:g}-{self.s_max:g}_{self.method}_seed={self.seed}"
+
+
+def layers(config: LipschitzConfig) -> dict[str, object]:
+    """The two models ``f(params, X)``: one softmax head, and the same head after a LayerNorm (gain 1, bias 0)."""
+    head = SelfAttention(d_model=config.d)
+    eps = config.eps
+    return {"attention": head, "ln_attention": lambda params, X: head(params, layer_norm(X, 1.0, 0.0, eps))}
+
+
+def draw(config: LipschitzConfig, r: int, tokens: str) -> tuple[dict[str, Tensor], Tensor]:
+    """Weights (``SelfAttention.init``, std 1/sqrt(d)) and unit-scale tokens (L, d) of draw r; token 0 zeroed for "zero_token"."""
+    if tokens not in TOKENS:
+        raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
+    params = SelfAttention(d_model=config.d).init(seed=config.seed + r)
+    X = torch.randn(config.L, config.d, generator=torch.Generator().manual_seed(10_000 + config.seed + r), dtype=torch.float64)
+    if tokens == "zero_token":
+        X[0] = 0.0
+    return params, X
+
+
+def input_spectral_norm(model, params: dict[str, Tensor], X: Tensor, method: str = "dense") -> tuple[float, float]:
+    """``(||dF/dX||_2, error bound)``: LAPACK singular values of the dense Jacobian (bound 0) or Lanczos on J^T J."""
+    if method == "dense":
+        return float(torch.linalg.svdvals(jacobian(model, params, X).matrix)[0]), 0.0
+    if method == "lanczos":
+        est = jacobian_operator(model, params, X).spectral_norm()
+        return float(est.value), float(est.stderr)
+    raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")
+
+
+def _store(config: LipschitzConfig, path: Path):
+    from particles.io import ResultStore
+
+    return ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
+
+
+def _key(tokens: str, r: int) -> str:
+    return f"{tokens}_draw={r:03d}"
+
+
+def run_lipschitz(config: LipschitzConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Sweep every (tokens, draw) and save each as it finishes; finished keys are skipped (resume).
+
+    Store keys ``{tokens}_draw={r:03d}`` hold ``norms`` and ``bounds`` (n_layers, num_scales) and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(config, LipschitzConfig):
+        raise TypeError(f"config must be a LipschitzConfig, got {type(config).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = _store(config, path)
+    models = layers(config)
+    todo = [(t, r) for t in TOKENS for r in range(config.draws) if not store.done(_key(t, r))]
+    for tokens, r in tqdm(todo, desc="attention Lipschitz", disable=not progress):
+        t0 = time.perf_counter()
+        params, X = draw(config, r, tokens)
+        out = np.array([[input_spectral_norm(models[name], params, s * X, config.method) for s in config.scales()] for name in LAYERS])
+        store.save(_key(tokens, r), norms=out[..., 0], bounds=out[..., 1], seconds=time.perf_counter() - t0)
+    return path
+
+
+@dataclass(frozen=True)
+class LipschitzResults:
+    """A Lipschitz file in memory.
+
+    Attributes:
+        config: LipschitzConfig; scales: (S,) grid.
+        norms, bounds: (n_tokens, draws, n_layers, S) in the order TOKENS x draws x LAYERS, NaN where missing.
+        seconds: total compute time of the saved keys.
+    """
+
+    config: LipschitzConfig
+    scales: np.ndarray
+    norms: np.ndarray
+    bounds: np.ndarray
+    seconds: float
+
+    def slopes(self) -> list[dict]:
+        """Large-s exponents (per-draw log-log slopes over s >= s_fit; mean and s.e.m. over draws) next to theory,
+        and ``peak``, the median over draws of the largest norm on the grid."""
+        keep = self.scales >= self.config.s_fit * (1 - 1e-12)
+        rows = []
+        for t, tokens in enumerate(TOKENS):
+            for l, name in enumerate(LAYERS):
+                per_draw = [stats.linregress(np.log(self.scales[keep]), np.log(y[keep])).slope for y in self.norms[t, :, l] if np.isfinite(y[keep]).all()]
+                n = len(per_draw)
+                if keep.sum() < 2 or n == 0:
+                    slope, sem = float("nan"), float("nan")
+                else:
+                    slope, sem = float(np.mean(per_draw)), float(np.std(per_draw, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+                with np.errstate(invalid="ignore"):
+                    peak = float(np.nanmedian(np.nanmax(self.norms[t, :, l], axis=1)))
+                rows.append(dict(layer=name, tokens=tokens, slope=slope, sem=sem, draws=n, points=int(keep.sum()), theory=THEORY[(name, tokens)], peak=peak))
+        return rows
+
+
+def load_lipschitz(path: str | Path) -> LipschitzResults:
+    """Read a Lipschitz file (missing keys are NaN)."""
+    from ..block import read_store_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {path} is not a file")
+    config = LipschitzConfig(**read_store_config(path, LipschitzConfig, KIND))
+    store = _store(config, path)
+    S = config.num_scales
+    norms = np.full((len(TOKENS), config.draws, len(LAYERS), S), np.nan)
+    bounds = norms.copy()
+    seconds = 0.0
+    done = set(store.keys())
+    for t, tokens in enumerate(TOKENS):
+        for r in range(config.draws):
+            if _key(tokens, r) in done:
+                v = store.load(_key(tokens, r))
+                norms[t, r], bounds[t, r] = v["norms"], v["bounds"]
+                seconds += float(v["seconds"])
+    return LipschitzResults(config, config.scales(), norms, bounds, seconds)
+
+
+def format_slopes(rows: list[dict]) -> str:
+    """One line per (tokens, layer): fitted exponent +- s.e.m. and the theory exponent."""
+    lines = [f"{'tokens':<11} {'layer':<13} {'fitted exponent +- s.e.m.':>27}  theory  {'max over s (median of draws)':>28}"]
+    for row in rows:
+        lines.append(
+            f"{row['tokens']:<11} {row['layer']:<13} {row['slope']:>+15.4f} +- {row['sem']:.1e}  {row['theory']:+6.0f}  {row['peak']:>28.4g}"
+        )
+    return "\n".join(lines)
+
+
+def plot_lipschitz(path: str | Path, out: str | Path | None = None) -> Path:
+    """Log-log ``||dF/dX||_2`` against s, one panel per token family: draws thin, geometric mean bold, fitted slope dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = load_lipschitz(path)
+    out = Path(path).with_suffix(".png") if out is None else Path(out)
+    rows = {(row["layer"], row["tokens"]): row for row in res.slopes()}
+    s = res.scales
+    keep = s >= res.config.s_fit * (1 - 1e-12)
+    fig, axes = plt.subplots(1, len(TOKENS), figsize=(12, 4.6), sharey=True)
+    for ax, (t, tokens) in zip(axes, enumerate(TOKENS)):
+        for l, name in enumerate(LAYERS):
+            color = f"C{l}"
+            y = res.norms[t, :, l]
+            ax.loglog(s, y.T, color=color, lw=0.6, alpha=0.35)
+            with np.errstate(invalid="ignore"):
+                mean = np.exp(np.nanmean(np.log(y), axis=0))
+            row = rows[(name, tokens)]
+            ax.loglog(s, mean, "o-", color=color, ms=3, lw=1.8, label=f"{LABELS[name]}: slope {row['slope']:+.3f} $\\pm$ {row['sem']:.1e} (theory {row['theory']:+.0f})")
+            if np.isfinite(row["slope"]) and keep.sum() >= 2:
+                c = np.exp(np.mean(np.log(mean[keep]) - row["slope"] * np.log(s[keep])))
+                ax.loglog(s[keep], 1.6 * c * s[keep] ** row["slope"], "--", color=color, lw=1)
+        ax.axvline(res.config.s_fit, color="0.6", lw=0.8, ls=":")
+        ax.set_title(LABELS[tokens], fontsize=10)
+        ax.set_xlabel("input scale s  (X -> s X)")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("$\\|\\partial F / \\partial X\\|_2$")
+    c = res.config
+    fig.suptitle(
+        f"Spectral norm of the input Jacobian, one head, L = {c.L}, d = {c.d}, {c.draws} draws ({c.method}); "
+        f"slopes fitted for s >= {c.s_fit:g} (dotted line), dashed: fitted power law (offset)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
