@@ -56,8 +56,10 @@ class _Problem:
 
 def _check_wrt(wrt: object, params: Mapping[str, Tensor], X: Tensor) -> tuple[str, ...]:
     names = (wrt,) if isinstance(wrt, str) else wrt
-    if not isinstance(names, Sequence) or not names:
-        raise ValueError(f"wrt must be a non-empty sequence of names ('X' or parameter names), got {wrt!r}")
+    if not isinstance(names, Sequence):
+        raise TypeError(f"wrt must be a str or a sequence of names ('X' or parameter names), got {type(wrt).__name__}")
+    if not names:
+        raise ValueError(f"wrt must name at least one argument ('X' or a parameter), got {wrt!r}")
     names = tuple(names)
     for name in names:
         if not isinstance(name, str):

@@ -108,8 +108,10 @@ def test_bad_inputs(layer_problem):
         jacobian(layer, params, X, wrt=("W_X",))
     with pytest.raises(ValueError, match="must not repeat"):
         jacobian(layer, params, X, wrt=("X", "X"))
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="at least one argument"):
         jacobian_operator(layer, params, X, wrt=())
+    with pytest.raises(TypeError, match="wrt must be a str or a sequence"):
+        jacobian(layer, params, X, wrt=3)
     with pytest.raises(ValueError, match=r"X must be finite"):
         jacobian(layer, params, torch.full_like(X, float("nan")))
     with pytest.raises(ValueError, match=r"params\['W_V'\] must be finite"):
