@@ -1,0 +1,395 @@
+"""Critical points of the interaction energy: which are strict saddles, how fast they are
+escaped, and how that compares with the plateaus of the staircase (theory note, sections 1, 4).
+
+    python -m simulations.critical_points [--betas 0 1 ... 20] [--sim-betas 4 6 8 10]
+        [--prepared-betas 3 4 6 8 10 12] [--out DIR]
+
+Part 1 classifies symmetric configurations (k clusters of m tokens at a regular k-gon,
+antipodal pairs, the single cluster, the uniform polygon) over a beta grid, and fits the
+slope of log(ascent ratio) against beta, the ratio being the largest Hessian eigenvalue over
+the largest |eigenvalue| (within-cluster stiffness); section 4 suggests -(1 - alpha).
+Part 2 starts the dynamics in caps around the k-gon (k = 4..6, the theorem's well-prepared
+starts) and fits log(duration of the k-cluster plateau) against beta: slope ~ 1 - alpha, and
+duration ~ log(1 / spread) / ratio if the plateau is the escape from the k-gon saddle.
+Part 3 runs the dynamics from uniform starts, finds the plateaus of its staircase, merges the
+state at each plateau's midpoint into clusters, refines it by Newton to an exact critical
+point and classifies both; plateau durations are compared with (1 - alpha) beta and with the
+ascent ratio of the stalled state.
+
+Results go to HDF5 (one entry per configuration and per simulated beta; a rerun skips
+finished entries); the figure is drawn from that file, next to it.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+from tqdm import tqdm
+
+from threadpoolctl import threadpool_limits
+
+from particles import count_clusters, sample_sphere, simulate
+from particles.critical_points import (KINDS, classify_critical_point, plateau_critical_points,
+                                       polygon_configuration)
+from particles.io import ResultStore
+from particles.metastability import find_plateaus
+
+# (label, k, tokens per vertex or None for --tokens-per-vertex, d)
+CONFIGURATIONS = [
+    ("single cluster", 1, None, 2),
+    ("single cluster d=3", 1, None, 3),
+    ("antipodal pair", 2, 1, 2),
+    ("antipodal pair d=3", 2, 1, 3),
+    ("2 clusters", 2, None, 2),
+    ("3 clusters", 3, None, 2),
+    ("4 clusters", 4, None, 2),
+    ("5 clusters", 5, None, 2),
+    ("6 clusters", 6, None, 2),
+    ("3 clusters d=3", 3, None, 3),
+    ("uniform 12-gon", 12, 1, 2),
+]
+PLATEAU_FIELDS = ("system", "start", "end", "censored", "clusters", "alpha", "alpha_critical",
+                  "displacement", "converged", "merged_gradient", "merged_ratio",
+                  "critical_kind", "critical_index", "critical_ratio")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--betas", type=float, nargs="+", default=list(np.arange(0.0, 20.5, 1.0)))
+    p.add_argument("--tokens-per-vertex", type=int, default=4)
+    p.add_argument("--tol", type=float, default=1e-8, help="relative classification tolerance")
+    p.add_argument("--fit-beta-min", type=float, default=4.0)
+    p.add_argument("--ratio-floor", type=float, default=1e-10,
+                   help="smallest ascent ratio fitted (rounding is ~1e-15)")
+    p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
+    p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
+    p.add_argument("--prepared-betas", type=float, nargs="+", default=[3.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
+    p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--d", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8, help="uniform starts per simulated beta")
+    p.add_argument("--t-max", type=float, default=1000.0)
+    p.add_argument("--dt", type=float, default=0.1)
+    p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--link-tol", type=float, default=1e-3, help="cluster linkage tolerance")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/critical_points"))
+    return p.parse_args(argv)
+
+
+def make_config(args):
+    """The run's parameters, stored with the results (a rerun must match them)."""
+    return dict(betas=np.asarray(args.betas, dtype=float), tokens_per_vertex=args.tokens_per_vertex,
+                tol=args.tol, fit_beta_min=args.fit_beta_min, ratio_floor=args.ratio_floor,
+                prepared_ks=np.asarray(args.prepared_ks), prepared_n=args.prepared_n,
+                prepared_betas=np.asarray(args.prepared_betas, dtype=float), spread=args.spread,
+                sim_betas=np.asarray(args.sim_betas, dtype=float), n=args.n, d=args.d,
+                batch=args.batch, t_max=args.t_max, dt=args.dt, save_every=args.save_every,
+                link_tol=args.link_tol, dynamics=args.dynamics, seed=args.seed)
+
+
+def theory_alpha(k):
+    """Largest inner product between two vertices of the regular k-gon (NaN for k = 1)."""
+    return float(np.cos(2 * np.pi / k)) if k >= 2 else float("nan")
+
+
+def scan_configuration(k, m, d, betas, tol):
+    x = polygon_configuration(k, m, d)
+    points = [classify_critical_point(x, beta, tol) for beta in betas]
+    return dict(k=k, tokens_per_vertex=m, d=d, alpha=theory_alpha(k), betas=np.asarray(betas),
+                kind=np.array([KINDS.index(c.kind) for c in points]),
+                index=np.array([c.index for c in points]),
+                orbit_dimension=np.array([c.orbit_dimension for c in points]),
+                gradient_norm=np.array([c.gradient_norm for c in points]),
+                top_eigenvalue=np.array([c.top_eigenvalue for c in points]),
+                scale=np.array([c.scale for c in points]),
+                ratio=np.array([c.ascent_ratio for c in points]),
+                eigenvalues=np.stack([c.eigenvalues for c in points]))
+
+
+def scan_prepared(beta, args):
+    """Duration of the first k-cluster plateau from caps around the k-gon, one run per k."""
+    m = [args.prepared_n // k for k in args.prepared_ks]
+    x0 = np.stack([polygon_configuration(k, mk, 2, spread=args.spread, seed=args.seed + k)
+                   for k, mk in zip(args.prepared_ks, m)])
+    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics,
+                    save_every=args.save_every)
+    ts, counts = traj.ts[1:], count_clusters(traj.xs[1:], tol=args.link_tol)
+    start, end = np.full(len(m), np.nan), np.full(len(m), np.nan)
+    for j, k in enumerate(args.prepared_ks):
+        plateaus = [p for p in find_plateaus(ts, counts[:, j]) if p.clusters == k]
+        if plateaus:
+            start[j], end[j] = plateaus[0].start, plateaus[0].end
+    ratio = [classify_critical_point(polygon_configuration(k, mk), beta, args.tol).ascent_ratio
+             for k, mk in zip(args.prepared_ks, m)]
+    return dict(beta=beta, k=np.asarray(args.prepared_ks), start=start, end=end,
+                censored=end >= ts[-1], ratio=np.asarray(ratio),
+                alpha=np.array([theory_alpha(k) for k in args.prepared_ks]))
+
+
+def scan_plateaus(x0, beta, args):
+    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics,
+                    save_every=args.save_every)
+    found = plateau_critical_points(traj.ts[1:], traj.xs[1:], beta, link_tol=args.link_tol,
+                                    tol=args.tol)
+    rows = [(s, p.start, p.end, c, p.clusters, r.alpha, r.alpha_critical, r.displacement,
+             r.converged, r.merged.gradient_norm / r.merged.scale, r.merged.ascent_ratio,
+             KINDS.index(r.critical.kind), r.critical.index, r.critical.ascent_ratio)
+            for s, p, c, r in found]
+    table = np.array(rows, dtype=float).reshape(len(rows), len(PLATEAU_FIELDS))
+    return dict(beta=beta, **{f: table[:, j] for j, f in enumerate(PLATEAU_FIELDS)})
+
+
+def slope_fit(xs, ys):
+    """(slope, standard error, intercept) of the least-squares line; NaN below 3 points."""
+    if len(xs) < 3 or np.ptp(xs) == 0:
+        return float("nan"), float("nan"), float("nan")
+    fit = stats.linregress(xs, ys)
+    return float(fit.slope), float(fit.stderr), float(fit.intercept)
+
+
+def prefactor_fit(betas, log_ratio):
+    """log ratio = a + s beta + p log beta by least squares: (s, SE of s, p, SE of p).
+
+    The k-gon's ascent eigenvalue carries a power of beta (beta^1 for k >= 3, beta^0 for
+    k = 2), which biases the plain slope by about p / beta."""
+    if len(betas) < 4:
+        return (float("nan"),) * 4
+    A = np.column_stack([np.ones_like(betas), betas, np.log(betas)])
+    coef, res, *_ = np.linalg.lstsq(A, log_ratio, rcond=None)
+    resid = log_ratio - A @ coef
+    cov = np.linalg.inv(A.T @ A) * (resid @ resid) / (len(betas) - 3)
+    return float(coef[1]), float(np.sqrt(cov[1, 1])), float(coef[2]), float(np.sqrt(cov[2, 2]))
+
+
+def eigen_fits(store, config):
+    """Per configuration: alpha, slope and SE of log ratio vs beta, its intercept, points
+    used, then the slope, its SE, the power of beta and its SE of ``prefactor_fit``."""
+    rows = []
+    for j, _ in enumerate(CONFIGURATIONS):
+        e = store.load(f"config_{j:02d}")
+        use = (e["betas"] >= config["fit_beta_min"]) & (e["ratio"] > config["ratio_floor"]) \
+            & (e["ratio"] < 1.0) & (e["kind"] != KINDS.index("maximum"))
+        b, log_ratio = e["betas"][use], np.log(e["ratio"][use])
+        rows.append((e["alpha"], *slope_fit(b, log_ratio), use.sum(), *prefactor_fit(b, log_ratio)))
+    return np.array(rows)
+
+
+def prepared_fits(store, config):
+    """Per k: alpha, slope and SE of log duration vs beta, intercept, minus the slope of log
+    ratio over the same betas, mean of log(duration * ratio), points used (uncensored)."""
+    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
+    rows = []
+    for j, k in enumerate(config["prepared_ks"]):
+        beta = np.array([e["beta"] for e in entries])
+        duration = np.array([e["end"][j] - e["start"][j] for e in entries])
+        ratio = np.array([e["ratio"][j] for e in entries])
+        ok = np.array([not e["censored"][j] for e in entries]) & np.isfinite(duration) \
+            & (ratio < 1.0)
+        slope, se, intercept = slope_fit(beta[ok], np.log(duration[ok]))
+        ratio_slope = -slope_fit(beta[ok], np.log(ratio[ok]))[0]
+        product = float(np.mean(np.log(duration[ok] * ratio[ok]))) if ok.any() else np.nan
+        rows.append((theory_alpha(int(k)), slope, se, intercept, ratio_slope, product, ok.sum()))
+    return np.array(rows)
+
+
+def plateau_table(store, config):
+    entries = [store.load(f"plateaus_{i:02d}") for i in range(len(config["sim_betas"]))]
+    cols = {f: np.concatenate([e[f] for e in entries]) for f in PLATEAU_FIELDS}
+    cols["beta"] = np.concatenate([np.full(len(e["start"]), e["beta"]) for e in entries])
+    return cols
+
+
+def plateau_fits(cols):
+    """Rows: log duration vs beta, vs (1 - alpha) beta, vs -log(ratio of the stalled state),
+    vs -log(ratio of the refined critical point); finished plateaus only."""
+    ok = cols["censored"] == 0
+    log_t = np.log(cols["end"] - cols["start"])[ok]
+    beta, alpha = cols["beta"][ok], cols["alpha"][ok]
+    return np.array([
+        (*slope_fit(beta, log_t), float(np.mean(1 - alpha)) if ok.any() else np.nan),
+        (*slope_fit((1 - alpha) * beta, log_t), 1.0),
+        (*slope_fit(-np.log(np.abs(cols["merged_ratio"][ok])), log_t), 1.0),
+        (*slope_fit(-np.log(np.abs(cols["critical_ratio"][ok])), log_t), 1.0),
+    ])
+
+
+def plot(path, config, out):
+    """Four panels, all read from the HDF5 file: ascent ratio vs beta for the k-gon clusters;
+    prepared plateau durations vs beta; uniform-start plateau durations vs beta; the latter
+    vs the inverse ascent ratio of the stalled state."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    store = ResultStore(path, config=config)
+    fits, _ = store.load_observable("eigen_fits")
+    pfits, _ = store.load_observable("prepared_fits")
+    ufits, _ = store.load_observable("plateau_fits")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), constrained_layout=True)
+    ax = axes[0, 0]
+    for j, (label, k, m, d) in enumerate(CONFIGURATIONS):
+        alpha, slope, _, intercept = fits[j][:4]
+        if k < 2 or m == 1 or d != 2 or np.isnan(slope):
+            continue
+        e = store.load(f"config_{j:02d}")
+        keep = e["ratio"] > 0
+        line, = ax.semilogy(e["betas"][keep], e["ratio"][keep], "o", ms=4,
+                            label=f"{label}: fit {slope:.2f}, -(1 - alpha) = {alpha - 1:.2f}")
+        b = e["betas"][e["betas"] >= config["fit_beta_min"]]
+        ax.semilogy(b, np.exp(intercept + slope * b), "-", color=line.get_color())
+        ax.semilogy(b, np.exp(intercept + slope * b[-1] + (alpha - 1) * (b - b[-1])), ":",
+                    color=line.get_color())
+    ax.axhline(config["tol"], color="grey", lw=0.8)
+    ax.set_ylim(bottom=config["ratio_floor"] / 10)
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel("largest eigenvalue / largest |eigenvalue|")
+    ax.set_title(f"k-gon, {config['tokens_per_vertex']} tokens per vertex: fit (solid), "
+                 "theory slope (dotted), tol (grey)", fontsize=9)
+    ax.legend(fontsize=7)
+
+    ax = axes[0, 1]
+    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
+    beta = np.array([e["beta"] for e in entries])
+    for j, k in enumerate(config["prepared_ks"]):
+        alpha, slope, se, intercept, ratio_slope, product, _ = pfits[j]
+        duration = np.array([e["end"][j] - e["start"][j] for e in entries])
+        censored = np.array([e["censored"][j] for e in entries])
+        ratio = np.array([e["ratio"][j] for e in entries])
+        line, = ax.semilogy(beta[~censored], duration[~censored], "o",
+                            label=f"k = {k}: slope {slope:.2f} +- {se:.2f}, 1 - alpha = {1 - alpha:.2f}")
+        ax.semilogy(beta[censored], duration[censored], "^", mfc="none", color=line.get_color())
+        if not np.isnan(slope):
+            ax.semilogy(beta, np.exp(intercept + slope * beta), "-", color=line.get_color())
+            ax.semilogy(beta, np.exp(product) / ratio, ":", color=line.get_color())
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel(f"duration of the k-cluster plateau ({config['dynamics']} time)")
+    ax.set_title(f"caps of radius {config['spread']:g} around the k-gon, n = {config['prepared_n']}: "
+                 "fit (solid), C / ascent ratio (dotted), censored (open)", fontsize=9)
+    ax.legend(fontsize=7)
+
+    cols = plateau_table(store, config)
+    ok = cols["censored"] == 0
+    duration = cols["end"] - cols["start"]
+    ax = axes[1, 0]
+    sc = ax.scatter(cols["beta"][ok], duration[ok], c=cols["alpha"][ok], s=14, cmap="viridis")
+    ax.scatter(cols["beta"][~ok], duration[~ok], marker="^", facecolors="none",
+               edgecolors="grey", s=18, label="censored at t_max")
+    fig.colorbar(sc, ax=ax, label="alpha at the plateau midpoint")
+    slope, se, intercept, theory = ufits[0]
+    if not np.isnan(slope):
+        b = np.linspace(cols["beta"].min(), cols["beta"].max(), 20)
+        ax.plot(b, np.exp(intercept + slope * b), "k-", label=f"fit slope {slope:.2f} +- {se:.2f}")
+        mid = b.mean()
+        ax.plot(b, np.exp(intercept + slope * mid + theory * (b - mid)), "k:",
+                label=f"slope mean(1 - alpha) = {theory:.2f}")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel("plateau duration (>= 2 clusters)")
+    ax.set_title(f"uniform starts, n = {config['n']}, d = {config['d']}", fontsize=9)
+    ax.legend(fontsize=7)
+
+    ax = axes[1, 1]
+    inv = 1 / np.abs(cols["merged_ratio"])
+    sc = ax.scatter(inv[ok], duration[ok], c=cols["beta"][ok], s=14, cmap="plasma")
+    fig.colorbar(sc, ax=ax, label=r"$\beta$")
+    if ok.any():
+        lims = [min(inv[ok].min(), duration[ok].min()), max(inv[ok].max(), duration[ok].max())]
+        ax.plot(lims, lims, "k:", label="duration = 1 / ratio")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("1 / ascent ratio of the merged midpoint state")
+    ax.set_ylabel("plateau duration")
+    ax.set_title(f"uniform starts: log-log slope {ufits[2][0]:.2f} +- {ufits[2][1]:.2f}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def print_tables(store, config, fits, pfits, ufits):
+    betas = config["betas"]
+    shown = [b for b in (1.0, 4.0, 10.0) if b in betas] or list(betas[:3])
+    print(f"\n{'configuration':20s} {'n':>3s} {'orbit':>5s} " +
+          " ".join(f"{'beta=' + format(b, 'g'):>27s}" for b in shown))
+    for j, (label, k, _, _) in enumerate(CONFIGURATIONS):
+        e = store.load(f"config_{j:02d}")
+        cells = []
+        for b in shown:
+            i = int(np.argmin(np.abs(e["betas"] - b)))
+            cells.append(f"{KINDS[e['kind'][i]]} i={e['index'][i]} r={e['ratio'][i]:.1e}")
+        n = k * e["tokens_per_vertex"]
+        print(f"{label:20s} {n:3d} {e['orbit_dimension'][-1]:5d} " + " ".join(f"{c:>27s}" for c in cells))
+    print(f"\n{'log ascent ratio vs beta':24s} {'alpha':>6s} {'slope':>8s} {'+-SE':>6s} "
+          f"{'-(1-alpha)':>10s} {'points':>6s} {'slope|+p log b':>14s} {'+-SE':>6s} {'p':>6s} {'+-SE':>6s}")
+    for (label, _, _, _), row in zip(CONFIGURATIONS, fits):
+        alpha, slope, se, _, npts, s2, se2, power, se_p = row
+        if not np.isnan(slope):
+            print(f"{label:24s} {alpha:6.2f} {slope:8.3f} {se:6.3f} {alpha - 1:10.2f} {int(npts):6d} "
+                  f"{s2:14.3f} {se2:6.3f} {power:6.2f} {se_p:6.2f}")
+    print(f"\n{'prepared caps':14s} {'alpha':>6s} {'log T slope':>11s} {'+-SE':>6s} "
+          f"{'-ratio slope':>12s} {'1-alpha':>7s} {'<log T*ratio>':>13s} {'points':>6s}")
+    for k, (alpha, slope, se, _, ratio_slope, product, npts) in zip(config["prepared_ks"], pfits):
+        print(f"{'k = ' + str(k):14s} {alpha:6.2f} {slope:11.3f} {se:6.3f} {ratio_slope:12.3f} "
+              f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}")
+    names = ["log T vs beta", "log T vs (1-alpha) beta", "log T vs -log ratio (stalled)",
+             "log T vs -log ratio (critical)"]
+    print(f"\n{'uniform starts':32s} {'slope':>7s} {'+-SE':>6s} {'reference':>9s}")
+    for name, (slope, se, _, ref) in zip(names, ufits):
+        print(f"{name:32s} {slope:7.3f} {se:6.3f} {ref:9.3f}")
+
+
+def run(args):
+    config = make_config(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"critical_points_{args.dynamics}_d{args.d}_n{args.n}.h5"
+    store = ResultStore(path, config=config)
+    for j, (label, k, m, d) in enumerate(tqdm(CONFIGURATIONS, desc="configurations")):
+        if not store.done(f"config_{j:02d}"):
+            m = args.tokens_per_vertex if m is None else m
+            store.save(f"config_{j:02d}", label=label,
+                       **scan_configuration(k, m, d, args.betas, args.tol))
+    for i, beta in enumerate(tqdm(args.prepared_betas, desc="prepared starts")):
+        if not store.done(f"prepared_{i:02d}"):
+            store.save(f"prepared_{i:02d}", **scan_prepared(beta, args))
+    x0 = sample_sphere(args.n, args.d, batch=args.batch, seed=args.seed)
+    for i, beta in enumerate(tqdm(args.sim_betas, desc="uniform starts")):
+        if not store.done(f"plateaus_{i:02d}"):
+            store.save(f"plateaus_{i:02d}", **scan_plateaus(x0, beta, args))
+    fits = eigen_fits(store, config)
+    pfits = prepared_fits(store, config)
+    ufits = plateau_fits(plateau_table(store, config))
+    store.save_observable("eigen_fits", fits, overwrite=True, attrs=dict(
+        columns="alpha, slope, stderr, intercept, points, slope with p log beta, its stderr, "
+                "p, its stderr",
+        rows="; ".join(c[0] for c in CONFIGURATIONS)))
+    store.save_observable("prepared_fits", pfits, overwrite=True, attrs=dict(
+        columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
+        rows="k = " + ", ".join(str(k) for k in args.prepared_ks)))
+    store.save_observable("plateau_fits", ufits, overwrite=True, attrs=dict(
+        columns="slope, stderr, intercept, reference",
+        rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "
+             "log T vs -log ratio of the merged state; log T vs -log ratio at the critical point"))
+    png = path.with_suffix(".png")
+    plot(path, config, png)
+    print_tables(store, config, fits, pfits, ufits)
+    print(f"\nsaved {path} and {png}")
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for k in args.prepared_ks:
+        if k < 2 or args.prepared_n % k:
+            raise ValueError(f"--prepared-ks must be >= 2 and divide --prepared-n = "
+                             f"{args.prepared_n}, got {k}")
+    # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
+    with threadpool_limits(1):
+        return run(args)
+
+
+if __name__ == "__main__":
+    main()
