@@ -1,0 +1,36 @@
+"""python -m simulations.critical_points end to end on a tiny run."""
+import numpy as np
+
+from particles.critical_points import KINDS, classify_critical_point, polygon_configuration
+from particles.io import ResultStore
+from simulations import critical_points as script
+
+ARGS = ["--betas", "0", "2", "3", "4", "5", "6", "--tokens-per-vertex", "2", "--fit-beta-min", "2",
+        "--prepared-ks", "3", "4", "--prepared-n", "12", "--prepared-betas", "3", "4",
+        "--sim-betas", "6", "--n", "8", "--batch", "2", "--t-max", "12", "--dt", "0.2",
+        "--save-every", "2"]
+
+
+def test_writes_results_and_figure(tmp_path):
+    args = ARGS + ["--out", str(tmp_path)]
+    path = script.main(args)
+    assert path.with_suffix(".png").stat().st_size > 10_000
+    store = ResultStore(path, config=script.make_config(script.parse_args(args)))
+    labels = [c[0] for c in script.CONFIGURATIONS]
+    # Two antipodal clusters: ascent ratio 2 / (e^{2 beta} - 1) in closed form.
+    pair = store.load(f"config_{labels.index('2 clusters'):02d}")
+    np.testing.assert_allclose(pair["ratio"][1:], 2 / np.expm1(2 * pair["betas"][1:]), rtol=1e-9)
+    fits, _ = store.load_observable("eigen_fits")
+    np.testing.assert_allclose(fits[labels.index("2 clusters"), 1], -2.0, atol=0.01)
+    # A stored classification equals a direct recomputation.
+    tri = store.load(f"config_{labels.index('3 clusters'):02d}")
+    direct = classify_critical_point(polygon_configuration(3, 2), 4.0, tol=1e-8)
+    i = list(tri["betas"]).index(4.0)
+    np.testing.assert_allclose(tri["eigenvalues"][i], direct.eigenvalues, rtol=1e-12)
+    assert KINDS[tri["kind"][i]] == direct.kind == "strict saddle"
+    single = store.load(f"config_{labels.index('single cluster'):02d}")
+    assert all(KINDS[k] == "maximum" for k in single["kind"])
+    prepared = store.load("prepared_00")
+    assert prepared["k"].tolist() == [3, 4] and np.all(prepared["end"] > prepared["start"])
+    plateaus = store.load("plateaus_00")
+    assert plateaus["beta"] == 6.0 and np.all(plateaus["clusters"] >= 2)
