@@ -14,24 +14,31 @@ import dataclasses
 import numpy as np
 
 from ._checks import check_int, check_real
-from .energy_derivatives import check_beta, check_configuration, energy_gradient, energy_hessian
+from .energy_derivatives import (
+    check_beta,
+    check_configuration,
+    energy_gradient,
+    energy_hessian,
+)
 from .metastability import find_plateaus
 from .observables import cluster_labels, count_clusters
 
 __all__ = [
+    "KINDS",
     "CriticalPoint",
     "NearbyCriticalPoint",
-    "KINDS",
     "classify_critical_point",
-    "rotation_orbit_basis",
-    "refine_critical_point",
-    "merge_clusters",
     "cluster_alpha",
+    "merge_clusters",
     "nearby_critical_point",
-    "polygon_configuration",
     "plateau_critical_points",
+    "polygon_configuration",
+    "refine_critical_point",
+    "rotation_orbit_basis",
 ]
 
+# find_plateaus' default: a plateau lasts at least a doubling of t.
+LOG_TWO = float(np.log(2.0))
 KINDS = ("maximum", "strict saddle", "degenerate", "not critical")
 # Relative singular value below which a rotation is taken to fix the configuration: the
 # orbit of a configuration known to 1e-10 (SPHERE_TOL) is not resolved more finely.
@@ -106,7 +113,7 @@ def rotation_orbit_basis(x):
 
 def _tangent_bases(x):
     """(n, d, d-1): orthonormal bases of the tangent spaces x_i^perp (Householder columns)."""
-    n, d = x.shape
+    d = x.shape[1]
     # The reflection swapping e_1 and s x_i (s = sign of x_i1, to avoid cancellation) maps
     # e_2..e_d onto an orthonormal basis of x_i^perp.
     s = np.where(x[:, 0] >= 0, 1.0, -1.0)
@@ -357,7 +364,7 @@ def polygon_configuration(k, tokens_per_vertex=1, d=2, *, spread=0.0, seed=None)
 
 
 def plateau_critical_points(ts, xs, beta, *, link_tol=1e-3, tol=1e-8,
-                            min_log_length=np.log(2.0)):
+                            min_log_length=LOG_TWO):
     """The critical points behind the plateaus of a run's staircase.
 
     For each plateau with >= 2 clusters (``find_plateaus`` on the cluster counts), the

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_finite, check_real
 
-__all__ = ["energy_gradient", "energy_hessian", "SPHERE_TOL", "MAX_HESSIAN_SIZE"]
+__all__ = ["MAX_HESSIAN_SIZE", "SPHERE_TOL", "energy_gradient", "energy_hessian"]
 
 # Rows farther than this from the unit sphere are rejected: the formulas use |x_i| = 1.
 SPHERE_TOL = 1e-10

@@ -24,13 +24,16 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from threadpoolctl import threadpool_limits
-
 from particles import count_clusters, sample_sphere, simulate
-from particles.critical_points import (KINDS, classify_critical_point, plateau_critical_points,
-                                       polygon_configuration)
+from particles.critical_points import (
+    KINDS,
+    classify_critical_point,
+    plateau_critical_points,
+    polygon_configuration,
+)
 from particles.io import ResultStore
 from particles.metastability import find_plateaus
 
@@ -64,8 +67,12 @@ def parse_args(argv=None):
                    help="smallest ascent ratio fitted (rounding is ~1e-15)")
     p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
     p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
-    p.add_argument("--prepared-betas", type=float, nargs="+", default=[3.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    p.add_argument("--prepared-betas", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
+    p.add_argument("--prepared-t-max", type=float, default=2000.0)
     p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
+    p.add_argument("--prepared-ratio-max", type=float, default=0.2,
+                   help="prepared runs with a larger ascent ratio are not fitted (the escape "
+                        "is not slow against the collapse into the caps)")
     p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--d", type=int, default=2)
@@ -85,7 +92,9 @@ def make_config(args):
     return dict(betas=np.asarray(args.betas, dtype=float), tokens_per_vertex=args.tokens_per_vertex,
                 tol=args.tol, fit_beta_min=args.fit_beta_min, ratio_floor=args.ratio_floor,
                 prepared_ks=np.asarray(args.prepared_ks), prepared_n=args.prepared_n,
-                prepared_betas=np.asarray(args.prepared_betas, dtype=float), spread=args.spread,
+                prepared_betas=np.asarray(args.prepared_betas, dtype=float),
+                prepared_t_max=args.prepared_t_max, spread=args.spread,
+                prepared_ratio_max=args.prepared_ratio_max,
                 sim_betas=np.asarray(args.sim_betas, dtype=float), n=args.n, d=args.d,
                 batch=args.batch, t_max=args.t_max, dt=args.dt, save_every=args.save_every,
                 link_tol=args.link_tol, dynamics=args.dynamics, seed=args.seed)
@@ -115,8 +124,8 @@ def scan_prepared(beta, args):
     m = [args.prepared_n // k for k in args.prepared_ks]
     x0 = np.stack([polygon_configuration(k, mk, 2, spread=args.spread, seed=args.seed + k)
                    for k, mk in zip(args.prepared_ks, m)])
-    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics,
-                    save_every=args.save_every)
+    traj = simulate(x0, beta=beta, t_max=args.prepared_t_max, dt=args.dt,
+                    dynamics=args.dynamics, save_every=args.save_every)
     ts, counts = traj.ts[1:], count_clusters(traj.xs[1:], tol=args.link_tol)
     start, end = np.full(len(m), np.nan), np.full(len(m), np.nan)
     for j, k in enumerate(args.prepared_ks):
@@ -159,7 +168,7 @@ def prefactor_fit(betas, log_ratio):
     if len(betas) < 4:
         return (float("nan"),) * 4
     A = np.column_stack([np.ones_like(betas), betas, np.log(betas)])
-    coef, res, *_ = np.linalg.lstsq(A, log_ratio, rcond=None)
+    coef = np.linalg.lstsq(A, log_ratio, rcond=None)[0]
     resid = log_ratio - A @ coef
     cov = np.linalg.inv(A.T @ A) * (resid @ resid) / (len(betas) - 3)
     return float(coef[1]), float(np.sqrt(cov[1, 1])), float(coef[2]), float(np.sqrt(cov[2, 2]))
@@ -180,19 +189,25 @@ def eigen_fits(store, config):
 
 def prepared_fits(store, config):
     """Per k: alpha, slope and SE of log duration vs beta, intercept, minus the slope of log
-    ratio over the same betas, mean of log(duration * ratio), points used (uncensored)."""
+    ratio over the same betas, mean of log(duration * ratio), points used (uncensored, ratio
+    below prepared_ratio_max). Last row: log duration vs -log ratio pooled over k (slope, SE,
+    intercept, then NaN, NaN, NaN, points)."""
     entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
-    rows = []
+    rows, pooled_x, pooled_y = [], [], []
     for j, k in enumerate(config["prepared_ks"]):
         beta = np.array([e["beta"] for e in entries])
         duration = np.array([e["end"][j] - e["start"][j] for e in entries])
         ratio = np.array([e["ratio"][j] for e in entries])
         ok = np.array([not e["censored"][j] for e in entries]) & np.isfinite(duration) \
-            & (ratio < 1.0)
+            & (ratio < config["prepared_ratio_max"])
         slope, se, intercept = slope_fit(beta[ok], np.log(duration[ok]))
         ratio_slope = -slope_fit(beta[ok], np.log(ratio[ok]))[0]
         product = float(np.mean(np.log(duration[ok] * ratio[ok]))) if ok.any() else np.nan
         rows.append((theory_alpha(int(k)), slope, se, intercept, ratio_slope, product, ok.sum()))
+        pooled_x.append(-np.log(ratio[ok]))
+        pooled_y.append(np.log(duration[ok]))
+    x, y = np.concatenate(pooled_x), np.concatenate(pooled_y)
+    rows.append((*slope_fit(x, y), np.nan, np.nan, np.nan, len(x)))
     return np.array(rows)
 
 
@@ -219,8 +234,8 @@ def plateau_fits(cols):
 
 def plot(path, config, out):
     """Four panels, all read from the HDF5 file: ascent ratio vs beta for the k-gon clusters;
-    prepared plateau durations vs beta; uniform-start plateau durations vs beta; the latter
-    vs the inverse ascent ratio of the stalled state."""
+    prepared plateau durations vs beta; uniform-start plateau durations vs (1 - alpha) beta,
+    and vs the inverse ascent ratio of the stalled state."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -256,7 +271,7 @@ def plot(path, config, out):
     entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
     beta = np.array([e["beta"] for e in entries])
     for j, k in enumerate(config["prepared_ks"]):
-        alpha, slope, se, intercept, ratio_slope, product, _ = pfits[j]
+        alpha, slope, se, intercept, _, product, _ = pfits[j]
         duration = np.array([e["end"][j] - e["start"][j] for e in entries])
         censored = np.array([e["censored"][j] for e in entries])
         ratio = np.array([e["ratio"][j] for e in entries])
@@ -269,28 +284,32 @@ def plot(path, config, out):
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel(f"duration of the k-cluster plateau ({config['dynamics']} time)")
     ax.set_title(f"caps of radius {config['spread']:g} around the k-gon, n = {config['prepared_n']}: "
-                 "fit (solid), C / ascent ratio (dotted), censored (open)", fontsize=9)
+                 f"fit (solid), C / ascent ratio (dotted), censored (open)\n"
+                 f"log T vs -log ratio, all k: slope {pfits[-1][0]:.2f} +- {pfits[-1][1]:.2f}",
+                 fontsize=9)
     ax.legend(fontsize=7)
 
     cols = plateau_table(store, config)
     ok = cols["censored"] == 0
     duration = cols["end"] - cols["start"]
     ax = axes[1, 0]
-    sc = ax.scatter(cols["beta"][ok], duration[ok], c=cols["alpha"][ok], s=14, cmap="viridis")
-    ax.scatter(cols["beta"][~ok], duration[~ok], marker="^", facecolors="none",
-               edgecolors="grey", s=18, label="censored at t_max")
-    fig.colorbar(sc, ax=ax, label="alpha at the plateau midpoint")
-    slope, se, intercept, theory = ufits[0]
+    x = (1 - cols["alpha"]) * cols["beta"]
+    sc = ax.scatter(x[ok], duration[ok], c=cols["beta"][ok], s=14, cmap="plasma")
+    ax.scatter(x[~ok], duration[~ok], marker="^", facecolors="none", edgecolors="grey", s=18,
+               label="censored at t_max")
+    fig.colorbar(sc, ax=ax, label=r"$\beta$")
+    slope, se, intercept, _ = ufits[1]
     if not np.isnan(slope):
-        b = np.linspace(cols["beta"].min(), cols["beta"].max(), 20)
-        ax.plot(b, np.exp(intercept + slope * b), "k-", label=f"fit slope {slope:.2f} +- {se:.2f}")
-        mid = b.mean()
-        ax.plot(b, np.exp(intercept + slope * mid + theory * (b - mid)), "k:",
-                label=f"slope mean(1 - alpha) = {theory:.2f}")
+        grid = np.linspace(x[ok].min(), x[ok].max(), 20)
+        ax.plot(grid, np.exp(intercept + slope * grid), "k-",
+                label=f"fit slope {slope:.2f} +- {se:.2f}")
+        mid = grid.mean()
+        ax.plot(grid, np.exp(intercept + slope * mid + (grid - mid)), "k:", label="slope 1")
     ax.set_yscale("log")
-    ax.set_xlabel(r"$\beta$")
+    ax.set_xlabel(r"$(1 - \alpha)\,\beta$, alpha at the plateau midpoint")
     ax.set_ylabel("plateau duration (>= 2 clusters)")
-    ax.set_title(f"uniform starts, n = {config['n']}, d = {config['d']}", fontsize=9)
+    ax.set_title(f"uniform starts, n = {config['n']}, d = {config['d']}; log T vs beta alone: "
+                 f"slope {ufits[0][0]:.2f} +- {ufits[0][1]:.2f} (alpha varies)", fontsize=9)
     ax.legend(fontsize=7)
 
     ax = axes[1, 1]
@@ -335,6 +354,9 @@ def print_tables(store, config, fits, pfits, ufits):
     for k, (alpha, slope, se, _, ratio_slope, product, npts) in zip(config["prepared_ks"], pfits):
         print(f"{'k = ' + str(k):14s} {alpha:6.2f} {slope:11.3f} {se:6.3f} {ratio_slope:12.3f} "
               f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}")
+    slope, se, _, _, _, _, npts = pfits[-1]
+    print(f"prepared caps, all k: log T vs -log ratio slope {slope:.3f} +- {se:.3f} "
+          f"(reference 1, {int(npts)} points)")
     names = ["log T vs beta", "log T vs (1-alpha) beta", "log T vs -log ratio (stalled)",
              "log T vs -log ratio (critical)"]
     print(f"\n{'uniform starts':32s} {'slope':>7s} {'+-SE':>6s} {'reference':>9s}")
@@ -368,7 +390,8 @@ def run(args):
         rows="; ".join(c[0] for c in CONFIGURATIONS)))
     store.save_observable("prepared_fits", pfits, overwrite=True, attrs=dict(
         columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
-        rows="k = " + ", ".join(str(k) for k in args.prepared_ks)))
+        rows="k = " + ", ".join(str(k) for k in args.prepared_ks)
+             + "; last: log T vs -log ratio over all k (slope, stderr, intercept, ..., points)"))
     store.save_observable("plateau_fits", ufits, overwrite=True, attrs=dict(
         columns="slope, stderr, intercept, reference",
         rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "

@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from particles.critical_points import (KINDS, classify_critical_point, cluster_alpha,
-                                       merge_clusters, nearby_critical_point,
-                                       plateau_critical_points, polygon_configuration,
-                                       refine_critical_point, rotation_orbit_basis)
+from particles.critical_points import (
+    KINDS,
+    classify_critical_point,
+    cluster_alpha,
+    merge_clusters,
+    nearby_critical_point,
+    plateau_critical_points,
+    polygon_configuration,
+    refine_critical_point,
+    rotation_orbit_basis,
+)
 from particles.energy_derivatives import energy_gradient, energy_hessian
 
 

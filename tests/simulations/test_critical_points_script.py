@@ -1,7 +1,11 @@
 """python -m simulations.critical_points end to end on a tiny run."""
 import numpy as np
 
-from particles.critical_points import KINDS, classify_critical_point, polygon_configuration
+from particles.critical_points import (
+    KINDS,
+    classify_critical_point,
+    polygon_configuration,
+)
 from particles.io import ResultStore
 from simulations import critical_points as script
 
