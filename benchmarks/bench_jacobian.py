@@ -63,19 +63,19 @@ def main() -> None:
     # warm-up: the first jvp/vjp of a process traces functorch's rules (seconds, once)
     op @ torch.ones(n, dtype=torch.float64).numpy(), op.T @ torch.ones(n, dtype=torch.float64).numpy()
     est, w_mf, c_mf = timed(lambda: op.spectral_norm(tol=1e-12), args.repeats)
+    print(f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 = {est.value:.12g} (bound {est.stderr:.1e})", flush=True)
     J, w_cf, c_cf = timed(lambda: attention_jacobians(X, W_Q, W_K, W_V)["X"], args.repeats)
     s, w_svd, c_svd = timed(lambda: torch.linalg.svdvals(J)[0].item(), args.repeats)
-    print(f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 = {est.value:.12g} (bound {est.stderr:.1e})")
+    J = None  # 8 n^2 bytes: free before the full Jacobians
     print(f"dense: closed-form J + SVD   : {w_cf + w_svd:8.2f} s wall, {c_cf + c_svd:8.2f} s CPU (J {w_cf:.2f} s, SVD {w_svd:.2f} s); ||J||_2 = {s:.12g}")
-    print(f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: {(w_cf + w_svd) / w_mf:.1f}x")
-    del J
+    print(f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: {(w_cf + w_svd) / w_mf:.1f}x", flush=True)
 
     full, w_all, c_all = timed(lambda: attention_jacobians(X, W_Q, W_K, W_V), args.repeats)
     print(f"full Jacobian (X, W_Q, W_K, W_V), closed form : {w_all:8.2f} s wall, {c_all:8.2f} s CPU")
     JX, w_lib, c_lib = timed(lambda: jacobian(layer, params, X, max_entries=n * n).matrix, args.repeats)
     err = ((JX - full["X"]).abs().max() / full["X"].abs().max()).item()
     print(f"X block, hessian.jacobian (vjps)              : {w_lib:8.2f} s wall, {c_lib:8.2f} s CPU; max rel. difference to closed form {err:.1e}")
-    del JX
+    JX = None
     if not args.skip_jacrev:
         beta = 1 / math.sqrt(d)
 

@@ -66,7 +66,7 @@ def _check_wrt(wrt: object, params: Mapping[str, Tensor], X: Tensor) -> tuple[st
             raise TypeError(f"wrt must contain str names, got {type(name).__name__} {name!r}")
         if name == INPUT:
             if INPUT in params:
-                raise ValueError(f"wrt: 'X' is ambiguous, params also holds a parameter named 'X'; rename it")
+                raise ValueError("wrt: 'X' is ambiguous, params also holds a parameter named 'X'; rename it")
             if not X.is_floating_point():
                 raise ValueError(f"wrt: cannot differentiate with respect to X of dtype {X.dtype} (e.g. token ids); drop 'X'")
         elif name not in params:
@@ -199,7 +199,7 @@ def jacobian(
     check_positive_int(chunk_size, "chunk_size")
     if P < N:
         # P forward products J e_p are the columns (reverse mode, with one shared forward pass, wins at P = N)
-        one = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]  # noqa: E731
+        one = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]
         matrix = _batched(one, torch.eye(P, dtype=dtype), chunk_size).T
     else:
         _, pullback = vjp(problem.fn, problem.w0)
@@ -221,7 +221,7 @@ class JacobianOperator(LinearOperator):
         N, P = problem.out_dim, problem.dim
         self._torch_dtype = problem.w0.dtype
         _, pullback = vjp(problem.fn, problem.w0)
-        forward = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]  # noqa: E731
+        forward = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]
         self.torch_matmat = self._checked(forward, P, N, chunk_size)
         self.torch_rmatmat = self._checked(lambda u: pullback(u)[0], N, P, chunk_size)
         super().__init__(dtype=np.float64 if self._torch_dtype == torch.float64 else np.float32, shape=(N, P))
@@ -263,10 +263,10 @@ class JacobianOperator(LinearOperator):
         if side == "auto":
             side = "input" if P <= N else "output"
         if side == "input":
-            product = lambda V: self.torch_rmatmat(self.torch_matmat(V))  # noqa: E731
+            product = lambda V: self.torch_rmatmat(self.torch_matmat(V))
             product.names, product.shapes, product.dim = self.names, self.shapes, P
         elif side == "output":
-            product = lambda U: self.torch_matmat(self.torch_rmatmat(U))  # noqa: E731
+            product = lambda U: self.torch_matmat(self.torch_rmatmat(U))
             product.names, product.shapes, product.dim = ("output",), (self.out_shape,), N
         else:
             raise ValueError(f"side must be 'auto', 'input' or 'output', got {side!r}")

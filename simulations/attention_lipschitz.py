@@ -21,7 +21,13 @@ from pathlib import Path
 
 import torch
 
-from hessian.experiments.lipschitz import LipschitzConfig, format_slopes, load_lipschitz, plot_lipschitz, run_lipschitz
+from hessian.experiments.lipschitz import (
+    LipschitzConfig,
+    format_slopes,
+    load_lipschitz,
+    plot_lipschitz,
+    run_lipschitz,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -183,7 +183,7 @@ class LipschitzResults:
                     slope, sem = float(np.mean(per_draw)), float(np.std(per_draw, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
                 with np.errstate(invalid="ignore"):
                     peak = float(np.nanmedian(np.nanmax(self.norms[t, :, l], axis=1)))
-                rows.append(dict(layer=name, tokens=tokens, slope=slope, sem=sem, draws=n, points=int(keep.sum()), theory=THEORY[(name, tokens)], peak=peak))
+                rows.append({"layer": name, "tokens": tokens, "slope": slope, "sem": sem, "draws": n, "points": int(keep.sum()), "theory": THEORY[(name, tokens)], "peak": peak})
         return rows
 
 

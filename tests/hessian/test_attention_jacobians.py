@@ -34,7 +34,7 @@ def layer_fn(beta, causal, linear=False):
 @pytest.mark.parametrize("scale", [None, 0.3])
 def test_matches_jacrev(causal, sizes, scale):
     args = draw(*sizes, seed=sum(sizes))
-    L, d, dK, dV = sizes
+    L, _, dK, dV = sizes
     beta = 1 / math.sqrt(dK) if scale is None else scale
     ref = jacrev(layer_fn(beta, causal), argnums=(0, 1, 2, 3))(*args)
     J = attention_jacobians(*args, scale=scale, causal=causal)

@@ -9,7 +9,15 @@ import torch
 
 from hessian.closed_form.attention_jacobians import attention_jacobians
 from hessian.closed_form.layernorm import layer_norm_jacobian
-from hessian.experiments.lipschitz import KIND, LAYERS, TOKENS, LipschitzConfig, draw, load_lipschitz, run_lipschitz
+from hessian.experiments.lipschitz import (
+    KIND,
+    LAYERS,
+    TOKENS,
+    LipschitzConfig,
+    draw,
+    load_lipschitz,
+    run_lipschitz,
+)
 from particles.io import ResultStore
 from simulations import attention_lipschitz
 
@@ -67,7 +75,7 @@ def test_attention_lipschitz_cli(tmp_path):
 
 
 def test_lanczos_method_agrees_with_dense(tmp_path):
-    kw = dict(L=4, d=3, draws=1, num_scales=3, s_max=10.0, s_fit=1.0)
+    kw = {"L": 4, "d": 3, "draws": 1, "num_scales": 3, "s_max": 10.0, "s_fit": 1.0}
     dense = load_lipschitz(run_lipschitz(LipschitzConfig(**kw), tmp_path / "dense.h5", progress=False))
     lanczos = load_lipschitz(run_lipschitz(LipschitzConfig(method="lanczos", **kw), tmp_path / "lanczos.h5", progress=False))
     np.testing.assert_allclose(lanczos.norms, dense.norms, rtol=1e-8, atol=0)
