@@ -47,7 +47,7 @@ ORBIT_RTOL = 1e-8
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CriticalPoint:
-    """Classification of a configuration as a critical point of $E_\beta$.
+    r"""Classification of a configuration as a critical point of $E_\beta$.
 
     Attributes:
         beta: the inverse temperature.
@@ -154,7 +154,7 @@ def classify_critical_point(x, beta, tol=1e-8):
     rotation orbit (``rotation_orbit_basis``) removed. Tolerances are relative to its
     scale, the largest |eigenvalue| s: eigenvalues within tol * s of zero count as zero,
     and x is critical when |grad E| <= tol * s (gradient and Hessian have the same units
-    on the unit sphere). Rounding in the dense Hessian is ~1e-15 * s, so tol >= 1e-12.
+    on the unit sphere). Rounding in the dense Hessian is ~1e-15 * s: keep tol >= ~1e-12.
 
     Args:
         x: (n, d) unit rows (within 1e-10), n d <= 4096.
