@@ -56,7 +56,12 @@ def test_dense_jacobian_on_the_transformer():
     names = ("blocks.0.attn.W_Q", "blocks.0.attn.W_V", "blocks.0.ln1.w")
     J = jacobian(model, params, tokens, wrt=names)
     assert J.matrix.shape == (2 * 6 * 5, 16 + 16 + 4)
-    torch.testing.assert_close(J.matrix, reference(model, params, tokens, names), atol=ATOL, rtol=0)
+    ref = reference(model, params, tokens, names)
+    torch.testing.assert_close(J.matrix, ref, atol=ATOL, rtol=0)
+    op = jacobian_operator(model, params, tokens, wrt=names)
+    V, U = torch.randn(3, 36, dtype=torch.float64), torch.randn(3, 60, dtype=torch.float64)
+    torch.testing.assert_close(op.torch_matmat(V), V @ ref.T, atol=ATOL, rtol=0)
+    torch.testing.assert_close(op.torch_rmatmat(U), U @ ref, atol=ATOL, rtol=0)
 
 
 def test_float32_jacobian(layer_problem):
