@@ -22,9 +22,10 @@ from ._checks import check_finite, check_params, check_positive_int
 
 #: default memory limit of one chunk of grid points (bytes)
 MAX_MEMORY = 2**30
-#: largest default chunk: beyond it the activations of a chunk leave the cache and nothing is gained
-#: (measured on the reference transformer, benchmarks/bench_loss_landscape.py)
-DEFAULT_MAX_CHUNK = 32
+#: default allocations of one chunk: larger chunks stream their activations through main memory, and the
+#: elementwise operations between the products get slower (reference transformer in float32, 17 MiB per
+#: point: 2-4 points per chunk were fastest, 32 points 1.5x slower; benchmarks/bench_loss_landscape.py)
+CACHE_BYTES = 64 * 2**20
 
 Direction = Mapping[str, Tensor]
 
@@ -154,8 +155,7 @@ def loss_landscape(
         directions: a dict name -> tensor (a line) or a sequence of one or two such dicts. Names absent
             from a direction are not moved.
         grid: (n,) offsets for one direction, or a sequence of one (n_k,) axis per direction.
-        chunk_size: grid points per vmap call (None: as many as ``max_memory`` allows, at most
-            ``DEFAULT_MAX_CHUNK``).
+        chunk_size: grid points per vmap call (None: as many as fit in ``CACHE_BYTES``, at least one).
         max_memory: bytes one chunk may use (perturbed parameters plus the allocations of its evaluations).
         progress: tqdm bar over chunks.
 
@@ -194,7 +194,7 @@ def loss_landscape(
                 f"one grid point needs {per_point} bytes ({per_point / 2**20:.1f} MiB), above max_memory={max_memory} bytes; "
                 "raise max_memory or evaluate a smaller problem"
             )
-        chunk_size = int(min(fit, DEFAULT_MAX_CHUNK, N))
+        chunk_size = int(min(fit, max(1, CACHE_BYTES // per_point), N))
     elif chunk_size * per_point > max_memory:
         raise ValueError(
             f"chunk_size={chunk_size} grid points need {chunk_size * per_point} bytes ({chunk_size * per_point / 2**20:.1f} MiB), "
@@ -217,10 +217,15 @@ def evaluate_points(
     """Pure kernel: (N,) losses at ``w + sum_k coeffs[:, k] d_k``, ``chunk_size`` points per vmap call (no checks)."""
     from tqdm.auto import tqdm
 
-    names = [n for n in params if any(n in d for d in directions)]
+    # a parameter no direction moves stays unbatched (e.g. the zeroed biases of filter-normalised directions):
+    # its operations then run once per chunk instead of once per point
+    names = [n for n in params if any(n in d and bool(d[n].any()) for d in directions)]
     # (K, numel) per moved parameter: a chunk's stacked parameters are then one small matrix product
     flat = {n: torch.stack([d[n].reshape(-1) if n in d else torch.zeros_like(params[n]).reshape(-1) for d in directions]) for n in names}
     fixed = {n: p for n, p in params.items() if n not in flat}
+    if not names:  # every direction is zero: the landscape is flat
+        with torch.no_grad():
+            return loss_fn(dict(params)).expand(len(coeffs)).clone()
 
     def at(moved: dict[str, Tensor]) -> Tensor:
         return loss_fn({**fixed, **moved})

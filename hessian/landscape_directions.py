@@ -81,7 +81,10 @@ def top_eigenvector_directions(
         count[0] += 1
         return op.matvec(x)
 
-    vals, vecs = eigsh(LinearOperator((P, P), matvec=mv, dtype=np.float64), k=k, which="LA", tol=tol, v0=np.random.default_rng(seed).standard_normal(P))
+    # a Krylov space wider than ARPACK's default 2k + 1 needs fewer products when the top eigenvalues are close
+    ncv = min(P, max(2 * k + 1, 20))
+    op_np = LinearOperator((P, P), matvec=mv, dtype=np.float64)
+    vals, vecs = eigsh(op_np, k=k, which="LA", tol=tol, ncv=ncv, v0=np.random.default_rng(seed).standard_normal(P))
     order = np.argsort(-vals)
     vals, vecs = vals[order], vecs[:, order]
     cast = {n: p.to(dtype) if p.is_floating_point() else p for n, p in params.items()}

@@ -246,6 +246,7 @@ def plot_landscape(path: str | Path) -> list[Path]:
         if ok.any():
             c = np.median(err[t > 0][ok] / tt[ok] ** 3)
             ax.loglog(tt, c * tt**3, "k:", lw=1, label="$\\propto |t|^3$")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("|t|")
         ax.set_title("$|L - q|$ along $v_1$")
         ax.legend(fontsize=8)

@@ -70,6 +70,9 @@ def test_line_and_plane_match_plain_loop(problem):
     auto = loss_landscape(f, params, [d1, d2], (a, b))
     np.testing.assert_allclose(auto.values, plane.values, rtol=1e-12, atol=0)
     assert auto.loss0 == pytest.approx(float(f(params)), rel=1e-14)
+    # zero directions leave every point at w
+    flat = loss_landscape(f, params, {"unembed.b_U": torch.zeros(12, dtype=torch.float64)}, t)
+    np.testing.assert_array_equal(flat.values, np.full(9, flat.loss0))
 
 
 def test_filter_normalisation(problem):
