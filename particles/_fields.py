@@ -84,12 +84,25 @@ class FusedField(_Field):
         self.norms = np.empty((batch, n), dtype)
         self.ax = np.empty(shape, dtype)
         self.vx = np.empty(shape, dtype)
-        # Rows per task: whole systems when the batch keeps the cores busy, at most
-        # _MAX_CHUNK_PAIRS pairs so the weights buffer stays in cache.
-        rows = n if batch >= _MIN_TASKS else -(-n * batch // _MIN_TASKS)
-        self.chunk = max(1, min(rows, _MAX_CHUNK_PAIRS // n))
-        self.work = np.empty((numba.config.NUMBA_NUM_THREADS, self.chunk, n), dtype)
-        self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
+        threads = numba.config.NUMBA_NUM_THREADS
+        # A symmetric BA (Q^T K symmetric, e.g. Q = K = I) lets w_ij and w_ji share one
+        # exponential. The choice depends on the parameters only, never on the batch.
+        self.symmetric = (self.dp <= 4 and not self.row_max
+                          and np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2)))
+        if self.symmetric:
+            self.n_parts = _kernels.symmetric_parts(n)
+            self.work = np.empty((threads, 5 * self.dp + 2, 2 * n), dtype)
+            parts = (batch, self.n_parts, 2 * self.dp + 2, 2 * n) if self.n_parts > 1 else (0, 1, 1, 1)
+            self.partial = np.empty(parts, dtype)
+            self._interact = (_kernels.interact_symmetric2 if self.dp == 2
+                              else _kernels.interact_symmetric4)
+        else:
+            # Rows per task: whole systems when the batch keeps the cores busy, at most
+            # _MAX_CHUNK_PAIRS pairs so the weights buffer stays in cache.
+            rows = n if batch >= _MIN_TASKS else -(-n * batch // _MIN_TASKS)
+            self.chunk = max(1, min(rows, _MAX_CHUNK_PAIRS // n))
+            self.work = np.empty((threads, self.chunk, n), dtype)
+            self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
 
     def coordinate_major(self, x):
         """The state as (B, dp, n), padded to 2 or a multiple of 4: the observables' layout."""
@@ -98,8 +111,12 @@ class FusedField(_Field):
     def velocity(self, x, project, out):
         """The field at x (B, dp, n) into out; its tangent part if ``project``."""
         _kernels.prepare(x, self.BA, self.V, self.ax, self.vx)
-        self._interact(x, self.ax, self.vx, self.shift, self.usa, self.row_max, project,
-                       self.chunk, self.work, out)
+        if self.symmetric:
+            self._interact(x, self.ax, self.vx, self.shift, self.usa, project, self.n_parts,
+                           self.work, self.partial, out)
+        else:
+            self._interact(x, self.ax, self.vx, self.shift, self.usa, self.row_max, project,
+                           self.chunk, self.work, out)
 
     def retract(self, x, v, h, out):
         """out = (x + h v) / |x + h v| token by token; False if the result is not finite."""

@@ -91,9 +91,28 @@ def test_large_beta_uses_exact_row_maxima(rng, d):
 def test_chunked_tasks_match_whole_rows(rng):
     # A batch of one splits each system's tokens over several tasks.
     x = _random_config(rng, (1, 40, 3))
-    got, field = _field_velocity(x, 2.0)
-    assert field.chunk < 40
-    np.testing.assert_allclose(got[0], naive.velocity(x[0], 2.0), atol=1e-12)
+    Q, K = (rng.standard_normal((3, 3)) for _ in range(2))
+    got, field = _field_velocity(x, 2.0, Q, K)
+    assert not field.symmetric and field.chunk < 40
+    np.testing.assert_allclose(got[0], naive.velocity(x[0], 2.0, Q, K), atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 5, 32, 33, 300])
+@pytest.mark.parametrize("dynamics", ["SA", "USA"])
+def test_symmetric_kernel_matches_loop_formula(rng, d, n, dynamics):
+    # Q = K makes Q^T K symmetric: one exponential per unordered pair, walked by offsets
+    # (n = 300 splits each system's offsets into parts; odd and even n differ at n / 2).
+    B, beta = 2, 0.9
+    x = _random_config(rng, (B, n, d))
+    Q = rng.standard_normal((B, d, d))
+    V = rng.standard_normal((B, d, d))
+    project = n % 2 == 0
+    got, field = _field_velocity(x, beta, Q, Q, V, dynamics, project)
+    assert field.symmetric and (field.n_parts > 1) == (n == 300)
+    for b in range(B):
+        want = naive.velocity(x[b], beta, Q[b], Q[b], V[b], dynamics, project)
+        np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
 
 
 def test_retract_reports_non_finite():

@@ -26,18 +26,33 @@ def _clustered(rng, n_clusters, per_cluster, d, spread):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_density_matches_numpy(rng):
-    x = np.stack([_clustered(rng, 4, 8, 3, 0.02) for _ in range(5)])
-    got = clustering_density(x, threshold=0.999)
-    want = [_naive_density(s, 0.999) for s in x]
-    np.testing.assert_allclose(got, want, rtol=0, atol=0)
+# d = 2 takes the sorted-angle path of the kernels (two pointers, gaps between runs),
+# d = 3 the depth-first search over Gram rows; n = 1, 2, 3 and 33 test the edges.
+@pytest.mark.parametrize("d, n_clusters, per_cluster", [(3, 4, 8), (2, 4, 8), (2, 1, 33),
+                                                        (2, 3, 1), (2, 1, 2), (2, 7, 3)])
+def test_density_matches_numpy(rng, d, n_clusters, per_cluster):
+    x = np.stack([_clustered(rng, n_clusters, per_cluster, d, spread)
+                  for spread in (0.0, 1e-9, 0.005, 0.02, 0.05) for _ in range(4)])
+    for threshold in (0.999, 0.99, 0.5, -0.5):
+        got = clustering_density(x, threshold=threshold)
+        want = [_naive_density(s, threshold) for s in x]
+        np.testing.assert_allclose(got, want, rtol=0, atol=0)
+
+
+def test_density_is_strictly_between_zero_and_one_for_clusters(rng):
+    got = clustering_density(np.stack([_clustered(rng, 4, 8, 3, 0.02) for _ in range(5)]))
     assert 0 < got.min() and got.max() < 1
 
 
+def test_single_token_is_one_cluster():
+    assert count_clusters(np.array([[0.6, 0.8]])) == 1
+
+
+@pytest.mark.parametrize("d", [2, 3])
 @pytest.mark.parametrize("spread", [0.005, 0.02, 0.05])
-def test_clusters_match_scipy_single_linkage(rng, spread):
+def test_clusters_match_scipy_single_linkage(rng, spread, d):
     for _ in range(10):
-        x = _clustered(rng, 5, 6, 3, spread)
+        x = _clustered(rng, 5, 6, d, spread)
         labels, sizes = cluster_labels(x, tol=1e-3)
         ref = _scipy_clusters(x, 1e-3)
         # Same partition: a bijection between label sets.
