@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     params = model.init(seed=1234, dtype=torch.float32)
     tokens = addition_data(64, seed=1234)[0]
     loss = CrossEntropyLoss(positions=(11, 17), target_shift=1)
-    loss_fn = lambda q: loss(model(q, tokens), tokens)  # noqa: E731
+    loss_fn = lambda q: loss(model(q, tokens), tokens)
     dirs = random_filter_normalized_directions(params, 0)
     axis = np.linspace(-1, 1, args.points)
     N = args.points**2

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hessian.experiments.landscape import PIECES, LandscapeConfig, load_landscape, plot_landscape, run_landscape
+from hessian.experiments.landscape import (
+    PIECES,
+    LandscapeConfig,
+    load_landscape,
+    plot_landscape,
+    run_landscape,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

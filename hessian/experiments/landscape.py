@@ -29,7 +29,10 @@ from torch import Tensor
 from .._checks import check_positive_int
 from ..block import addition_problem, read_store_config
 from ..landscape import loss_landscape, quadratic_model
-from ..landscape_directions import random_filter_normalized_directions, top_eigenvector_directions
+from ..landscape_directions import (
+    random_filter_normalized_directions,
+    top_eigenvector_directions,
+)
 from ..training import TrainingConfig, adam_step
 from .addition import addition_data, answer_positions
 
@@ -115,7 +118,7 @@ def train(config: LandscapeConfig, *, progress: bool = False) -> tuple[dict[str,
     losses = []
     for step in tqdm(range(config.train_steps), desc="training", disable=not progress, leave=False):
         tokens = addition_data(tc.batch, seed=tc.data_seed + step)[0]
-        grads, value = torch.func.grad_and_value(lambda q: loss(model(q, tokens), tokens[:, a0:a1]))(params)
+        grads, value = torch.func.grad_and_value(lambda q, x=tokens: loss(model(q, x), x[:, a0:a1]))(params)
         adam_step(params, grads, m, v, step + 1, tc)
         losses.append(float(value))
     return params, np.array(losses)
@@ -133,8 +136,9 @@ def run_landscape(config: LandscapeConfig, path: str | Path, *, progress: bool =
     ``quadratic``, ``loss0``, ``slopes``, ``curvature``, ``eigenvalues`` and ``residuals`` (eigen pieces),
     ``seconds``, ``chunk_size``.
     """
-    from particles.io import ResultStore
     from tqdm.auto import tqdm
+
+    from particles.io import ResultStore
 
     if not isinstance(config, LandscapeConfig):
         raise TypeError(f"config must be a LandscapeConfig, got {type(config).__name__}")
@@ -143,7 +147,7 @@ def run_landscape(config: LandscapeConfig, path: str | Path, *, progress: bool =
     store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
     model = config.training().model()
     tokens, target, loss = addition_problem(model, config.batch, seed=config.data_seed)
-    loss_fn = lambda p: loss(model(p, tokens), target)  # noqa: E731
+    loss_fn = lambda p: loss(model(p, tokens), target)
     chunk = config.chunk_size or None
     todo = [(pt, pc) for pt in config.points for pc in PIECES if not store.done(_key(pt, pc))]
     bar = tqdm(total=len(todo), desc="landscapes", disable=not progress)
@@ -172,7 +176,7 @@ def run_landscape(config: LandscapeConfig, path: str | Path, *, progress: bool =
                 if eig is None:
                     eig = top_eigenvector_directions(model, loss, params, tokens, target, k=2, tol=config.lanczos_tol, seed=config.direction_seed)
                 span = config.eig_span * math.sqrt(2 / max(eig.eigenvalues[0], 1e-12))
-                extra = dict(eigenvalues=eig.eigenvalues, residuals=eig.residuals)
+                extra = {"eigenvalues": eig.eigenvalues, "residuals": eig.residuals}
                 if piece == "eig_line":
                     dirs, grid = eig.directions[:1], (np.linspace(-span, span, config.points_line),)
                 else:
@@ -200,7 +204,7 @@ def load_landscape(path: str | Path) -> tuple[LandscapeConfig, dict[str, dict]]:
         raise ValueError(f"path {path} is not a file")
     config = LandscapeConfig(**read_store_config(path, LandscapeConfig, KIND))
     store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
-    return config, {k: store.load(k) for k in store.keys()}
+    return config, {k: store.load(k) for k in store.keys()}  # noqa: SIM118 (a ResultStore, not a dict)
 
 
 def _levels(values: np.ndarray, n: int = 14) -> np.ndarray:

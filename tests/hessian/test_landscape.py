@@ -7,7 +7,10 @@ import torch
 from hessian.dense import dense_hessian
 from hessian.experiments.addition import addition_data
 from hessian.landscape import loss_landscape, quadratic_model
-from hessian.landscape_directions import random_filter_normalized_directions, top_eigenvector_directions
+from hessian.landscape_directions import (
+    random_filter_normalized_directions,
+    top_eigenvector_directions,
+)
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
 
@@ -55,7 +58,7 @@ def _loop(model, loss, params, tokens, target, directions, axes):
 
 def test_line_and_plane_match_plain_loop(problem):
     model, loss, params, tokens, target = problem
-    f = lambda p: loss(model(p, tokens), target)  # noqa: E731
+    f = lambda p: loss(model(p, tokens), target)
     d1 = _random_direction(params, 1)
     d2 = _random_direction(params, 2, names={"blocks.0.attn.W_Q", "blocks.0.mlp.W_in", "embed.W_E"})
     t = np.linspace(-0.7, 0.9, 9)
@@ -137,7 +140,7 @@ def test_quadratic_model_error_is_cubic(problem):
     gen = torch.Generator().manual_seed(5)
     params = {k: v + 0.3 * torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in model.init(seed=3).items()}
     eig = top_eigenvector_directions(model, loss, params, tokens, target, k=1, tol=1e-12)
-    f = lambda p: loss(model(p, tokens), target)  # noqa: E731
+    f = lambda p: loss(model(p, tokens), target)
     t = np.geomspace(1e-3, 1e-1, 9)
     land = loss_landscape(f, params, eig.directions[0], t)
     q = quadratic_model(model, loss, params, tokens, target, eig.directions[0], t)
@@ -149,7 +152,7 @@ def test_quadratic_model_error_is_cubic(problem):
 
 def test_bad_inputs(problem):
     model, loss, params, tokens, target = problem
-    f = lambda p: loss(model(p, tokens), target)  # noqa: E731
+    f = lambda p: loss(model(p, tokens), target)
     t = np.linspace(-1, 1, 5)
     d = _random_direction(params, 0)
     with pytest.raises(ValueError, match="unknown parameter name 'blocks.0.attn.W_X'"):
