@@ -23,7 +23,7 @@ _MAX_CHUNK_PAIRS = 8192
 MAX_FUSED_D = 8
 
 
-def make_field(*, A, V, beta, usa, batch, n, dtype):
+def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
     """The field of the dynamics for interaction matrix A = Q^T K and value matrix V.
 
     Args:
@@ -32,13 +32,21 @@ def make_field(*, A, V, beta, usa, batch, n, dtype):
         usa: True for USA (Z_i = n), False for SA.
         batch, n: systems and tokens.
         dtype: dtype of the state.
+        x0: ([batch,] n, d) initial state, or None. With V = I the tokens never leave the
+            span of their initial positions, so for d >= 2 n the field may run in an
+            orthonormal basis of that span (see ``_dense_field``): then it may only be
+            used for states of this run.
     """
     if A.shape[-1] <= MAX_FUSED_D:
-        cls = FusedField
-    else:
-        # Imported here: torch takes a second to import and d <= 8 runs never need it.
-        from ._dense_field import DenseField as cls
-    return cls(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=np.dtype(dtype))
+        return FusedField(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=np.dtype(dtype))
+    # Imported here: torch takes a second to import and d <= 8 runs never need it.
+    from ._dense_field import DenseField, span_basis
+
+    basis = None
+    if x0 is not None and A.shape[-1] >= 2 * n and np.array_equal(V, np.eye(A.shape[-1])):
+        basis = span_basis(x0)
+    return DenseField(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=np.dtype(dtype),
+                      basis=basis)
 
 
 class _Field:

@@ -180,7 +180,9 @@ def _field(x0, params):
     A = np.swapaxes(Q, -1, -2) @ K
     V = eye if params.V is None else params.V
     return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
-                 n=x0.shape[-2], dtype=x0.dtype)
+                      n=x0.shape[-2], dtype=x0.dtype,
+                      # dopri5's error norm is per coordinate: keep the user's coordinates.
+                      x0=None if params.method == "dopri5" else x0)
 
 
 def _raise_non_finite(params, t, step):

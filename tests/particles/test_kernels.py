@@ -115,6 +115,18 @@ def test_symmetric_kernel_matches_loop_formula(rng, d, n, dynamics):
         np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dynamics, n", [("SA", 520), ("USA", 513)])
+def test_dense_symmetric_blocks_match_loop_formula(rng, dynamics, n):
+    # d > 8 with a symmetric BA and n >= 2 blocks: each block pair of logits formed once.
+    d, beta = 10, 0.4
+    x = _random_config(rng, (1, n, d))
+    Q, V = rng.standard_normal((d, d)) / d, rng.standard_normal((d, d))
+    got, field = _field_velocity(x, beta, Q, Q, V, dynamics, project=n % 2 == 0)
+    assert field._block is not None
+    want = naive.velocity(x[0], beta, Q, Q, V, dynamics, project=n % 2 == 0)
+    np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=1e-12)
+
+
 def test_retract_reports_non_finite():
     x = np.zeros((1, 2, 3))
     x[0, 0] = 1.0

@@ -5,6 +5,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from particles import sample_sphere, simulate
+from particles._simulate import _field
 from tests import naive
 
 
@@ -94,6 +95,21 @@ def test_fixed_step_runs_match_numpy_reference(general_problem, method, naive_st
     got = simulate(x0, t_max=0.5, dt=0.05, method=method, **kw).final
     want = naive_stepper(x0, kw["beta"], 0.05, 10, Q=kw["Q"], K=kw["K"], V=kw["V"])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method, naive_stepper", [("euler", naive.euler), ("rk4", naive.rk4)])
+@pytest.mark.parametrize("dynamics", ["SA", "USA"])
+def test_runs_in_the_span_of_the_tokens_match_numpy_reference(rng, method, naive_stepper, dynamics):
+    # d >= 2n with V = I: simulate integrates in an orthonormal basis of the span of x0.
+    n, d = 5, 24
+    x0 = sample_sphere(n, d, batch=2, seed=2)
+    K = rng.standard_normal((d, d)) / np.sqrt(d)
+    traj = simulate(x0, beta=1.5, t_max=1.0, dt=0.1, dynamics=dynamics, method=method, K=K,
+                    save_every=5)
+    assert _field(x0, traj.params).basis.shape == (2, d, n)
+    for b in range(2):
+        want = naive_stepper(x0[b], 1.5, 0.1, 10, K=K, dynamics=dynamics)
+        np.testing.assert_allclose(traj.final[b], want, atol=1e-12)
 
 
 def test_last_step_is_shortened_to_end_at_t_max(general_problem):
