@@ -33,6 +33,10 @@ from .flow import FlowCurvature as FlowCurvature
 from .flow import along_trajectory as along_trajectory
 from .flow import flow_hessian as flow_hessian
 from .flow import read_curvature as read_curvature
+from .jacobians import BlockJacobian as BlockJacobian
+from .jacobians import JacobianOperator as JacobianOperator
+from .jacobians import jacobian as jacobian
+from .jacobians import jacobian_operator as jacobian_operator
 from .losses import CrossEntropyLoss as CrossEntropyLoss
 from .losses import MSELoss as MSELoss
 from .models import AttentionKind as AttentionKind
@@ -80,6 +84,11 @@ __all__ = [
     "ggn_operator",
     "functional_hessian_operator",
     "CurvatureOperator",
+    # Jacobians of the output (input tokens and parameter blocks)
+    "jacobian",
+    "BlockJacobian",
+    "jacobian_operator",
+    "JacobianOperator",
     # estimators
     "Estimate",
     "trace",

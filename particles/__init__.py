@@ -8,6 +8,12 @@ from ._phase_diagram import phase_diagram as phase_diagram
 from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from ._simulate import simulate as simulate
 from ._trajectory import Trajectory as Trajectory
+from .critical_points import CriticalPoint as CriticalPoint
+from .critical_points import classify_critical_point as classify_critical_point
+from .critical_points import nearby_critical_point as nearby_critical_point
+from .critical_points import refine_critical_point as refine_critical_point
+from .energy_derivatives import energy_gradient as energy_gradient
+from .energy_derivatives import energy_hessian as energy_hessian
 from .io import load as load
 from .observables import cluster_labels as cluster_labels
 from .observables import clustering_density as clustering_density
@@ -39,6 +45,13 @@ __all__ = [
     "normalized_energy",
     "span_dimension",
     "token_covariance",
+    # critical points of the interaction energy (Q = K = V = I)
+    "energy_gradient",
+    "energy_hessian",
+    "classify_critical_point",
+    "CriticalPoint",
+    "refine_critical_point",
+    "nearby_critical_point",
     # sweeps
     "phase_diagram",
     "run_phase_diagram",

@@ -6,6 +6,7 @@ from .attention import functional_blocks as functional_blocks
 from .attention import hessian_blocks as hessian_blocks
 from .attention import outer_product_blocks as outer_product_blocks
 from .attention import t_functional_term as t_functional_term
+from .attention_jacobians import attention_jacobians as attention_jacobians
 from .joint_qk import joint_qk_blocks as joint_qk_blocks
 from .linear_attention import linear_attention_outer_product_blocks as linear_attention_outer_product_blocks
 from .uniform import uniform_attention_outer_product_blocks as uniform_attention_outer_product_blocks
@@ -16,6 +17,8 @@ __all__ = [
     "functional_blocks",
     "hessian_blocks",
     "t_functional_term",
+    # Jacobians of the layer output with respect to X, W_Q, W_K, W_V
+    "attention_jacobians",
     # special cases
     "linear_attention_outer_product_blocks",
     "uniform_attention_outer_product_blocks",
