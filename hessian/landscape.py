@@ -22,10 +22,11 @@ from ._checks import check_finite, check_params, check_positive_int
 
 #: default memory limit of one chunk of grid points (bytes)
 MAX_MEMORY = 2**30
-#: default allocations of one chunk: larger chunks stream their activations through main memory, and the
-#: elementwise operations between the products get slower (reference transformer in float32, 17 MiB per
-#: point: 2-4 points per chunk were fastest, 32 points 1.5x slower; benchmarks/bench_loss_landscape.py)
-CACHE_BYTES = 64 * 2**20
+#: default allocations of one chunk. Reference transformer in float32 (17 MiB per point,
+#: benchmarks/bench_loss_landscape.py): on one thread 1-4 points per chunk were fastest and 32 points 1.4x
+#: slower (activations leave the cache); with two threads on a loaded machine every operation's thread
+#: barrier costs a time slice, and 32 points were 11x faster than 1. About 8 points is the compromise.
+CACHE_BYTES = 128 * 2**20
 
 Direction = Mapping[str, Tensor]
 
@@ -234,7 +235,7 @@ def evaluate_points(
     out = []
     with torch.no_grad():
         for c in tqdm(coeffs.split(chunk_size), desc="grid chunks", disable=not progress, leave=False):
-            moved = {n: torch.addmm(params[n].reshape(1, -1), c, flat[n]).reshape(len(c), *params[n].shape) for n in names}
+            moved = {n: torch.addmm(params[n].reshape(1, -1), c.to(flat[n].dtype), flat[n]).reshape(len(c), *params[n].shape) for n in names}
             out.append(batched(moved))
     return torch.cat(out)
 
