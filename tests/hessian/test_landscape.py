@@ -101,10 +101,13 @@ def test_top_eigenvectors_match_dense_eigh(problem):
     evals, evecs = np.linalg.eigh(H)
     eig = top_eigenvector_directions(model, loss, params, tokens, target, k=2, tol=1e-12)
     names = list(params)
+    g = torch.func.grad(lambda p: loss(model(p, tokens), target))(params)
+    g = torch.cat([g[n].reshape(-1) for n in names]).numpy()
     for i in range(2):
         v = torch.cat([eig.directions[i][n].reshape(-1) for n in names]).numpy()
         cos = abs(v @ evecs[:, -1 - i]) / np.linalg.norm(v)
         assert cos > 1 - 1e-8, (i, cos)
+        assert v @ g <= 0  # sign convention: the loss decreases along +v to first order
         assert eig.eigenvalues[i] == pytest.approx(evals[-1 - i], rel=1e-10)
     assert evals[-1] - evals[-2] > 1e-3 * evals[-1]  # simple eigenvalues: the eigenvectors are well defined
     assert np.all(eig.residuals < 1e-8)
