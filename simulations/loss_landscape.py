@@ -7,7 +7,9 @@ top two eigenvectors and on the plane of two random filter-normalised directions
 second-order model from the exact gradient and Hessian-vector products (dashed). Lines and planes go to HDF5 as
 they are finished (a rerun resumes); one figure per point is drawn from the file.
 
-Quick default: 150 Adam steps, a 31-point line and 15 x 15 planes.
+Quick default: 150 Adam steps, a 31-point line and 15 x 15 planes: 38 s measured with ``--threads 1`` under a
+load of 4 on the 2-core machine (5.5 minutes with two threads under a load of 7: each operation's thread
+barrier then waits for a time slice; prefer ``--threads 1`` on a busy machine).
 ``--full``: 1000 Adam steps, a 101-point line and 51 x 51 planes.
 
     python -m simulations.loss_landscape [--full] [--out results/loss_landscape]
