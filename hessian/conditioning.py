@@ -313,7 +313,13 @@ def negative_mass_from_eigenvalues(eigenvalues: np.ndarray, *, rtol: float | Non
 
 
 def condition_number(
-    A: object, *, rtol: float | None = None, dense_threshold: int = DENSE_THRESHOLD, tol: float = 1e-10, seed: int = 0
+    A: object,
+    *,
+    rtol: float | None = None,
+    dense_threshold: int = DENSE_THRESHOLD,
+    tol: float = 1e-10,
+    seed: int = 0,
+    maxiter: int | None = None,
 ) -> Conditioning:
     """Condition number ``kappa = |lambda|_max / |lambda|_min`` over the numerical range, and the numerical rank.
 
@@ -325,20 +331,22 @@ def condition_number(
         A: symmetric (n, n) operator, array, tensor or BlockMatrix (e.g. ``ggn_operator(...)`` for H_o).
         rtol: relative rank tolerance (None: n eps).
         dense_threshold: largest n for the dense path (0: always Lanczos).
-        tol: Lanczos relative accuracy.
+        tol: Lanczos accuracy relative to |lambda|_max (``extreme_eigenvalues``).
         seed: Lanczos start vector seed.
+        maxiter: ARPACK restarts limit per run (None: scipy's default).
 
     Returns:
         Conditioning (kappa, rank, extreme eigenvalues, method).
 
     Raises:
         ValueError: bad rtol, dense_threshold, non-square or non-symmetric A, n < 3 on the Lanczos path.
+        scipy.sparse.linalg.ArpackNoConvergence: Lanczos not converged within ``maxiter``.
     """
     n = as_matmat(A)[1]
     rtol = _check_rtol(rtol, n)
     if n <= _check_threshold(dense_threshold):
         return conditioning_from_eigenvalues(_spectrum(A), rtol=rtol)
-    ends = extreme_eigenvalues(A, 1, "both", dense_threshold=0, tol=tol, seed=seed)
+    ends = extreme_eigenvalues(A, 1, "both", dense_threshold=0, tol=tol, seed=seed, maxiter=maxiter)
     lo, hi = float(ends.values[0]), float(ends.values[-1])
     amax, near = max(abs(lo), abs(hi)), min(abs(lo), abs(hi))
     if lo * hi > 0 and near > rtol * amax:
