@@ -37,6 +37,13 @@ from .jacobians import BlockJacobian as BlockJacobian
 from .jacobians import JacobianOperator as JacobianOperator
 from .jacobians import jacobian as jacobian
 from .jacobians import jacobian_operator as jacobian_operator
+from .landscape import Landscape as Landscape
+from .landscape import QuadraticModel as QuadraticModel
+from .landscape import loss_landscape as loss_landscape
+from .landscape import quadratic_model as quadratic_model
+from .landscape_directions import EigenDirections as EigenDirections
+from .landscape_directions import random_filter_normalized_directions as random_filter_normalized_directions
+from .landscape_directions import top_eigenvector_directions as top_eigenvector_directions
 from .losses import CrossEntropyLoss as CrossEntropyLoss
 from .losses import MSELoss as MSELoss
 from .models import AttentionKind as AttentionKind
@@ -101,6 +108,14 @@ __all__ = [
     "top_eigenvalues",
     "spectral_density",
     "SpectralDensity",
+    # loss landscapes (Li, Xu, Taylor, Studer & Goldstein, 2018)
+    "loss_landscape",
+    "Landscape",
+    "quadratic_model",
+    "QuadraticModel",
+    "top_eigenvector_directions",
+    "EigenDirections",
+    "random_filter_normalized_directions",
     # closed forms (Ormaniec, Dangel & Singh, 2025)
     "closed_form",
     # nn.Module wrappers for module-based libraries
