@@ -24,15 +24,6 @@ from hessian.block import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared machine (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     config = BlockConfig(d_model=4, d_mlp=8, batch=4)

@@ -15,14 +15,6 @@ from hessian.experiments import addition_data, answer_positions
 from hessian import CrossEntropyLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def attention_samples(N, seed=0):
     g = torch.Generator().manual_seed(seed)
     layer = SelfAttention(d_model=3, d_k=2, d_v=3)

@@ -22,15 +22,6 @@ from hessian.experiments.block_norms import (
     transformer_last_layer_norms,
 )
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription when other jobs share the cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 def dense_norms(model, loss, params, tokens, name):
     S = hessian_split(model, loss, params, tokens, tokens, [name])

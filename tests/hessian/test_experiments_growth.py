@@ -5,7 +5,6 @@ import dataclasses
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from hessian import CrossEntropyLoss, Transformer, hessian_split
 from hessian.experiments.growth import (
@@ -23,15 +22,6 @@ from hessian.experiments.growth import (
 from hessian.experiments.results import load_growth
 
 TINY = dict(d_model=8, d_mlp=16, batch=6, repeats=2, num_sigmas=5)
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription when other jobs share the cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 
 def test_sigma_grids():

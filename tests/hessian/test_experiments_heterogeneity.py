@@ -12,15 +12,6 @@ from hessian.experiments.heterogeneity import HEATMAP_BLOCKS, HeterogeneityConfi
 from hessian.experiments.results import has_heterogeneity, load_heterogeneity
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription when other jobs share the cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = HeterogeneityConfig(d_model=4, d_mlp=8, batch=5, hist_batches=2, hist_batch=3)
 
 

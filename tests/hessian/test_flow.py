@@ -15,15 +15,6 @@ from hessian.flow import BLOCKS, KINDS, random_target
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription on shared cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def reference(X, Q, K, V, Y, beta, dynamics, loss):
     """Independent reference: torch.func.hessian of l(w) on the flat [vec Q, vec K, vec V] and
     H_o = J^T (d^2 loss/dF^2) J with J = jacrev(vec F), written from the flow's velocity formula."""

@@ -15,15 +15,6 @@ from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # tiny products: a second thread only spins (and costs 100x on a loaded machine)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def problem():
     """A small transformer on 3 addition sequences, float64, the reference CE loss (P = 392)."""

@@ -20,14 +20,6 @@ from particles.io import ResultStore
 TINY = dict(d_model=4, d_mlp=8, eval_batch=4, batch=4, top_k=2, trace_matvecs=30, slq_probes=2, slq_steps=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_adam_matches_torch_optim():
     config = TrainingConfig(lr=0.01)
     g = torch.Generator().manual_seed(0)

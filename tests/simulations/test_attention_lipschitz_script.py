@@ -22,14 +22,6 @@ from particles.io import ResultStore
 from simulations import attention_lipschitz
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def closed_form_norm(layer, params, X, eps):
     """||dF/dX||_2 from the closed forms (no torch.func): attention Jacobian, chained with the per-token LayerNorm Jacobian."""
     W_Q, W_K, W_V = (params[n][0] for n in ("W_Q", "W_K", "W_V"))

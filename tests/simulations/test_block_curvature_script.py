@@ -3,19 +3,9 @@
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from hessian.block import load_block_curvature, run_block_curvature
 from simulations import block_curvature
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_block_curvature_cli(tmp_path):

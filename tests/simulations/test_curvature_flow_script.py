@@ -2,20 +2,10 @@
 table next to it, Q/K curvature collapsing as the tokens merge."""
 
 import numpy as np
-import pytest
-import torch
 
 import particles
 from hessian import read_curvature
 from simulations import curvature_flow
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _stored_run(path, *, systems=2, n=6, d=3, beta=1.0, t_max=30.0, dt=0.1):

@@ -4,20 +4,10 @@ import dataclasses
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from hessian.dataset_size import KIND, load_dataset_convergence, run_dataset_convergence
 from particles.io import ResultStore
 from simulations import dataset_convergence
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_dataset_convergence_cli(tmp_path):

@@ -3,20 +3,9 @@
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from hessian.experiments.results import load_growth
 from simulations import hessian_growth, hessian_heterogeneity
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription when other jobs share the cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_growth_cli_linear_attention(tmp_path):

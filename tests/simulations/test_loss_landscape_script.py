@@ -2,18 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 from hessian.experiments.landscape import PIECES, load_landscape, run_landscape
 from simulations import loss_landscape
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_loss_landscape_cli(tmp_path):

@@ -1,18 +1,8 @@
 """simulations.training_curvature end to end on a tiny model: HDF5, two PNGs and the summary next to each other."""
 
-import pytest
-import torch
 
 from hessian.training import load_training_curvature
 from simulations import training_curvature
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_training_curvature_cli(tmp_path):
