@@ -122,16 +122,18 @@ def simulate(
     return Trajectory(ts=np.array(ts), xs=np.stack(frames), params=params)
 
 
-def run(x0, params, *, progress=False, start=None):
+def run(x0, params, *, progress=False, start=None, in_span=True):
     """Yield (t, state) for every frame of the run defined by ``params``.
 
     ``x0`` is validated by the caller. With ``start = (frame_index, t, x)``, the run
     continues from a saved frame (used to resume a stored run); the first frame yielded is
-    the one after it.
+    the one after it. ``in_span=False`` keeps the state in user coordinates even where the
+    field could run in the span of x0 (see ``make_field``): stored runs do, so that a
+    resumed run reproduces the uninterrupted one bit for bit.
     """
     batched = x0.ndim == 3
     d = x0.shape[-1]
-    field = _field(x0, params)
+    field = _field(x0, params, in_span=in_span)
     x = field.pack(x0 if start is None else start[2])
     first = 0 if start is None else start[0] + 1
     step_times, last_step = params.step_grid()
@@ -171,7 +173,7 @@ def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
         _raise_non_finite(params, step_times[s1], s1)
 
 
-def _field(x0, params):
+def _field(x0, params, *, in_span=True):
     d = x0.shape[-1]
     batch = x0.shape[0] if x0.ndim == 3 else 1
     eye = np.eye(d)
@@ -182,7 +184,7 @@ def _field(x0, params):
     return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
                       n=x0.shape[-2], dtype=x0.dtype,
                       # dopri5's error norm is per coordinate: keep the user's coordinates.
-                      x0=None if params.method == "dopri5" else x0)
+                      x0=x0 if in_span and params.method != "dopri5" else None)
 
 
 def _raise_non_finite(params, t, step):

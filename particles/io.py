@@ -200,7 +200,7 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
         return load(path)
     writer = _RunWriter(f, path, params, flush_every)
     try:
-        for t, x in run(x0, params, progress=progress, start=start):
+        for t, x in run(x0, params, progress=progress, start=start, in_span=False):
             writer.append(t, x)
     finally:
         # Also after an exception in the run: flush the frames computed so far (resume

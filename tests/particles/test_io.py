@@ -261,6 +261,21 @@ def test_resume_after_crash_is_bit_for_bit(tmp_path, monkeypatch, x0, method, st
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
 
+def test_resume_is_bit_for_bit_where_runs_could_use_the_span_of_x0(tmp_path, monkeypatch):
+    # d >= 2n with V = I: in memory, simulate integrates in the span of x0; a stored run
+    # keeps user coordinates, so that its resume is exact.
+    x0 = sample_sphere(4, 12, batch=2, seed=5)
+    uninterrupted = simulate(x0, **RUN, store=tmp_path / "whole.h5")
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            simulate(x0, **RUN, store=path)
+    traj = simulate(x0, **RUN, store=path, resume=True)
+    np.testing.assert_array_equal(np.asarray(traj.xs), np.asarray(uninterrupted.xs))
+    np.testing.assert_allclose(np.asarray(traj.xs), simulate(x0, **RUN).xs, rtol=0, atol=1e-14)
+
+
 def test_resume_from_older_checkpoint_slot(tmp_path, monkeypatch, x0, reference):
     # A kill between writing frame k to `step` and its checkpoint leaves the previous slot:
     # resume drops frame k and recomputes it from frame k - 1.
