@@ -39,7 +39,7 @@ from ._checks import check_positive_int
 from ._problem import Loss, Model
 from .block_matrix import BlockMatrix
 from .estimators._base import as_matmat, check_samples
-from .estimators.slq import spectral_density
+from .estimators.slq import lanczos, spectral_density
 from .operators import functional_hessian_operator, ggn_operator, hessian_operator
 
 #: largest n for which an operator is turned into a dense matrix (n products) and diagonalised by LAPACK
@@ -240,12 +240,11 @@ def extreme_eigenvalues(
         return np.asarray(matmat(X.astype(dtype)), dtype=np.float64)
 
     v0 = np.random.default_rng(seed).standard_normal(n)
-    # small operators: a Krylov space of up to 40 vectors resolves clustered ends without many restarts
-    ncv = min(n, max(2 * k + 1, 40))
+    ncv = min(n, max(2 * k + 1, 20))
 
     def run(shift: float, k_: int, arpack: str) -> tuple[np.ndarray, np.ndarray]:
         op = LinearOperator((n, n), matvec=lambda x: mm(x)[:, 0] + shift * x, matmat=lambda X: mm(X) + shift * X, dtype=np.float64)
-        lam, U = eigsh(op, k=k_, which=arpack, tol=tol, v0=v0, maxiter=maxiter, ncv=max(ncv, min(n, 2 * k_ + 1)))
+        lam, U = eigsh(op, k=k_, which=arpack, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
         return lam - shift, U
 
     if which == "magnitude":
@@ -253,7 +252,9 @@ def extreme_eigenvalues(
     else:
         # ARPACK stops at ||A u - theta u|| <= tol |theta|, unreachable for theta ~ 0 (a PSD block's bottom);
         # shifting by s = |lambda|_max makes the targets of size ~s: absolute accuracy ~tol |lambda|_max
-        s = float(np.abs(run(0.0, 1, "LM")[0][0]))
+        # any s ~ |lambda|_max will do: the largest |Ritz value| of 10 Lanczos steps (<= |lambda|_max, by interlacing)
+        alpha, beta = lanczos(mm, v0, min(n, 10))
+        s = float(np.abs(np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))).max())
         parts = []
         if which in ("smallest", "both"):
             parts.append(run(-s, k, "SA"))
@@ -347,11 +348,25 @@ def condition_number(
     if n <= _check_threshold(dense_threshold):
         return conditioning_from_eigenvalues(_spectrum(A), rtol=rtol)
     ends = extreme_eigenvalues(A, 1, "both", dense_threshold=0, tol=tol, seed=seed, maxiter=maxiter)
-    lo, hi = float(ends.values[0]), float(ends.values[-1])
+    return conditioning_from_extremes(float(ends.values[0]), float(ends.values[-1]), n, rtol=rtol)
+
+
+def conditioning_from_extremes(smallest: float, largest: float, dim: int, *, rtol: float | None = None) -> Conditioning:
+    """Conditioning known from the two algebraic ends only (method "lanczos").
+
+    kappa and the rank (= dim) are determined when the spectrum is definite: both ends of one sign and
+    ``min(|smallest|, |largest|) > rtol max(|smallest|, |largest|)``; otherwise NaN and -1 (interior smallest |lambda|).
+
+    Example:
+        >>> conditioning_from_extremes(0.5, 4.0, 10).kappa
+        8.0
+    """
+    rtol = _check_rtol(rtol, dim)
+    lo, hi = float(smallest), float(largest)
     amax, near = max(abs(lo), abs(hi)), min(abs(lo), abs(hi))
     if lo * hi > 0 and near > rtol * amax:
-        return Conditioning(amax / near, n, hi, lo, amax, near, n, rtol, "lanczos")
-    return Conditioning(float("nan"), -1, hi, lo, amax, float("nan"), n, rtol, "lanczos")
+        return Conditioning(amax / near, dim, hi, lo, amax, near, dim, rtol, "lanczos")
+    return Conditioning(float("nan"), -1, hi, lo, amax, float("nan"), dim, rtol, "lanczos")
 
 
 def negative_mass(

@@ -12,8 +12,8 @@ Method per number (stored next to it in the HDF5 file):
 * larger blocks are matrix-free: extreme eigenvalues and, for a definite block, kappa by Lanczos ("lanczos");
   trace by Hutch++ ("hutchpp"); Frobenius norm by Hutchinson ("hutchinson"); negative fraction and mass by
   stochastic Lanczos quadrature ("slq"); kappa and rank of an indefinite or singular block are not determined
-  ("undetermined", NaN / -1: its smallest |lambda| is interior); extremes not converged within
-  ``lanczos_maxiter`` restarts are NaN ("unconverged").
+  ("undetermined", NaN / -1: its smallest |lambda| is interior); an end not converged within
+  ``lanczos_maxiter`` ARPACK restarts (typically the bottom of a PSD block, a cluster at 0) is NaN ("unconverged").
 
 File layout (schema 1): root attrs ``kind`` = "hessian_size_sweep", ``schema``, ``config`` (JSON), ``kinds``,
 ``quantities``; one group per finished row ``d{d:04d}_layers{n}_{attention}`` with datasets ``blocks`` (B,)
@@ -34,7 +34,13 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence
 
-from ..conditioning import Conditioning, condition_number, conditioning_from_eigenvalues, negative_mass, negative_mass_from_eigenvalues
+from ..conditioning import (
+    conditioning_from_eigenvalues,
+    conditioning_from_extremes,
+    extreme_eigenvalues,
+    negative_mass,
+    negative_mass_from_eigenvalues,
+)
 from ..dense import hessian_split
 from ..estimators import frobenius_norm, trace
 from ..operators import functional_hessian_operator, ggn_operator, hessian_operator
@@ -78,7 +84,7 @@ class SizeSweepConfig:
     dense_threshold: int = 4096
     rtol: float | None = None
     lanczos_tol: float = 1e-6
-    lanczos_maxiter: int = 60
+    lanczos_maxiter: int = 10
     slq_probes: int = 8
     slq_steps: int = 40
     trace_samples: int = 99
@@ -151,19 +157,22 @@ def dense_summary(M: np.ndarray, rtol: float | None) -> tuple[np.ndarray, np.nda
 
 def operator_summary(op, config: SizeSweepConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``QUANTITIES`` of a symmetric operator by Lanczos, Hutch++, Hutchinson and SLQ (module docstring)."""
-    try:
-        c = condition_number(op, rtol=config.rtol, dense_threshold=0, tol=config.lanczos_tol, seed=config.seed, maxiter=config.lanczos_maxiter)
-    except ArpackNoConvergence:
-        nan = float("nan")
-        c = Conditioning(nan, -1, nan, nan, nan, nan, op.shape[0], nan, "unconverged")
+    ends = []
+    for which in ("smallest", "largest"):
+        # each end on its own: a PSD block's bottom (a cluster at 0) may not converge while its top does
+        try:
+            ends.append(extreme_eigenvalues(op, 1, which, dense_threshold=0, tol=config.lanczos_tol, seed=config.seed, maxiter=config.lanczos_maxiter).values[0])
+        except ArpackNoConvergence:
+            ends.append(float("nan"))
+    c = conditioning_from_extremes(*ends, op.shape[0], rtol=config.rtol)
     neg = negative_mass(op, rtol=config.rtol, dense_threshold=0, num_probes=config.slq_probes, num_steps=config.slq_steps, seed=config.seed)
     tr = trace(op, method="hutchpp", num_samples=config.trace_samples, seed=config.seed)
     fro = frobenius_norm(op, method="hutchinson", num_samples=config.frobenius_samples, seed=config.seed)
-    known = c.method if c.method == "unconverged" or np.isfinite(c.kappa) else "undetermined"
-    ends = c.method
+    ok = ["lanczos" if np.isfinite(e) else "unconverged" for e in ends]
+    known = "lanczos" if np.isfinite(c.kappa) else "undetermined"
     values = [fro.value, tr.value, c.largest, c.smallest, c.kappa, c.rank, c.abs_smallest, neg.fraction, neg.mass]
     stderr = [fro.stderr, tr.stderr, 0.0, 0.0, 0.0, 0.0, 0.0, neg.fraction_stderr, neg.mass_stderr]
-    methods = ["hutchinson", "hutchpp", ends, ends, known, known, known, "slq", "slq"]
+    methods = ["hutchinson", "hutchpp", ok[1], ok[0], known, known, known, "slq", "slq"]
     return np.array(values, dtype=np.float64), np.array(stderr, dtype=np.float64), methods
 
 
