@@ -10,6 +10,12 @@ from . import dataset_size as dataset_size
 from . import interop as interop
 from . import training as training
 from .block_matrix import BlockMatrix as BlockMatrix
+from .conditioning import Conditioning as Conditioning
+from .conditioning import ExtremeEigenvalues as ExtremeEigenvalues
+from .conditioning import NegativeMass as NegativeMass
+from .conditioning import condition_number as condition_number
+from .conditioning import extreme_eigenvalues as extreme_eigenvalues
+from .conditioning import negative_mass as negative_mass
 from .dataset_size import per_sample_hessians as per_sample_hessians
 from .dense import HessianSplit as HessianSplit
 from .dense import dense_hessian as dense_hessian
@@ -108,6 +114,13 @@ __all__ = [
     "top_eigenvalues",
     "spectral_density",
     "SpectralDensity",
+    # conditioning: both ends of the spectrum, condition number, negative spectral mass
+    "extreme_eigenvalues",
+    "ExtremeEigenvalues",
+    "condition_number",
+    "Conditioning",
+    "negative_mass",
+    "NegativeMass",
     # loss landscapes (Li, Xu, Taylor, Studer & Goldstein, 2018)
     "loss_landscape",
     "Landscape",
