@@ -411,7 +411,7 @@ def negative_mass(
     a = np.array([np.sum(w * np.maximum(-x, 0.0)) for x, w in zip(density.nodes, density.weights)])
     b = np.array([np.sum(w * np.abs(x)) for x, w in zip(density.nodes, density.weights)])
     P = len(s)
-    se = lambda x: float(np.std(x, ddof=1) / np.sqrt(P)) if P > 1 else float("nan")  # noqa: E731
+    se = lambda x: float(np.std(x, ddof=1) / np.sqrt(P)) if P > 1 else float("nan")
     mass = float(a.mean() / b.mean()) if b.mean() > 0 else 0.0
     # delta method for a ratio of means: var(a - mass b) / (P mean(b)^2)
     mass_se = se(a - mass * b) / float(b.mean()) if b.mean() > 0 else 0.0

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import torch
 
-from hessian.experiments.size_sweep import SizeSweepConfig, format_size_table, load_size_sweep, plot_size_sweep, run_size_sweep
+from hessian.experiments.size_sweep import (
+    SizeSweepConfig,
+    format_size_table,
+    load_size_sweep,
+    plot_size_sweep,
+    run_size_sweep,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -194,7 +194,7 @@ def measure_row(config: SizeSweepConfig, d_model: int, n_layers: int, attention:
             parts = [operator_summary(op, config) for op in ops]
         for k, (v, s, m) in enumerate(parts):
             values[b, k], stderr[b, k], methods[b, k] = v, s, m
-    return dict(blocks=names, values=values, stderr=stderr, methods=methods)
+    return {"blocks": names, "values": values, "stderr": stderr, "methods": methods}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,13 +283,13 @@ def load_size_sweep(path: str | Path) -> SizeSweepResults:
         rows = {}
         for key in f:
             g = f[key]
-            rows[(int(g.attrs["d_model"]), int(g.attrs["n_layers"]), str(g.attrs["attention"]))] = dict(
-                blocks=[b.decode() for b in g["blocks"][()]],
-                values=g["values"][()],
-                stderr=g["stderr"][()],
-                methods=np.char.decode(g["methods"][()]).astype(object),
-                seconds=float(g.attrs["seconds"]),
-            )
+            rows[(int(g.attrs["d_model"]), int(g.attrs["n_layers"]), str(g.attrs["attention"]))] = {
+                "blocks": [b.decode() for b in g["blocks"][()]],
+                "values": g["values"][()],
+                "stderr": g["stderr"][()],
+                "methods": np.char.decode(g["methods"][()]).astype(object),
+                "seconds": float(g.attrs["seconds"]),
+            }
     return SizeSweepResults(config, rows)
 
 

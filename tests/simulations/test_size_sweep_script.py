@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from hessian.dense import gauss_newton
-from hessian.experiments.size_sweep import KINDS, QUANTITIES, SizeSweepConfig, load_size_sweep, measure_row, row_setup
+from hessian.experiments.size_sweep import (
+    KINDS,
+    QUANTITIES,
+    SizeSweepConfig,
+    load_size_sweep,
+    measure_row,
+    row_setup,
+)
 from simulations import size_sweep
 
 
