@@ -160,84 +160,71 @@ interact2 = _make_interact(2)
 interact4 = _make_interact(4)
 
 
-def _make_interact_symmetric(G):
-    """The pairwise kernel for a symmetric BA (so w_ij and w_ji share one exponential), for
-    states of exactly G coordinates (G = 2 or 4).
+@njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
+def interact_symmetric(x, ax, vx, shift, usa, project, n_parts, work, partial, out):
+    """Velocities of all tokens on the circle (2 coordinates) for a symmetric BA.
 
-    The pairs of a system are walked by offset: pair (i, i + s mod n) for s = 0..n // 2, so
-    each unordered pair is met once (for even n, s = n / 2 meets each pair twice and only
-    its forward part is added). For one offset the loop over i has full length n on
-    arrays doubled to 2n columns (no wrap-around inside the loop), which vectorises; the
-    exponential goes to the forward sums of token i and the backward sums of i + s. Half
-    the exponentials of ``interact{G}``, for twice the additions.
+    Same field as ``interact2`` (bound shift, no row maxima), with one exponential for w_ij
+    and w_ji. The pairs of a system are walked by offset: pair (i, i + s mod n) for
+    s = 0..n // 2, so each unordered pair is met once (for even n, s = n / 2 meets each
+    pair twice and only its forward part is added). For one offset the loop over i has
+    full length n on arrays doubled to 2n columns (no wrap-around inside the loop), which
+    vectorises; the exponential goes to the forward sums of token i and the backward sums
+    of i + s: half the exponentials, for twice the additions.
 
     Offsets are split into ``n_parts`` parts (set by n alone, never by the batch or the
-    threads), whose partial sums are added in a fixed order, so results still reproduce
-    bit for bit; with one part a task finishes its system directly.
-    """
-
-    def interact_symmetric(x, ax, vx, shift, usa, project, n_parts, work, partial, out):
-        B, d, n = x.shape
-        n_offsets = n // 2 + 1
-        for task in prange(B * n_parts):
-            b = task // n_parts
-            part = task % n_parts
-            s0 = part * n_offsets // n_parts
-            s1 = (part + 1) * n_offsets // n_parts
-            scratch = work[get_thread_id()]
-            xs, ax2, vx2 = scratch[:G], scratch[G : 2 * G], scratch[2 * G : 3 * G]
-            acc = scratch[3 * G :]
-            fwd, bwd = acc[: G + 1], acc[G + 1 :]
-            for k in range(G):
-                for j in range(n):
-                    xs[k, j] = x[b, k, j]
-                    ax2[k, j] = ax[b, k, j]
-                    ax2[k, j + n] = ax[b, k, j]
-                    vx2[k, j] = vx[b, k, j]
-                    vx2[k, j + n] = vx[b, k, j]
-            acc[:, :] = 0.0
-            c = 0.0 if usa else shift[b]
-            # s counts from 0, not from s0, so that LLVM knows the indices i + s are not
-            # negative (no wrap-around check) and vectorises the loops over i.
-            for s in range(n_offsets):
-                if s < s0 or s >= s1:
-                    continue
-                if s == 0 or 2 * s == n:
-                    _forward_sums(G, xs, ax2, vx2, s, c, fwd)
-                else:
-                    _both_sums(G, xs, ax2, vx2, s, c, fwd, bwd)
-            if n_parts == 1:
-                _finish_symmetric(G, x, b, fwd, bwd, usa, project, out)
-            else:
-                partial[b, part] = acc
-        if n_parts > 1:
-            for b in prange(B):
-                total = partial[b, 0]
-                for part in range(1, n_parts):
-                    piece = partial[b, part]
-                    for r in range(2 * G + 2):
-                        for j in range(2 * n):
-                            total[r, j] += piece[r, j]
-                _finish_symmetric(G, x, b, total[: G + 1], total[G + 1 :], usa, project, out)
-
-    interact_symmetric.__doc__ = _INTERACT_SYMMETRIC_DOC.format(G=G)
-    name = f"interact_symmetric{G}"
-    interact_symmetric.__qualname__ = interact_symmetric.__name__ = name
-    return njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)(interact_symmetric)
-
-
-_INTERACT_SYMMETRIC_DOC = """Velocities of all tokens for a symmetric BA, states of {G} coordinates.
-
-    Same field as ``interact{G}`` (bound shift, no row maxima).
+    threads) whose partial sums are added in a fixed order, so results still reproduce bit
+    for bit; with one part a task finishes its system directly.
 
     Args:
-        x, ax, vx: (B, {G}, n) states and their images under BA and V.
+        x, ax, vx: (B, 2, n) states and their images under BA and V.
         shift: (B,) logit shift of SA, ignored for USA.
         n_parts: offset parts per system (see ``symmetric_parts``).
-        work: (threads, 5 * {G} + 2, 2 n) scratch, one slab per Numba thread.
-        partial: (B, n_parts, 2 * {G} + 2, 2 n), the parts' sums when n_parts > 1.
-        out: (B, {G}, n) velocities.
+        work: (threads, 12, 2 n) scratch, one slab per Numba thread.
+        partial: (B, n_parts, 6, 2 n), the parts' sums when n_parts > 1.
+        out: (B, 2, n) velocities.
     """
+    B, _, n = x.shape
+    n_offsets = n // 2 + 1
+    for task in prange(B * n_parts):
+        b = task // n_parts
+        part = task % n_parts
+        s0 = part * n_offsets // n_parts
+        s1 = (part + 1) * n_offsets // n_parts
+        scratch = work[get_thread_id()]
+        xs, ax2, vx2, acc = scratch[:2], scratch[2:4], scratch[4:6], scratch[6:]
+        fwd, bwd = acc[:3], acc[3:]
+        for k in range(2):
+            for j in range(n):
+                xs[k, j] = x[b, k, j]
+                ax2[k, j] = ax[b, k, j]
+                ax2[k, j + n] = ax[b, k, j]
+                vx2[k, j] = vx[b, k, j]
+                vx2[k, j + n] = vx[b, k, j]
+        acc[:, :] = 0.0
+        c = 0.0 if usa else shift[b]
+        # s counts from 0, not from s0, so that LLVM knows the indices i + s are not
+        # negative (no wrap-around check) and vectorises the loops over i.
+        for s in range(n_offsets):
+            if s < s0 or s >= s1:
+                continue
+            if s == 0 or 2 * s == n:
+                _forward_sums(xs, ax2, vx2, s, c, fwd)
+            else:
+                _both_sums(xs, ax2, vx2, s, c, fwd, bwd)
+        if n_parts == 1:
+            _finish_symmetric(x, b, fwd, bwd, usa, project, out)
+        else:
+            partial[b, part] = acc
+    if n_parts > 1:
+        for b in prange(B):
+            total = partial[b, 0]
+            for part in range(1, n_parts):
+                piece = partial[b, part]
+                for r in range(6):
+                    for j in range(2 * n):
+                        total[r, j] += piece[r, j]
+            _finish_symmetric(x, b, total[:3], total[3:], usa, project, out)
 
 
 def symmetric_parts(n):
@@ -247,58 +234,40 @@ def symmetric_parts(n):
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)
-def _forward_sums(G, xs, ax2, vx2, s, c, fwd):
+def _forward_sums(xs, ax2, vx2, s, c, fwd):
     """fwd[:, i] += e_i (vx_(i+s), 1) with e_i = exp(logit(i, i + s) - c), for all i.
 
-    Everything is spelled out inside the loop over i (G is a compile-time constant): an
-    inner loop over coordinates, or a call taking arrays, keeps LLVM from vectorising it.
+    Everything is spelled out inside the loop over i: an inner loop over coordinates, or
+    a call taking arrays, keeps LLVM from vectorising it.
     """
     for i in range(xs.shape[1] // 2):
-        logit = xs[0, i] * ax2[0, i + s] + xs[1, i] * ax2[1, i + s]
-        if G == 4:
-            logit += xs[2, i] * ax2[2, i + s] + xs[3, i] * ax2[3, i + s]
-        e = vexp(logit - c)
+        e = vexp(xs[0, i] * ax2[0, i + s] + xs[1, i] * ax2[1, i + s] - c)
         fwd[0, i] += e * vx2[0, i + s]
         fwd[1, i] += e * vx2[1, i + s]
-        if G == 4:
-            fwd[2, i] += e * vx2[2, i + s]
-            fwd[3, i] += e * vx2[3, i + s]
-        fwd[G, i] += e
+        fwd[2, i] += e
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)
-def _both_sums(G, xs, ax2, vx2, s, c, fwd, bwd):
+def _both_sums(xs, ax2, vx2, s, c, fwd, bwd):
     """As ``_forward_sums``, and bwd[:, i + s] += e_i (vx_i, 1): the pair seen from i + s."""
     for i in range(xs.shape[1] // 2):
-        logit = xs[0, i] * ax2[0, i + s] + xs[1, i] * ax2[1, i + s]
-        if G == 4:
-            logit += xs[2, i] * ax2[2, i + s] + xs[3, i] * ax2[3, i + s]
-        e = vexp(logit - c)
+        e = vexp(xs[0, i] * ax2[0, i + s] + xs[1, i] * ax2[1, i + s] - c)
         fwd[0, i] += e * vx2[0, i + s]
         fwd[1, i] += e * vx2[1, i + s]
+        fwd[2, i] += e
         bwd[0, i + s] += e * vx2[0, i]
         bwd[1, i + s] += e * vx2[1, i]
-        if G == 4:
-            fwd[2, i] += e * vx2[2, i + s]
-            fwd[3, i] += e * vx2[3, i + s]
-            bwd[2, i + s] += e * vx2[2, i]
-            bwd[3, i + s] += e * vx2[3, i]
-        fwd[G, i] += e
-        bwd[G, i + s] += e
+        bwd[2, i + s] += e
 
 
 @njit(inline="always")
-def _finish_symmetric(G, x, b, fwd, bwd, usa, project, out):
+def _finish_symmetric(x, b, fwd, bwd, usa, project, out):
     n = x.shape[2]
     for i in range(n):
-        for k in range(G):
+        for k in range(2):
             out[b, k, i] = fwd[k, i] + bwd[k, i] + bwd[k, i + n]
-        z = fwd[G, i] + bwd[G, i] + bwd[G, i + n]
+        z = fwd[2, i] + bwd[2, i] + bwd[2, i + n]
         _finish_token(x, b, i, n if usa else z, project, out)
-
-
-interact_symmetric2 = _make_interact_symmetric(2)
-interact_symmetric4 = _make_interact_symmetric(4)
 
 
 @njit(inline="always")

@@ -1,7 +1,6 @@
 """Numba kernels of the clustering observables, on states in the coordinate-major layout
 (M, dp, n) of ``_kernels`` (dp = 2 or a multiple of 4, zero-padded) so that loops over
 tokens j have unit stride."""
-import numpy as np
 from numba import njit, prange
 
 
@@ -81,98 +80,10 @@ _pair_statistics2 = _make_pair_statistics(2)
 _pair_statistics4 = _make_pair_statistics(4)
 
 
-# Largest total pseudo-angle (see _circle_statistics) over a circle.
-_PSEUDO_TURN = 4.0
-
-
-@njit(cache=True, parallel=True)
-def _circle_statistics(x, density_threshold, link_threshold, keys, orders, close_pairs, labels,
-                       n_clusters):
-    """``pair_statistics`` on the circle (d = 2), in O(n log n) from the tokens sorted by angle.
-
-    Valid when n arccos(density_threshold) < 4 and link_threshold > -1 (checked by
-    ``pair_statistics``). Cut the circle at the largest step of the pseudo-angle:
-    that step is at least 4 / n, and the pseudo-angle never grows faster than the angle, so
-    no close pair (angle below arccos(density_threshold)) crosses the cut. Along the cut
-    circle the close partners of a token are the tokens just after it up to the first one
-    that is not close, and that end only moves forward from token to token (two pointers).
-    Single-linkage clusters are the runs between consecutive tokens that are not linked,
-    around the circle (one such gap or none: a single cluster). Inner products are formed
-    as in ``pair_statistics2``, so both give the same counts and labels.
-    """
-    M, _, n = x.shape
-    for m in prange(M):
-        key, order, label = keys[m], orders[m], labels[m]
-        c, s = x[m, 0], x[m, 1]
-        for i in range(n):
-            # A pseudo-angle, increasing with the angle on [-pi/2, 3pi/2): no atan2 needed.
-            p = s[i] / (abs(c[i]) + abs(s[i]))
-            key[i] = p if c[i] >= 0.0 else 2.0 - p
-        if n <= 64:
-            # Insertion sort: no allocation, and fast for the usual n = 32.
-            for i in range(n):
-                order[i] = i
-            for i in range(1, n):
-                j, o = i, order[i]
-                while j > 0 and key[order[j - 1]] > key[o]:
-                    order[j] = order[j - 1]
-                    j -= 1
-                order[j] = o
-        else:
-            order[:] = np.argsort(key, kind="mergesort")
-        cut, widest = 0, key[order[0]] + _PSEUDO_TURN - key[order[n - 1]]
-        for r in range(1, n):
-            step = key[order[r]] - key[order[r - 1]]
-            if step > widest:
-                cut, widest = r, step
-        count = 0
-        end = 0
-        for r in range(n):
-            i = order[(cut + r) % n]
-            end = max(end, r)
-            while end + 1 < n:
-                j = order[(cut + end + 1) % n]
-                if c[i] * c[j] + s[i] * s[j] <= density_threshold:
-                    break
-                end += 1
-            count += 2 * (end - r)
-        gaps = 0
-        for r in range(n):
-            i = order[r]
-            # Provisionally, a token's cluster is the number of gaps before it.
-            label[i] = gaps
-            j = order[(r + 1) % n]
-            gaps += c[i] * c[j] + s[i] * s[j] <= link_threshold
-        # The run after the last gap continues into the run before the first one.
-        k = max(gaps, 1)
-        for i in range(n):
-            label[i] %= k
-        _renumber_by_first_token(label, order, k)
-        close_pairs[m] = count
-        n_clusters[m] = k
-
-
-@njit(inline="always")
-def _renumber_by_first_token(label, scratch, k):
-    """Relabel clusters 0, 1, ... in the order of their first token, as the search does."""
-    for c in range(k):
-        scratch[c] = -1
-    next_label = 0
-    for i in range(label.shape[0]):
-        if scratch[label[i]] < 0:
-            scratch[label[i]] = next_label
-            next_label += 1
-        label[i] = scratch[label[i]]
-
-
-def pair_statistics(x, density_threshold, link_threshold, *args):
+def pair_statistics(x, *args):
     """See ``_DOC``; dispatches on the padded dimension of x (2, or a multiple of 4)."""
-    n = x.shape[2]
-    if x.shape[1] == 2 and -1.0 < density_threshold and link_threshold > -1.0 and (
-            n * np.arccos(min(density_threshold, 1.0)) < 0.99 * _PSEUDO_TURN):
-        return _circle_statistics(x, density_threshold, link_threshold, *args)
     if x.shape[1] == 2:
-        return _pair_statistics2(x, density_threshold, link_threshold, *args)
+        return _pair_statistics2(x, *args)
     if x.shape[1] % 4:
         raise ValueError(f"x must be padded to 2 or a multiple of 4 coordinates, got {x.shape[1]}")
-    return _pair_statistics4(x, density_threshold, link_threshold, *args)
+    return _pair_statistics4(x, *args)
