@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import Tensor
 
 from ._checks import check_blocks, check_params, check_positive_int
 from ._problem import unflatten
+from .estimators.eigen import lanczos_eigenpairs
 from .operators import hessian_operator
 
 
@@ -75,24 +75,14 @@ def top_eigenvector_directions(
     check_positive_int(k, "k")
     if k >= P:
         raise ValueError(f"k={k} must be smaller than the number of parameters P={P} for Lanczos; use numpy.linalg.eigh on the dense Hessian")
-    count = [0]
-
-    def mv(x: np.ndarray) -> np.ndarray:
-        count[0] += 1
-        return op.matvec(x)
-
     # a Krylov space wider than ARPACK's default 2k + 1 needs fewer products when the top eigenvalues are close
     ncv = min(P, max(2 * k + 1, 20))
-    op_np = LinearOperator((P, P), matvec=mv, dtype=np.float64)
-    vals, vecs = eigsh(op_np, k=k, which="LA", tol=tol, ncv=ncv, v0=np.random.default_rng(seed).standard_normal(P))
-    order = np.argsort(-vals)
-    vals, vecs = vals[order], vecs[:, order]
+    vals, vecs, resid, num_matvecs = lanczos_eigenpairs(op, k, which="LA", tol=tol, seed=seed, ncv=ncv)
     cast = {n: p.to(dtype) if p.is_floating_point() else p for n, p in params.items()}
     g = _flat_gradient(model, loss, cast, X, Y, op.names, dtype)
     vecs = vecs * np.where(vecs.T @ g > 0, -1.0, 1.0)
-    resid = np.linalg.norm(op.matmat(vecs) - vecs * vals, axis=0)
     directions = [unflatten(op.names, op.shapes, torch.as_tensor(vecs[:, i], dtype=dtype)) for i in range(k)]
-    return EigenDirections(directions=directions, eigenvalues=vals, residuals=resid, num_matvecs=count[0] + k)
+    return EigenDirections(directions=directions, eigenvalues=vals, residuals=resid, num_matvecs=num_matvecs)
 
 
 def _flat_gradient(model, loss, params, X, Y, names, dtype) -> np.ndarray:

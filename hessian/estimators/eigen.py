@@ -28,6 +28,18 @@ def top_eigenvalues(A: object, k: int = 1, *, which: str = "LA", tol: float = 1e
     Raises:
         ValueError: k out of range or unknown ``which``.
     """
+    vals, _, resid, num_matvecs = lanczos_eigenpairs(A, k, which=which, tol=tol, seed=seed, maxiter=maxiter)
+    return Estimate(vals, resid, num_matvecs)
+
+
+def lanczos_eigenpairs(
+    A: object, k: int, *, which: str = "LA", tol: float = 1e-10, seed: int = 0, maxiter: int | None = None, ncv: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``top_eigenvalues`` with the eigenvectors: (values (k,), unit vectors (n, k), residual norms (k,), products).
+
+    ``ncv``: Lanczos vectors kept by ARPACK (None: scipy's 2k + 1); a wider space needs fewer products when the
+    wanted eigenvalues are close.
+    """
     matmat, n, dtype = as_matmat(A)
     check_positive_int(k, "k")
     if k >= n:
@@ -42,8 +54,8 @@ def top_eigenvalues(A: object, k: int = 1, *, which: str = "LA", tol: float = 1e
 
     op = LinearOperator((n, n), matvec=mv, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(n)
-    vals, vecs = eigsh(op, k=k, which=which, tol=tol, v0=v0, maxiter=maxiter)
+    vals, vecs = eigsh(op, k=k, which=which, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
     order = np.argsort(-np.abs(vals) if which == "LM" else (vals if which == "SA" else -vals))
     vals, vecs = vals[order], vecs[:, order]
     resid = np.linalg.norm(np.asarray(matmat(vecs.astype(dtype)), dtype=np.float64) - vecs * vals, axis=0)
-    return Estimate(vals, resid, count[0] + k)
+    return vals, vecs, resid, count[0] + k
