@@ -51,6 +51,8 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
 
 class _Field:
     dp: int
+    # True when the field runs whole Euler steps itself (``euler``), in one fused kernel.
+    fused_euler = False
 
     def __init__(self, *, A, V, beta, usa, batch, n, dtype):
         self.usa = bool(usa)
@@ -87,7 +89,8 @@ class FusedField(_Field):
         # |<x_i, A x_j>| <= |A|_2 on the sphere, so beta |A|_2 bounds every logit.
         bound = beta * np.linalg.norm(A, ord=2, axis=(-2, -1))
         self.shift = np.ascontiguousarray(np.broadcast_to(bound, (batch,)), dtype=np.float64)
-        self.row_max = bool(2.0 * self.shift.max() > _MAX_BOUND_SPREAD)
+        # USA has no shift, so it never needs the maxima.
+        self.row_max = not self.usa and bool(2.0 * self.shift.max() > _MAX_BOUND_SPREAD)
         shape = (batch, self.dp, n)
         self.norms = np.empty((batch, n), dtype)
         self.ax = np.empty(shape, dtype)
@@ -105,6 +108,9 @@ class FusedField(_Field):
             parts = (batch, self.n_parts, 6, 2 * n) if self.n_parts > 1 else (0, 1, 1, 1)
             self.partial = np.empty(parts, dtype)
             self._interact = _kernels.interact_symmetric
+            # One task per system for all its steps: enough tasks when one part suffices.
+            self.fused_euler = self.n_parts == 1
+            self.completed = np.empty(batch, np.int64)
         else:
             # Rows per task: whole systems when the batch keeps the cores busy, at most
             # _MAX_CHUNK_PAIRS pairs so the weights buffer stays in cache.
@@ -130,6 +136,13 @@ class FusedField(_Field):
     def retract(self, x, v, h, out):
         """out = (x + h v) / |x + h v| token by token; False if the result is not finite."""
         return _kernels.retract(x, v, h, out, self.norms)
+
+    def euler(self, x, h, n_steps):
+        """n_steps of the authors' Euler scheme in place (``fused_euler`` fields only);
+        returns the number of steps after which every system is still finite."""
+        _kernels.euler_symmetric(x, self.BA, self.V, self.shift, self.usa, h, n_steps, self.work,
+                                 self.completed)
+        return int(self.completed.min())
 
     def axpy(self, x, a, v, out):
         _kernels.axpy(x, a, v, out)

@@ -115,6 +115,36 @@ def test_symmetric_kernel_matches_loop_formula(rng, n, dynamics):
         np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 32, 33])
+@pytest.mark.parametrize("dynamics", ["SA", "USA"])
+def test_fused_euler_matches_loop_formula(rng, n, dynamics):
+    # Whole Euler steps in one kernel (symmetric BA on the circle): per-system Q = K and V,
+    # 7 steps against the NumPy scheme. Errors grow by at most e^{7 h L} over the steps.
+    B, d, beta, h = 3, 2, 1.1, 0.1
+    x = _random_config(rng, (B, n, d))
+    Q = rng.standard_normal((B, d, d))
+    V = rng.standard_normal((B, d, d))
+    field = make_field(A=np.swapaxes(Q, 1, 2) @ Q, V=V, beta=beta, usa=dynamics == "USA",
+                       batch=B, n=n, dtype=np.float64)
+    assert field.fused_euler
+    packed = field.pack(x)
+    assert field.euler(packed, h, 7) == 7
+    got = field.unpack(packed, d, True)
+    for b in range(B):
+        want = naive.euler(x[b], beta, h, 7, Q=Q[b], K=Q[b], V=V[b], dynamics=dynamics)
+        np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_euler_reports_each_systems_first_non_finite_step(rng):
+    # USA weights e^{<x_i, BA x_i>} overflow float64 once the logit passes 709.78: with
+    # BA = 800 I from the start (system 1), with BA = I never (system 0).
+    x = _random_config(rng, (2, 6, 2))
+    A = np.stack([np.eye(2), 800.0 * np.eye(2)])
+    field = make_field(A=A, V=np.eye(2), beta=1.0, usa=True, batch=2, n=6, dtype=np.float64)
+    assert field.euler(field.pack(x), 0.1, 4) == 0
+    np.testing.assert_array_equal(field.completed, [4, 0])
+
+
 @pytest.mark.parametrize("dynamics, n", [("SA", 520), ("USA", 513)])
 def test_dense_symmetric_blocks_match_loop_formula(rng, dynamics, n):
     # d > 8 with a symmetric BA and n >= 2 blocks: each block pair of logits formed once.
