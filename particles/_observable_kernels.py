@@ -1,6 +1,7 @@
 """Numba kernels of the clustering observables, on states in the coordinate-major layout
 (M, dp, n) of ``_kernels`` (dp = 2 or a multiple of 4, zero-padded) so that loops over
 tokens j have unit stride."""
+import numpy as np
 from numba import njit, prange
 
 
@@ -71,7 +72,7 @@ _DOC = """Per system m: the ordered pairs i != j with <x_i, x_j> > density_thres
 
     Args:
         x: (M, dp, n) states.
-        rows: (M, n) float64 scratch; stacks: (M, n) int64 scratch.
+        rows, stacks: scratch from ``scratch(M, n)``.
         close_pairs: (M,) int64 out, the pair counts.
         labels: (M, n) int64 out, cluster labels numbered 0, 1, ... in order of first token.
         n_clusters: (M,) int64 out.
@@ -80,10 +81,86 @@ _pair_statistics2 = _make_pair_statistics(2)
 _pair_statistics4 = _make_pair_statistics(4)
 
 
+# Link sets are bit masks of one int64 word; bit 63 is never needed for n <= 63.
+_MAX_MASK_TOKENS = 63
+
+
+@njit(cache=True, parallel=True)
+def _pair_statistics_masks(x, density_threshold, link_threshold, rows, masks, close_pairs, labels,
+                           n_clusters):
+    """``pair_statistics`` on the circle for n <= 63 tokens, with the links as bit masks.
+
+    Each unordered pair is met once, walking (i, i + s) for s = 1..n // 2 with the tokens
+    doubled to 2n columns (``rows`` holds the doubled coordinates), so that each offset is one
+    full-length vectorised loop. The Gram entry is computed by the same operations as in the
+    depth-first search (and <x_i, x_j> = <x_j, x_i> exactly), so both give the same numbers.
+    The link of (i, i + s) sets bit s of masks[m, i], turned into bit (i + s) mod n
+    afterwards; a cluster grows by its tokens' forward masks and by the tokens whose
+    forward masks meet it, until it stops growing (isolated tokens skip the growing).
+    """
+    M, _, n = x.shape
+    half = n // 2
+    for m in prange(M):
+        forward, label, doubled = masks[m], labels[m], rows[m]
+        for j in range(n):
+            doubled[j] = doubled[j + n] = x[m, 0, j]
+            doubled[2 * n + j] = doubled[3 * n + j] = x[m, 1, j]
+            forward[j] = 0
+        count = 0
+        for s in range(1, half + 1):
+            pairs = 0
+            for i in range(n):
+                g = 0.0 + doubled[i] * doubled[i + s] + doubled[2 * n + i] * doubled[2 * n + i + s]
+                pairs += g > density_threshold
+                forward[i] |= (g > link_threshold) * (1 << s)
+            # For even n, s = n / 2 meets each pair twice, once from either end.
+            count += pairs if 2 * s == n else 2 * pairs
+        everyone = (1 << n) - 1
+        targets = 0
+        for i in range(n):
+            r = forward[i]
+            forward[i] = ((r << i) | (r >> (n - i))) & everyone
+            targets |= forward[i]
+        unassigned = everyone
+        k = 0
+        for seed in range(n):
+            if not (unassigned >> seed) & 1:
+                continue
+            cluster = 1 << seed
+            if forward[seed] == 0 and not targets & cluster:
+                # An isolated token, the common case before clustering: no scans needed.
+                label[seed] = k
+                unassigned &= ~cluster
+                k += 1
+                continue
+            while True:
+                grown = cluster
+                for j in range(n):
+                    grown |= forward[j] * ((cluster >> j) & 1)
+                    grown |= ((forward[j] & cluster) != 0) << j
+                if grown == cluster:
+                    break
+                cluster = grown
+            for j in range(n):
+                if (cluster >> j) & 1:
+                    label[j] = k
+            unassigned &= ~cluster
+            k += 1
+        close_pairs[m] = count
+        n_clusters[m] = k
+
+
+def scratch(M, n):
+    """The (rows, stacks) scratch of ``pair_statistics``: (M, 4 n) float64 (doubled
+    coordinates of the circle kernel, or one Gram row) and (M, n) int64."""
+    return np.empty((M, 4 * n)), np.empty((M, n), np.int64)
+
+
 def pair_statistics(x, *args):
     """See ``_DOC``; dispatches on the padded dimension of x (2, or a multiple of 4)."""
     if x.shape[1] == 2:
-        return _pair_statistics2(x, *args)
+        kernel = _pair_statistics_masks if x.shape[2] <= _MAX_MASK_TOKENS else _pair_statistics2
+        return kernel(x, *args)
     if x.shape[1] % 4:
         raise ValueError(f"x must be padded to 2 or a multiple of 4 coordinates, got {x.shape[1]}")
     return _pair_statistics4(x, *args)

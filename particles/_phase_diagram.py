@@ -163,8 +163,7 @@ def beta_statistics(config, k):
     close = np.empty(config.batch, np.int64)
     counts = np.empty(config.batch, np.int64)
     labels = np.empty((config.batch, config.n), np.int64)
-    rows = np.empty((config.batch, config.n))
-    stacks = np.empty((config.batch, config.n), np.int64)
+    rows, stacks = _observable_kernels.scratch(config.batch, config.n)
     step = 0
     for c, target in enumerate(checkpoint_steps):
         while step < target:

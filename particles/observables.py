@@ -36,9 +36,9 @@ def _pair_statistics(x, density_threshold, link_threshold):
     close = np.empty(M, np.int64)
     labels = np.empty((M, n), np.int64)
     counts = np.empty(M, np.int64)
-    _observable_kernels.pair_statistics(packed, density_threshold, link_threshold,
-                                        np.empty((M, n)), np.empty((M, n), np.int64), close,
-                                        labels, counts)
+    rows, stacks = _observable_kernels.scratch(M, n)
+    _observable_kernels.pair_statistics(packed, density_threshold, link_threshold, rows, stacks,
+                                        close, labels, counts)
     return close.reshape(lead), labels.reshape(lead + (n,)), counts.reshape(lead)
 
 

@@ -26,10 +26,11 @@ def _clustered(rng, n_clusters, per_cluster, d, spread):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-# d = 2 takes the sorted-angle path of the kernels (two pointers, gaps between runs),
-# d = 3 the depth-first search over Gram rows; n = 1, 2, 3 and 33 test the edges.
+# d = 2 with n <= 63 takes the kernels' offset walk with bit-mask links, d = 3 and n = 64 the
+# depth-first search over Gram rows; n = 1, 2, 3, 33 and 63 test the edges.
 @pytest.mark.parametrize("d, n_clusters, per_cluster", [(3, 4, 8), (2, 4, 8), (2, 1, 33),
-                                                        (2, 3, 1), (2, 1, 2), (2, 7, 3)])
+                                                        (2, 3, 1), (2, 1, 2), (2, 7, 3),
+                                                        (2, 7, 9), (2, 8, 8)])
 def test_density_matches_numpy(rng, d, n_clusters, per_cluster):
     x = np.stack([_clustered(rng, n_clusters, per_cluster, d, spread)
                   for spread in (0.0, 1e-9, 0.005, 0.02, 0.05) for _ in range(4)])
@@ -48,11 +49,13 @@ def test_single_token_is_one_cluster():
     assert count_clusters(np.array([[0.6, 0.8]])) == 1
 
 
-@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("d, n_clusters, per_cluster", [(2, 5, 6), (3, 5, 6), (2, 2, 1),
+                                                        (2, 9, 7), (2, 8, 8)])
 @pytest.mark.parametrize("spread", [0.005, 0.02, 0.05])
-def test_clusters_match_scipy_single_linkage(rng, spread, d):
+def test_clusters_match_scipy_single_linkage(rng, spread, d, n_clusters, per_cluster):
+    # As above, (2, 9, 7) has the most tokens of the bit-mask links and (2, 8, 8) one more.
     for _ in range(10):
-        x = _clustered(rng, 5, 6, d, spread)
+        x = _clustered(rng, n_clusters, per_cluster, d, spread)
         labels, sizes = cluster_labels(x, tol=1e-3)
         ref = _scipy_clusters(x, 1e-3)
         # Same partition: a bijection between label sets.
