@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from . import _kernels
 from ._fields import _MAX_BOUND_SPREAD as _MAX_SPREAD
 from ._fields import _Field
 
@@ -25,17 +26,23 @@ class DenseField(_Field):
     With a ``basis`` U (B, d, n) of the span of the initial tokens (V = I), states are the
     coordinates y = x U (B, n, n) and the interaction matrix is U^T A U: the same dynamics,
     exactly, in dimension n instead of d, so each step costs n/d of the direct one.
+
+    Every product runs in torch, never in NumPy: NumPy's OpenBLAS threads keep spinning
+    for a while after a call, and a torch product started then competes with them for the
+    cores (measured: a QR 20x slower right after a NumPy matrix product).
     """
+
+    fused_euler = True
 
     def __init__(self, *, A, V, beta, usa, batch, n, dtype, basis=None):
         d = A.shape[-1]
         identity = np.array_equal(A, np.eye(d))
         self.basis = None
         if basis is not None:
-            self.basis = basis.astype(dtype)
+            self.basis = torch.from_numpy(basis.astype(dtype))
             d = basis.shape[-1]
             # U^T U = I exactly in exact arithmetic: keep the identity exact.
-            A = np.eye(d) if identity else np.swapaxes(basis, 1, 2) @ A @ basis
+            A = np.eye(d) if identity else matmul(matmul(np.swapaxes(basis, 1, 2), A), basis)
             V = np.eye(d)
         self.dp = d
         super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype)
@@ -44,20 +51,30 @@ class DenseField(_Field):
         self._beta = float(beta)
         self._BA_T = None if identity else torch.from_numpy(self.BA).transpose(1, 2)
         self._V_T = None if np.array_equal(V, np.eye(d)) else torch.from_numpy(self.V).transpose(1, 2)
+        # |logit| <= beta |A|_2 on the sphere: subtracting that bound (SA) in place of the
+        # row maxima saves a pass over the logits and cannot overflow; past _MAX_SPREAD the
+        # smallest weights could underflow, and SA takes exact row maxima (torch.softmax).
+        norm = 1.0 if identity else float(torch.linalg.matrix_norm(torch.from_numpy(
+            np.asarray(A, np.float64)), ord=2).max())
+        bound = float(beta) * norm
+        self._row_max = not self.usa and 2 * bound > _MAX_SPREAD
+        self._shift = 0.0 if usa or self._row_max else bound
+        self._minus_shift = torch.full((1, 1, 1), -self._shift, dtype=getattr(torch, np.dtype(dtype).name))
         # A symmetric BA makes the logits symmetric: the blocked path forms each pair of
-        # token blocks once, with a bound shift in place of row maxima (as the fused kernels).
-        bound = float(beta * (1.0 if identity else np.linalg.norm(A, ord=2, axis=(-2, -1)).max()))
+        # token blocks once.
         symmetric = np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
         self._block = _BLOCK if n >= 2 * _BLOCK and symmetric and 2 * bound <= _MAX_SPREAD else None
-        self._shift = 0.0 if usa else bound
 
     def pack(self, x):
         """([B,] n, d) -> (B, n, d), or its coordinates (B, n, n) in the basis (a copy)."""
         x = x.reshape((-1,) + x.shape[-2:])
-        return np.array(x) if self.basis is None else x @ self.basis
+        return np.array(x) if self.basis is None else (torch.from_numpy(x) @ self.basis).numpy()
 
     def unpack(self, x, d, batched):
-        out = x.copy() if self.basis is None else x @ np.swapaxes(self.basis, 1, 2)
+        if self.basis is None:
+            out = x.copy()
+        else:
+            out = (torch.from_numpy(x) @ self.basis.transpose(1, 2)).numpy()
         return out if batched else out[0]
 
     def coordinate_major(self, x):
@@ -67,49 +84,83 @@ class DenseField(_Field):
         out[:, : self.dp, :] = np.swapaxes(x, 1, 2)
         return out
 
-    def velocity(self, x, project, out):
-        xt, ot = torch.from_numpy(x), torch.from_numpy(out)
-        ax = self._beta * xt if self._BA_T is None else xt @ self._BA_T
+    def _sums(self, xt):
+        """(S, z): S_i = sum_j e^{L_ij - c} V x_j and its normaliser z, so that the
+        velocity is S / z (z = the row sums for SA, n for USA; z = 1 where S comes
+        normalised from torch.softmax)."""
         vx = xt if self._V_T is None else xt @ self._V_T
         if self._block is not None:
-            self._blocked_sums(xt, ax, vx, ot)
+            ax = self._beta * xt if self._BA_T is None else xt @ self._BA_T
+            return self._blocked_sums(xt, ax, vx)
+        # beta and the shift ride in the product (alpha, and the added input): no passes.
+        if self._BA_T is None:
+            logits = torch.baddbmm(self._minus_shift, xt, xt.transpose(1, 2), alpha=self._beta)
         else:
-            logits = xt @ ax.transpose(1, 2)
-            # torch's softmax subtracts the exact row maxima itself.
-            weights = logits.exp_().div_(logits.shape[2]) if self.usa else torch.softmax(logits, dim=2)
-            # matmul(..., out=) measured slower than a product and a copy.
-            ot.copy_(weights @ vx)
+            logits = torch.baddbmm(self._minus_shift, xt, (xt @ self._BA_T).transpose(1, 2))
+        if self._row_max:
+            return torch.softmax(logits, dim=2) @ vx, 1.0
+        if logits.dtype == torch.float64:
+            z = torch.empty(logits.shape[:2] + (1,), dtype=logits.dtype)
+            _kernels.exp_rows(logits.numpy(), z.numpy())
+        else:
+            z = logits.exp_().sum(dim=2, keepdim=True)
+        return logits @ vx, (logits.shape[2] if self.usa else z)
+
+    def velocity(self, x, project, out):
+        xt, ot = torch.from_numpy(x), torch.from_numpy(out)
+        S, z = self._sums(xt)
+        torch.div(S, z, out=ot)
         if project:
             ot.sub_((xt * ot).sum(dim=2, keepdim=True) * xt)
 
-    def _blocked_sums(self, xt, ax, vx, ot):
-        """ot <- softmax-weighted sums, each block pair (I <= J) of logits formed once.
+    def euler(self, x, h, n_steps):
+        """n_steps of the authors' Euler scheme in place; returns the number of steps after
+        which every system is still finite. The step x + h S / z is one pass over (n, d)."""
+        xt = torch.from_numpy(x)
+        for step in range(n_steps):
+            S, z = self._sums(xt)
+            if isinstance(z, torch.Tensor):
+                xt.addcdiv_(S, z, value=h)
+            else:
+                xt.add_(S, alpha=h / z)
+            if not self._normalize(xt):
+                return step
+        return n_steps
+
+    def _blocked_sums(self, xt, ax, vx):
+        """(S, z) of ``_sums``, each block pair (I <= J) of logits formed once.
 
         Block I gets e^{L_IJ - c} V x_J and block J gets its transpose times V x_I; the
-        row sums Z come along, and the division is done on the (n, d) result.
+        row sums Z come along.
         """
         n, m = xt.shape[1], self._block
         starts = range(0, n, m)
         z = torch.zeros(xt.shape[:2] + (1,), dtype=xt.dtype)
-        ot.zero_()
+        S = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
         for i in starts:
             rows = slice(i, i + m)
             for j in starts[i // m:]:
                 cols = slice(j, j + m)
                 e = (xt[:, rows] @ ax[:, cols].transpose(1, 2)).sub_(self._shift).exp_()
-                ot[:, rows].baddbmm_(e, vx[:, cols])
+                S[:, rows].baddbmm_(e, vx[:, cols])
                 z[:, rows] += e.sum(dim=2, keepdim=True)
                 if j != i:
-                    ot[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
+                    S[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
                     z[:, cols] += e.sum(dim=1).unsqueeze(2)
-        ot.div_(n if self.usa else z)
+        return S, (n if self.usa else z)
+
+    @staticmethod
+    def _normalize(yt):
+        """Rows of yt to unit norm in place; False if any row is not finite or zero."""
+        norms = torch.linalg.vector_norm(yt, dim=2, keepdim=True)
+        yt.div_(norms)
+        # A non-finite or zero row shows in its norm (NaN fails both tests).
+        low, high = torch.aminmax(norms)
+        return bool(low > 0) and bool(high < np.inf)
 
     def retract(self, x, v, h, out):
         y = torch.add(torch.from_numpy(x), torch.from_numpy(v), alpha=h, out=torch.from_numpy(out))
-        norms = torch.linalg.vector_norm(y, dim=2, keepdim=True)
-        y.div_(norms)
-        # A non-finite or zero row shows in its norm: no need to scan every entry.
-        return bool(torch.isfinite(norms).all() and (norms > 0).all())
+        return self._normalize(y)
 
     def axpy(self, x, a, v, out):
         torch.add(torch.from_numpy(x), torch.from_numpy(v), alpha=a, out=torch.from_numpy(out))
@@ -117,3 +168,8 @@ class DenseField(_Field):
     def rk4_combine(self, k1, k2, k3, k4, out):
         t = [torch.from_numpy(k) for k in (k1, k2, k3, k4)]
         torch.from_numpy(out).copy_((t[0] + 2.0 * (t[1] + t[2]) + t[3]) / 6.0)
+
+
+def matmul(a, b):
+    """a @ b for NumPy arrays, computed in torch (see ``DenseField``)."""
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()

@@ -348,6 +348,25 @@ def _finish_token(x, b, i, z, project, out):
             out[b, k, i] -= p * x[b, k, i]
 
 
+@njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
+def exp_rows(logits, z):
+    """logits <- exp(logits) in place and z[b, i, 0] <- sum_j of row (b, i), float64.
+
+    The dense field's exponentials: ``vexp`` runs at about twice the speed of torch's exp
+    here, and the row sums come in the same pass.
+    """
+    B, n, m = logits.shape
+    for task in prange(B * n):
+        b = task // n
+        i = task % n
+        total = 0.0
+        for j in range(m):
+            e = vexp(logits[b, i, j])
+            logits[b, i, j] = e
+            total += e
+        z[b, i, 0] = total
+
+
 @njit(cache=True, parallel=True, fastmath=_FASTMATH)
 def retract(x, v, h, out, nrm):
     """out_i = (x_i + h v_i) / |x_i + h v_i|; returns False if any result is not finite.

@@ -3,7 +3,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._checks import as_float_array, check_finite
-from ._fields import make_field
+from ._fields import MAX_FUSED_D, make_field
 from ._params import SimulationParams
 from ._steppers import RK4, Dopri5, Euler
 from ._trajectory import Trajectory
@@ -179,12 +179,20 @@ def _field(x0, params, *, in_span=True):
     eye = np.eye(d)
     Q = eye if params.Q is None else params.Q
     K = eye if params.K is None else params.K
-    A = np.swapaxes(Q, -1, -2) @ K
+    A = eye if params.Q is None and params.K is None else _matmul(np.swapaxes(Q, -1, -2), K)
     V = eye if params.V is None else params.V
     return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
                       n=x0.shape[-2], dtype=x0.dtype,
                       # dopri5's error norm is per coordinate: keep the user's coordinates.
                       x0=x0 if in_span and params.method != "dopri5" else None)
+
+
+def _matmul(a, b):
+    if a.shape[-1] <= MAX_FUSED_D:
+        return a @ b
+    from ._dense_field import matmul  # NumPy's BLAS threads would slow the torch field
+
+    return matmul(a, b)
 
 
 def _raise_non_finite(params, t, step):

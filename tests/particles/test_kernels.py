@@ -157,6 +157,33 @@ def test_dense_symmetric_blocks_match_loop_formula(rng, dynamics, n):
     np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["general SA", "general USA", "row maxima", "blocks", "span"])
+def test_dense_euler_matches_loop_formula(rng, case):
+    # d > 8: whole Euler steps in torch, x + h S / z in one pass, on each of its paths:
+    # bound shift, USA, exact row maxima (beta = 400), symmetric blocks (n = 520), and the
+    # span of x0 (V = I, d >= 2 n). 3 steps against the NumPy scheme.
+    n, d, beta, h = {"blocks": (520, 10, 0.4, 0.05), "span": (5, 12, 1.5, 0.1),
+                     "row maxima": (6, 12, 400.0, 0.01)}.get(case, (6, 12, 1.3, 0.1))
+    B = 1 if case == "blocks" else 2
+    x = _random_config(rng, (B, n, d))
+    Q = rng.standard_normal((d, d)) / np.sqrt(d)
+    K = Q if case in ("blocks", "span", "row maxima") else rng.standard_normal((d, d)) / np.sqrt(d)
+    V = np.eye(d) if case == "span" else rng.standard_normal((d, d))
+    dynamics = "USA" if case == "general USA" else "SA"
+    field = make_field(A=Q.T @ K, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n,
+                       dtype=np.float64, x0=x)
+    assert field.fused_euler
+    assert (field._block is not None) == (case == "blocks")
+    assert field._row_max == (case == "row maxima")
+    assert (field.basis is not None) == (case == "span")
+    packed = field.pack(x)
+    assert field.euler(packed, h, 3) == 3
+    got = field.unpack(packed, d, True)
+    for b in range(B):
+        want = naive.euler(x[b], beta, h, 3, Q=Q, K=K, V=V, dynamics=dynamics)
+        np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
+
+
 def test_retract_reports_non_finite():
     x = np.zeros((1, 2, 3))
     x[0, 0] = 1.0

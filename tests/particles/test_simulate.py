@@ -189,8 +189,9 @@ def test_float32_on_request():
     np.testing.assert_allclose(traj32.final, traj64.final, atol=1e-5)
 
 
-def test_usa_overflow_raises_with_beta_time_and_step():
-    x0 = sample_sphere(4, 2, seed=7)
+@pytest.mark.parametrize("d", [2, 10])
+def test_usa_overflow_raises_with_beta_time_and_step(d):
+    x0 = sample_sphere(4, d, seed=7)
     with pytest.raises(RuntimeError, match=r"non-finite at t = 0.1 \(step 1\) with beta = 800"):
         simulate(x0, beta=800.0, t_max=1.0, dt=0.1, dynamics="USA")
 
