@@ -1,13 +1,13 @@
 """The velocity field of one run: parameters, kernels and scratch buffers.
 
 A field packs states into its own layout and offers the operations the
-steppers need: ``velocity``, ``retract``, ``axpy`` and ``rk4_combine``. Two kinds:
+steppers need: ``velocity``, ``retract``, ``axpy`` and ``rk4_combine``, and, where
+``fused_euler`` is set, ``euler`` (whole steps of the authors' scheme). Two kinds:
 
 - ``FusedField`` (d <= 8): Numba kernels that fuse logits, exponentials and sums per pair.
-- ``DenseField`` (d > 8, in ``_dense_field``): the logits and weighted sums are matrix products, so everything
-  runs in torch (BLAS), which wins once the d-dimensional inner products dominate. Mixing
-  it with Numba's parallel kernels would make two thread pools fight over the cores, so
-  this field uses torch alone, on states in the row layout (B, n, d).
+- ``DenseField`` (d > 8, in ``_dense_field``): the logits and weighted sums are matrix
+  products in torch (BLAS), which wins once the d-dimensional inner products dominate; the
+  exponentials run in one Numba pass between them, on states in the row layout (B, n, d).
 """
 import numba
 import numpy as np
