@@ -17,7 +17,14 @@ def span_basis(x0):
     the tokens, so the tokens stay in the span of their initial positions for all time.
     """
     x0 = torch.from_numpy(np.asarray(x0, dtype=np.float64))
-    return torch.linalg.qr(x0.reshape((-1,) + x0.shape[-2:]).transpose(1, 2))[0].numpy()
+    # One thread: LAPACK's QR rounds differently with the thread count (measured), and
+    # runs must not depend on it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.qr(x0.reshape((-1,) + x0.shape[-2:]).transpose(1, 2))[0].numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 class DenseField(_Field):

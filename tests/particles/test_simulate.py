@@ -1,6 +1,7 @@
 """simulate(): exact reductions, orders of convergence, invariances, reproducibility, errors."""
 import numba
 import numpy as np
+import torch
 import pytest
 from scipy.integrate import solve_ivp
 
@@ -166,16 +167,21 @@ def test_per_system_matrices_match_separate_runs(rng):
         np.testing.assert_array_equal(batched[b], alone)
 
 
-def test_bit_for_bit_whatever_the_threads_and_batch():
-    x0 = sample_sphere(40, 3, batch=20, seed=5)
+# Fused Euler steps on the circle, the Numba pair kernels, the dense torch field, and the
+# dense field in the span of x0 (d >= 2 n; its QR depends on the threads unless pinned).
+@pytest.mark.parametrize("n, d, batch", [(40, 2, 20), (40, 3, 20), (40, 12, 20), (100, 512, 8)])
+def test_bit_for_bit_whatever_the_threads_and_batch(n, d, batch):
+    x0 = sample_sphere(n, d, batch=batch, seed=5)
     kw = dict(beta=3.0, t_max=1.0, dt=0.05)
     runs = []
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(threads)
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        torch.set_num_threads(threads)
         try:
             runs.append(simulate(x0, **kw).final)
         finally:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            torch.set_num_threads(1)
     np.testing.assert_array_equal(runs[0], runs[1])
     # A system gives the same bits alone as in a batch (different task chunking).
     np.testing.assert_array_equal(simulate(x0[7], **kw).final, runs[0][7])
