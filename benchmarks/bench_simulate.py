@@ -31,23 +31,32 @@ def torch_euler(x, beta, dt, n_steps):
     return x
 
 
-def best_time(fn, repeats):
-    fn()  # warm-up: compilation, caches, thread pools
-    times = []
+def best_times(fns, repeats):
+    """The minimum time of each function over ``repeats`` rounds; the functions alternate
+    within a round, so a slow spell of the machine hits them alike."""
+    for fn in fns:
+        fn()  # warm-up: compilation, caches, thread pools
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [min(spent) for spent in times]
+
+
+def best_time(fn, repeats):
+    return best_times([fn], repeats)[0]
 
 
 def compare(batch, n, d, n_steps, repeats, beta=5.0, dt=0.1):
     x0 = particles.sample_sphere(n, d, batch=batch, seed=0)
     t_max = n_steps * dt
-    ours = best_time(lambda: particles.simulate(x0, beta=beta, t_max=t_max, dt=dt,
-                                                save_every=n_steps), repeats)
     xt = torch.from_numpy(x0)
-    theirs = best_time(lambda: torch_euler(xt, beta, dt, n_steps), repeats)
+    ours, theirs = best_times([
+        lambda: particles.simulate(x0, beta=beta, t_max=t_max, dt=dt, save_every=n_steps),
+        lambda: torch_euler(xt, beta, dt, n_steps),
+    ], repeats)
     # Same scheme, same start: the two implementations must agree.
     a = particles.simulate(x0, beta=beta, t_max=t_max, dt=dt, save_every=n_steps).final
     b = torch_euler(xt, beta, dt, n_steps).numpy()
