@@ -42,6 +42,28 @@ def test_per_system_random_matrices_match_simulate():
                                   clustering_density(traj.final))
 
 
+@pytest.mark.parametrize("n", [8, 64])
+def test_redrawn_matrices_match_simulate_segment_by_segment(n):
+    # Redraws every 0.5 (= every checkpoint): the sweep is the chain of 5-step runs, each
+    # with the next draw of (B, V). n = 8 takes the bit-mask statistics, n = 64 the
+    # depth-first search.
+    config = PhaseDiagramConfig(betas=(1.5,), regen_period=0.5, interaction="goe",
+                                value="minus_qk", draw="beta", **{**SMALL, "n": n})
+    x, rng = _start(config, 0)
+    frames = [x]
+    for _ in range(6):
+        A, V = draw("goe", "minus_qk", 2, rng)
+        x = simulate(x, beta=1.5, t_max=0.5, dt=0.1, Q=A.T, K=np.eye(2), V=V).final
+        frames.append(x)
+    frames = np.stack(frames)
+    stats = beta_statistics(config, 0)
+    np.testing.assert_allclose(stats["density"], clustering_density(frames).mean(axis=1),
+                               rtol=1e-14)
+    np.testing.assert_array_equal(stats["clusters"],
+                                  np.median(count_clusters(frames, tol=1e-4), axis=1))
+    np.testing.assert_array_equal(stats["final_density"], clustering_density(frames[-1]))
+
+
 def test_sweep_shapes_and_determinism():
     result = phase_diagram([0.1, 3.0], **SMALL)
     again = phase_diagram([0.1, 3.0], **SMALL)
