@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hessian.experiments.addition import addition_data
-from hessian.landscape import loss_landscape
+from hessian.landscape import grid_coefficients, loss_landscape
 from hessian.landscape_directions import random_filter_normalized_directions
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     print(f"(the default chunk size, from hessian.landscape.CACHE_BYTES, is {auto})")
 
     # the obvious implementation: one parameter dict per point, one model call per point
-    coeffs = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    coeffs = grid_coefficients((axis, axis))
     picks = np.linspace(0, N - 1, args.loop_points).round().astype(int)
     loop_values = np.empty(len(picks))
     t0, c0 = time.perf_counter(), time.process_time()

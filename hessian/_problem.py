@@ -91,3 +91,16 @@ def unflatten(problem_names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...
 def flatten(params: Mapping[str, Tensor], names: tuple[str, ...]) -> Tensor:
     """Concatenate the row-major vecs of ``params[name]`` for ``name in names``."""
     return torch.cat([params[n].reshape(-1) for n in names])
+
+
+def flat_gradient(model, loss, params, X, Y, names, dtype) -> tuple[Tensor, Tensor]:
+    """(g, value): the exact gradient of ``loss(model(params, X), Y)`` over ``names``, flattened
+    as by ``flatten``, and the loss, with the floating tensors cast to ``dtype``."""
+    cast = {n: _cast(p, dtype) for n, p in params.items()}
+    Xc, Yc = _cast(X, dtype), _cast(Y, dtype)
+
+    def objective(moved: dict[str, Tensor]) -> Tensor:
+        return loss(model({**cast, **moved}, Xc), Yc)
+
+    grads, value = torch.func.grad_and_value(objective)({n: cast[n] for n in names})
+    return flatten(grads, tuple(names)), value

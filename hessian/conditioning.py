@@ -38,7 +38,7 @@ from torch import Tensor
 from ._checks import check_positive_int
 from ._problem import Loss, Model
 from .block_matrix import BlockMatrix
-from .estimators._base import as_matmat, check_samples
+from .estimators._base import as_matmat, mean_and_stderr
 from .estimators.slq import lanczos, spectral_density
 from .operators import functional_hessian_operator, ggn_operator, hessian_operator
 
@@ -404,14 +404,12 @@ def negative_mass(
     rtol = _check_rtol(rtol, n)
     if n <= _check_threshold(dense_threshold):
         return negative_mass_from_eigenvalues(_spectrum(A), rtol=rtol)
-    check_samples(num_probes, n, "num_probes")
     density = spectral_density(A, num_probes=num_probes, num_steps=num_steps, seed=seed, num_points=2)
     theta_max = max(float(np.max(np.abs(x))) for x in density.nodes)
     s = np.array([np.sum(w * (x < -rtol * theta_max)) for x, w in zip(density.nodes, density.weights)])
     a = np.array([np.sum(w * np.maximum(-x, 0.0)) for x, w in zip(density.nodes, density.weights)])
     b = np.array([np.sum(w * np.abs(x)) for x, w in zip(density.nodes, density.weights)])
-    P = len(s)
-    se = lambda x: float(np.std(x, ddof=1) / np.sqrt(P)) if P > 1 else float("nan")
+    se = lambda x: float(mean_and_stderr(x)[1])  # noqa: E731
     mass = float(a.mean() / b.mean()) if b.mean() > 0 else 0.0
     # delta method for a ratio of means: var(a - mass b) / (P mean(b)^2)
     mass_se = se(a - mass * b) / float(b.mean()) if b.mean() > 0 else 0.0
@@ -451,7 +449,5 @@ def block_condition_number(
     """
     if curvature not in CURVATURES:
         raise ValueError(f"curvature must be one of {sorted(CURVATURES)}, got {curvature!r}")
-    if isinstance(blocks, str):
-        blocks = [blocks]
     op = CURVATURES[curvature](model, loss, params, X, Y, blocks, dtype=dtype)
     return condition_number(op, rtol=rtol, dense_threshold=dense_threshold, tol=tol, seed=seed)

@@ -58,6 +58,8 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from ._checks import check_positive_int
+
 __all__ = ["along_trajectory", "read_curvature", "FlowCurvature", "flow_hessian", "random_target", "cluster_power_law",
            "CLUSTER_EXPONENTS", "LOSSES"]
 
@@ -532,7 +534,7 @@ def read_curvature(path, loss: str = "target") -> FlowCurvature:
     fields = {}
     for field in _FIELDS:
         nm = f"{_PREFIX}.{loss}.{field}"
-        obs = io.read_observable(path, nm) if nm in have else None
+        obs = first if nm == name else io.read_observable(path, nm) if nm in have else None
         # fields left over from an earlier call (other call_id) are not part of this result
         fields[field] = obs.value[frames] if obs is not None and obs.attrs.get("call_id") == settings["call_id"] else None
     return FlowCurvature(ts=first.time[frames], frames=frames, loss=loss, settings=settings, **fields)
@@ -606,11 +608,9 @@ def _torch_threads(threads):
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value}")
-    return int(value)
+    # NumPy integers too (frame indices and the like); the shared check takes Python ints.
+    return check_positive_int(int(value) if isinstance(value, np.integer) else value, name,
+                              minimum=low)
 
 
 def _weights(M, B, d) -> Tensor:

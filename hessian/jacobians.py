@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
-from torch.func import jvp, vjp, vmap
+from torch.func import jvp, vjp
 
 from ._checks import check_finite, check_float_dtype, check_params, check_positive_int
 from ._problem import Model, _cast, flatten, unflatten
 from .dense import MAX_PARAMS
 from .estimators import Estimate, top_eigenvalues
 from .operators import CurvatureOperator
-from .products import DEFAULT_CHUNK
+from .products import DEFAULT_CHUNK, _batched
 
 #: name of the model input among the differentiated arguments
 INPUT = "X"
@@ -107,10 +107,6 @@ def _make_problem(model: object, params: object, X: object, wrt: object, dtype: 
         return model(merged, x).reshape(-1)
 
     return _Problem(fn, flatten(args, names), names, shapes, tuple(out.shape))
-
-
-def _batched(one: Callable[[Tensor], Tensor], V: Tensor, chunk_size: int | None) -> Tensor:
-    return one(V) if V.ndim == 1 else vmap(one, chunk_size=chunk_size)(V)
 
 
 def check_jacobian_size(N: int, P: int, max_entries: int) -> None:

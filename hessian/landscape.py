@@ -287,7 +287,7 @@ def quadratic_model(
     Raises:
         ValueError, TypeError: as ``loss_landscape`` and ``make_hvp``.
     """
-    from ._problem import flatten
+    from ._problem import flat_gradient, flatten
     from .products import make_hvp
 
     params = check_params(params)
@@ -297,14 +297,7 @@ def quadratic_model(
     hvp = make_hvp(model, loss, params, X, Y, names, dtype=dtype)
     full = [{n: d.get(n, torch.zeros_like(params[n])).to(dtype) for n in names} for d in dirs]
     V = torch.stack([flatten(d, tuple(names)) for d in full])
-    cast = {n: p.to(dtype) if p.is_floating_point() else p for n, p in params.items()}
-    Xc, Yc = (t.to(dtype) if t.is_floating_point() else t for t in (X, Y))
-
-    def objective(moved: dict[str, Tensor]) -> Tensor:
-        return loss(model({**cast, **moved}, Xc), Yc)
-
-    grads, value = torch.func.grad_and_value(objective)({n: cast[n] for n in names})
-    g = flatten(grads, tuple(names))
+    g, value = flat_gradient(model, loss, params, X, Y, names, dtype)
     slopes = (V @ g).detach().numpy()
     HV = hvp(V)
     curvature = (V @ HV.T).detach().numpy()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_blocks, check_params, check_positive_int
-from ._problem import unflatten
+from ._problem import flat_gradient, unflatten
 from .estimators.eigen import lanczos_eigenpairs
 from .operators import hessian_operator
 
@@ -78,18 +78,10 @@ def top_eigenvector_directions(
     # a Krylov space wider than ARPACK's default 2k + 1 needs fewer products when the top eigenvalues are close
     ncv = min(P, max(2 * k + 1, 20))
     vals, vecs, resid, num_matvecs = lanczos_eigenpairs(op, k, which="LA", tol=tol, seed=seed, ncv=ncv)
-    cast = {n: p.to(dtype) if p.is_floating_point() else p for n, p in params.items()}
-    g = _flat_gradient(model, loss, cast, X, Y, op.names, dtype)
+    g = flat_gradient(model, loss, params, X, Y, op.names, dtype)[0].detach().numpy()
     vecs = vecs * np.where(vecs.T @ g > 0, -1.0, 1.0)
     directions = [unflatten(op.names, op.shapes, torch.as_tensor(vecs[:, i], dtype=dtype)) for i in range(k)]
     return EigenDirections(directions=directions, eigenvalues=vals, residuals=resid, num_matvecs=num_matvecs)
-
-
-def _flat_gradient(model, loss, params, X, Y, names, dtype) -> np.ndarray:
-    """(P,) exact gradient over ``names`` in their row-major concatenation."""
-    Xc, Yc = (t.to(dtype) if t.is_floating_point() else t for t in (X, Y))
-    grads = torch.func.grad(lambda moved: loss(model({**params, **moved}, Xc), Yc))({n: params[n] for n in names})
-    return torch.cat([grads[n].reshape(-1) for n in names]).detach().numpy()
 
 
 def random_filter_normalized_directions(

@@ -51,7 +51,8 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
 
 class _Field:
     dp: int
-    # True when the field runs whole Euler steps itself (``euler``), in one fused kernel.
+    # True when the field runs whole Euler steps itself (``euler``), without the per-step
+    # velocity and retraction passes.
     fused_euler = False
 
     def __init__(self, *, A, V, beta, usa, batch, n, dtype):

@@ -202,16 +202,7 @@ def interact_symmetric(x, ax, vx, shift, usa, project, n_parts, work, partial, o
                 vx2[k, j] = vx[b, k, j]
                 vx2[k, j + n] = vx[b, k, j]
         acc[:, :] = 0.0
-        c = 0.0 if usa else shift[b]
-        # s counts from 0, not from s0, so that LLVM knows the indices i + s are not
-        # negative (no wrap-around check) and vectorises the loops over i.
-        for s in range(n_offsets):
-            if s < s0 or s >= s1:
-                continue
-            if s == 0 or 2 * s == n:
-                _forward_sums(xs, ax2, vx2, s, c, fwd)
-            else:
-                _both_sums(xs, ax2, vx2, s, c, fwd, bwd)
+        _offset_sums(xs, ax2, vx2, s0, s1, 0.0 if usa else shift[b], fwd, bwd)
         if n_parts == 1:
             _finish_symmetric(x, b, fwd, bwd, usa, project, out)
         else:
@@ -270,11 +261,7 @@ def euler_symmetric(x, BA, V, shift, usa, h, n_steps, work, completed):
                 vx2[0, j] = vx2[0, j + n] = v00 * y0 + v01 * y1
                 vx2[1, j] = vx2[1, j + n] = v10 * y0 + v11 * y1
             acc[:, :] = 0.0
-            for s in range(n_offsets):
-                if s == 0 or 2 * s == n:
-                    _forward_sums(xs, ax2, vx2, s, c, fwd)
-                else:
-                    _both_sums(xs, ax2, vx2, s, c, fwd, bwd)
+            _offset_sums(xs, ax2, vx2, 0, n_offsets, c, fwd, bwd)
             total = 0.0
             for i in range(n):
                 z = n if usa else fwd[2, i] + bwd[2, i] + bwd[2, i + n]
@@ -296,6 +283,22 @@ def symmetric_parts(n):
     """Offset parts per system of ``interact_symmetric``: about 8192 pairs each, at most 16."""
     pairs = n * (n // 2 + 1)
     return max(1, min(16, -(-pairs // 8192)))
+
+
+@njit(inline="always", fastmath=_FASTMATH_SUMS)
+def _offset_sums(xs, ax2, vx2, s0, s1, c, fwd, bwd):
+    """The pairs (i, i + s) of offsets s0 <= s < s1 into fwd and bwd (see
+    ``interact_symmetric``): s = 0 and s = n / 2 forward only, the others both ways."""
+    n = xs.shape[1] // 2
+    # s counts from 0, not from s0, so that LLVM knows the indices i + s are not
+    # negative (no wrap-around check) and vectorises the loops over i.
+    for s in range(s1):
+        if s < s0:
+            continue
+        if s == 0 or 2 * s == n:
+            _forward_sums(xs, ax2, vx2, s, c, fwd)
+        else:
+            _both_sums(xs, ax2, vx2, s, c, fwd, bwd)
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)

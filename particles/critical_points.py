@@ -20,7 +20,7 @@ from .energy_derivatives import (
     energy_gradient,
     energy_hessian,
 )
-from .metastability import find_plateaus
+from .metastability import MIN_LOG_LENGTH, find_plateaus
 from .observables import cluster_labels, count_clusters
 
 __all__ = [
@@ -37,8 +37,6 @@ __all__ = [
     "rotation_orbit_basis",
 ]
 
-# find_plateaus' default: a plateau lasts at least a doubling of t.
-LOG_TWO = float(np.log(2.0))
 KINDS = ("maximum", "strict saddle", "degenerate", "not critical")
 # Relative singular value below which a rotation is taken to fix the configuration: the
 # orbit of a configuration known to 1e-10 (SPHERE_TOL) is not resolved more finely.
@@ -263,9 +261,12 @@ def cluster_alpha(x, tol=1e-3):
         x: (n, d) unit rows.
         tol: linkage tolerance, as in ``cluster_labels``.
     """
-    merged, labels = merge_clusters(x, tol)
-    first = np.unique(labels, return_index=True)[1]
-    centres = merged[first]
+    return _centre_alpha(*merge_clusters(x, tol))
+
+
+def _centre_alpha(merged, labels):
+    """``cluster_alpha`` from the output of ``merge_clusters``."""
+    centres = merged[np.unique(labels, return_index=True)[1]]
     if len(centres) < 2:
         return float("nan")
     gram = centres @ centres.T
@@ -322,13 +323,16 @@ def nearby_critical_point(x, beta, *, link_tol=1e-3, tol=1e-8, max_iter=200):
     clusters = int(labels.max()) + 1
     try:
         crit = refine_critical_point(merged, beta, tol=min(tol, 1e-12), max_iter=max_iter)
-        converged = int(cluster_labels(crit, tol=link_tol)[0].max()) + 1 == clusters
+        refined = True
     except RuntimeError:
-        crit, converged = merged, False
+        crit, refined = merged, False
+    crit_merged, crit_labels = merge_clusters(crit, link_tol)
+    converged = refined and int(crit_labels.max()) + 1 == clusters
     cos = np.clip((merged * crit).sum(axis=1), -1.0, 1.0)
     return NearbyCriticalPoint(
-        x=crit, clusters=clusters, alpha=cluster_alpha(x, link_tol),
-        alpha_critical=cluster_alpha(crit, link_tol), displacement=float(np.arccos(cos).max()),
+        x=crit, clusters=clusters, alpha=_centre_alpha(merged, labels),
+        alpha_critical=_centre_alpha(crit_merged, crit_labels),
+        displacement=float(np.arccos(cos).max()),
         converged=converged, merged=classify_critical_point(merged, beta, tol),
         critical=classify_critical_point(crit, beta, tol))
 
@@ -364,7 +368,7 @@ def polygon_configuration(k, tokens_per_vertex=1, d=2, *, spread=0.0, seed=None)
 
 
 def plateau_critical_points(ts, xs, beta, *, link_tol=1e-3, tol=1e-8,
-                            min_log_length=LOG_TWO):
+                            min_log_length=MIN_LOG_LENGTH):
     """The critical points behind the plateaus of a run's staircase.
 
     For each plateau with >= 2 clusters (``find_plateaus`` on the cluster counts), the

@@ -1146,18 +1146,18 @@ def _superblock_eof(path):
     return base + eof
 
 
-def _open_plain(path):
-    """(file, None) or (None, the OSError); waits out short locks by other processes."""
-    deadline = _time.monotonic() + _READ_LOCK_TIMEOUT
+def _open_retrying(path, mode, timeout):
+    """h5py.File(path, mode), waiting up to ``timeout`` seconds while another process holds
+    HDF5's lock (a ResultStore save holds it for milliseconds); the OSError otherwise."""
+    deadline = _time.monotonic() + timeout
     while True:
         try:
-            return h5py.File(path, "r"), None
+            return h5py.File(path, mode)
         except OSError as e:
-            # A ResultStore save in another process holds HDF5's lock for milliseconds.
             if _LOCKED in str(e) and _time.monotonic() < deadline:
                 _time.sleep(0.05)
                 continue
-            return None, e
+            raise
 
 
 @contextlib.contextmanager
@@ -1169,8 +1169,9 @@ def _open_read(path):
     if not h5py.is_hdf5(path):
         raise StoreError(f"{path} is not an HDF5 file (empty, truncated at the start, or "
                          f"another format)")
-    f, e = _open_plain(path)
-    if f is None:
+    try:
+        f = _open_retrying(path, "r", _READ_LOCK_TIMEOUT)
+    except OSError as e:
         if _LOCKED in str(e):
             raise RuntimeError(f"cannot open {path}: another process holds it open for "
                                f"writing ({e})") from e
@@ -1195,23 +1196,17 @@ def _open_write(path, lock_timeout=0.0):
     path = _check_path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    deadline = _time.monotonic() + lock_timeout
-    while True:
-        try:
-            f = h5py.File(path, "a")
-            break
-        except OSError as e:
-            message = str(e)
-            if _LOCKED in message and _time.monotonic() < deadline:
-                _time.sleep(0.05)
-                continue
-            if _LOCKED in message:
-                raise RuntimeError(f"{path} is in use by another process ({e})") from e
-            if "already open for write" in message:
-                raise StoreError(f"{path} is still being written, or its writer was killed; "
-                                 f"resume the run or call particles.io.repair(path)") from e
-            raise StoreError(f"cannot open {path} for writing: it is truncated or "
-                             f"damaged ({e})") from e
+    try:
+        f = _open_retrying(path, "a", lock_timeout)
+    except OSError as e:
+        message = str(e)
+        if _LOCKED in message:
+            raise RuntimeError(f"{path} is in use by another process ({e})") from e
+        if "already open for write" in message:
+            raise StoreError(f"{path} is still being written, or its writer was killed; "
+                             f"resume the run or call particles.io.repair(path)") from e
+        raise StoreError(f"cannot open {path} for writing: it is truncated or "
+                         f"damaged ({e})") from e
     with f:
         yield f
 

@@ -12,6 +12,9 @@ import numpy as np
 from ._checks import check_int, check_real
 from .observables import count_clusters
 
+# A plateau lasts at least a doubling of t.
+MIN_LOG_LENGTH = float(np.log(2.0))
+
 __all__ = ["Plateau", "find_plateaus", "log_time_grid"]
 
 
@@ -43,7 +46,7 @@ def log_time_grid(t_min, t_max, points_per_decade=20):
     return np.logspace(np.log10(t_min), np.log10(t_max), int(np.ceil(decades * points_per_decade)) + 1)
 
 
-def find_plateaus(ts, counts, *, min_log_length=np.log(2.0)):
+def find_plateaus(ts, counts, *, min_log_length=MIN_LOG_LENGTH):
     """Maximal stretches of constant cluster count that last at least a factor e^min_log_length.
 
     Args:

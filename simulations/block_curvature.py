@@ -98,7 +98,7 @@ def main(argv=None) -> Path:
     off.sort(reverse=True)
     lines.append("largest off-diagonal group blocks of H: " + ", ".join(f"{a}-{b} {v:.2e}" for v, a, b in off[:5]))
     zeros = [f"{res.groups[i]}-{res.groups[j]}" for i in range(G) for j in range(i, G) if init[2, i, j] <= ZERO_RTOL * init[0, i, j]]
-    lines.append("group blocks with H_f = 0 up to round-off (<= 1e-10 of the H block): " + (", ".join(zeros) if zeros else "none"))
+    lines.append(f"group blocks with H_f = 0 up to round-off (<= {ZERO_RTOL:g} of the H block): " + (", ".join(zeros) if zeros else "none"))
     if config.layer_norm:
         lines.append(f"closed-form assembly of the LN2 and FFN blocks vs autograd: max abs deviation {assembly_error(config):.1e}")
     lines += ["", "log-log slopes of the diagonal group blocks (mean over seeds) against sigma:", format_growth_table(rows)]

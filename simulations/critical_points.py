@@ -187,19 +187,27 @@ def eigen_fits(store, config):
     return np.array(rows)
 
 
+def prepared_columns(store, config):
+    """The prepared runs as arrays: beta (P,), then plateau duration, censored and ascent
+    ratio (P, K), one column per k of ``prepared_ks``."""
+    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
+    beta = np.array([e["beta"] for e in entries])
+    duration = np.array([np.asarray(e["end"]) - np.asarray(e["start"]) for e in entries])
+    censored = np.array([np.asarray(e["censored"], dtype=bool) for e in entries])
+    ratio = np.array([e["ratio"] for e in entries])
+    return beta, duration, censored, ratio
+
+
 def prepared_fits(store, config):
     """Per k: alpha, slope and SE of log duration vs beta, intercept, minus the slope of log
     ratio over the same betas, mean of log(duration * ratio), points used (uncensored, ratio
     below prepared_ratio_max). Last row: log duration vs -log ratio pooled over k (slope, SE,
     intercept, then NaN, NaN, NaN, points)."""
-    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
+    beta, durations, censored, ratios = prepared_columns(store, config)
     rows, pooled_x, pooled_y = [], [], []
     for j, k in enumerate(config["prepared_ks"]):
-        beta = np.array([e["beta"] for e in entries])
-        duration = np.array([e["end"][j] - e["start"][j] for e in entries])
-        ratio = np.array([e["ratio"][j] for e in entries])
-        ok = np.array([not e["censored"][j] for e in entries]) & np.isfinite(duration) \
-            & (ratio < config["prepared_ratio_max"])
+        duration, ratio = durations[:, j], ratios[:, j]
+        ok = ~censored[:, j] & np.isfinite(duration) & (ratio < config["prepared_ratio_max"])
         slope, se, intercept = slope_fit(beta[ok], np.log(duration[ok]))
         ratio_slope = -slope_fit(beta[ok], np.log(ratio[ok]))[0]
         product = float(np.mean(np.log(duration[ok] * ratio[ok]))) if ok.any() else np.nan
@@ -268,13 +276,10 @@ def plot(path, config, out):
     ax.legend(fontsize=7)
 
     ax = axes[0, 1]
-    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
-    beta = np.array([e["beta"] for e in entries])
+    beta, durations, censoreds, ratios = prepared_columns(store, config)
     for j, k in enumerate(config["prepared_ks"]):
         alpha, slope, se, intercept, _, product, _ = pfits[j]
-        duration = np.array([e["end"][j] - e["start"][j] for e in entries])
-        censored = np.array([e["censored"][j] for e in entries])
-        ratio = np.array([e["ratio"][j] for e in entries])
+        duration, censored, ratio = durations[:, j], censoreds[:, j], ratios[:, j]
         line, = ax.semilogy(beta[~censored], duration[~censored], "o",
                             label=f"k = {k}: slope {slope:.2f} +- {se:.2f}, 1 - alpha = {1 - alpha:.2f}")
         ax.semilogy(beta[censored], duration[censored], "^", mfc="none", color=line.get_color())
@@ -410,7 +415,7 @@ def main(argv=None):
             raise ValueError(f"--prepared-ks must be >= 2 and divide --prepared-n = "
                              f"{args.prepared_n}, got {k}")
     # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
-    with threadpool_limits(1):
+    with threadpool_limits(1, user_api="blas"):
         return run(args)
 
 

@@ -97,9 +97,10 @@ def format_slopes(curv, rows) -> str:
     med = lambda kind, b: np.median(np.atleast_2d(curv.block_norm(kind, b).T).T, axis=1)  # noqa: E731
     lines.append("\nmedian over systems:  t, clusters, |H_o(Q,Q)|, |H_o(K,K)|, |H_o(V,V)|, |H(Q,Q)|, lambda_2")
     lam2 = np.median(np.atleast_2d(curv.sigma_eigenvalues[..., 1].T).T, axis=1)
+    columns = [med("H_o", "Q"), med("H_o", "K"), med("H_o", "V"), med("H", "Q"), lam2]
     for k in np.unique(np.geomspace(1, len(curv.ts) - 1, 12).astype(int)):
-        lines.append(f"  t = {curv.ts[k]:7.2f}  {np.median(counts[k]):5.1f}  {med('H_o', 'Q')[k]:.3e}  "
-                     f"{med('H_o', 'K')[k]:.3e}  {med('H_o', 'V')[k]:.3e}  {med('H', 'Q')[k]:.3e}  {lam2[k]:.3e}")
+        lines.append(f"  t = {curv.ts[k]:7.2f}  {np.median(counts[k]):5.1f}  "
+                     + "  ".join(f"{c[k]:.3e}" for c in columns))
     return "\n".join(lines) + "\n"
 
 

@@ -96,10 +96,7 @@ def attention_quantities(
 ) -> AttentionQuantities:
     """Moments of §1.4 and loss derivatives of §1.1 in float64 (see ``AttentionQuantities``)."""
     X, W_Q, W_K, W_V = check_weights(X, W_Q, W_K, W_V)
-    try:
-        kind = AttentionKind(attention)
-    except ValueError:
-        raise ValueError(f"attention must be one of {[k.value for k in AttentionKind]}, got {attention!r}") from None
+    kind = AttentionKind.parse(attention)
     beta = 1.0 / math.sqrt(W_Q.shape[1]) if beta is None else float(beta)
     L = X.shape[0]
     A = attention_pattern(beta * X @ W_Q @ W_K.T @ X.T, kind=kind, causal=causal)

@@ -20,8 +20,6 @@ from torch import Tensor
 from ..models.attention import AttentionKind, attention_pattern
 from ._quantities import check_weights
 
-NAMES = ("X", "W_Q", "W_K", "W_V")
-
 
 def attention_jacobians(
     X: Tensor,
@@ -65,10 +63,7 @@ def attention_jacobians(
         torch.Size([8, 12])
     """
     X, W_Q, W_K, W_V = check_weights(X, W_Q, W_K, W_V)
-    try:
-        kind = AttentionKind(attention)
-    except ValueError:
-        raise ValueError(f"attention must be one of {[k.value for k in AttentionKind]}, got {attention!r}") from None
+    kind = AttentionKind.parse(attention)
     if scale is None:
         beta = 1.0 / math.sqrt(W_Q.shape[1])
     elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):

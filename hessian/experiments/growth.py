@@ -251,8 +251,7 @@ def measure_point(config: GrowthConfig, setup: Setup, params: dict[str, Tensor],
                 res = exact[(l, b)]
             else:
                 name = [_param_name(config, l, block)]
-                # chunks of 8 vectors per vmap call: measured faster than one call with all of them
-                kw = dict(dtype=config.torch_dtype, chunk_size=8)
+                kw = dict(dtype=config.torch_dtype)
                 hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 sketch = 0 if config.method == Method.HUTCHINSON else config.sketch

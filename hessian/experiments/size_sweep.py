@@ -23,7 +23,6 @@ parameter names, ``values`` and ``stderr`` (B, 3, Q) float64, ``methods`` (B, 3,
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -44,9 +43,10 @@ from ..conditioning import (
 from ..dense import hessian_split
 from ..estimators import frobenius_norm, trace
 from ..operators import functional_hessian_operator, ggn_operator, hessian_operator
+from .block_norms import KINDS
 from .growth import GrowthConfig, build
+from .results import _config_text
 
-KINDS = ("H", "H_o", "H_f")
 QUANTITIES = ("frobenius", "trace", "largest", "smallest", "kappa", "rank", "abs_smallest", "negative_fraction", "negative_mass")
 SCHEMA = 1
 FILE_KIND = "hessian_size_sweep"
@@ -122,10 +122,6 @@ class SizeSweepConfig:
     def name(self) -> str:
         digest = hashlib.sha1(_config_text(self).encode()).hexdigest()[:8]
         return f"size_sweep_d={'-'.join(map(str, self.d_models))}_layers={'-'.join(map(str, self.layers))}_{digest}"
-
-
-def _config_text(config: SizeSweepConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
 def row_key(d_model: int, n_layers: int, attention: str) -> str:

@@ -27,6 +27,14 @@ class AttentionKind(str, enum.Enum):
     #: pattern = masked scores (the authors' ``linear_attention=True``: only the softmax is removed)
     LINEAR = "linear"
 
+    @classmethod
+    def parse(cls, value: object) -> "AttentionKind":
+        """``value`` as an AttentionKind; a ValueError listing the kinds otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"attention must be one of {[k.value for k in cls]}, got {value!r}") from None
+
 
 def attention_pattern(scores: Tensor, *, kind: AttentionKind, causal: bool, query_offset: int = 0) -> Tensor:
     """Row-wise attention pattern from scores.
@@ -165,10 +173,7 @@ class SelfAttention:
                 object.__setattr__(self, name, self.d_model // self.n_heads)
             else:
                 check_positive_int(value, name)
-        try:
-            object.__setattr__(self, "attention", AttentionKind(self.attention))
-        except ValueError:
-            raise ValueError(f"attention must be one of {[k.value for k in AttentionKind]}, got {self.attention!r}") from None
+        object.__setattr__(self, "attention", AttentionKind.parse(self.attention))
         if self.beta is not None and not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta)):
             raise ValueError(f"beta must be a finite float or None, got {self.beta!r}")
         if not (isinstance(self.residual, (int, float)) and math.isfinite(self.residual)):

@@ -73,10 +73,7 @@ class Transformer:
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "d_head", "n_heads", "d_mlp", "d_vocab", "n_ctx"):
             check_positive_int(getattr(self, name), name)
-        try:
-            object.__setattr__(self, "attention", AttentionKind(self.attention))
-        except ValueError:
-            raise ValueError(f"attention must be one of {[k.value for k in AttentionKind]}, got {self.attention!r}") from None
+        object.__setattr__(self, "attention", AttentionKind.parse(self.attention))
         if not math.isfinite(self.residual_scaling):
             raise ValueError(f"residual_scaling must be finite, got {self.residual_scaling}")
         if self.init_std is not None and not (self.init_std > 0 and math.isfinite(self.init_std)):

@@ -17,15 +17,6 @@ from hessian.experiments.size_sweep import (
 from simulations import size_sweep
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription when other jobs share the cores (speed only)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_size_sweep_cli(tmp_path):
     argv = ["--d-models", "4", "--layers", "1", "--batch", "4", "--blocks", "W_Q", "W_V", "--out", str(tmp_path), "--no-progress"]
     path = size_sweep.main(argv)
