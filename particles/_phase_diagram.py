@@ -21,11 +21,16 @@ __all__ = [
     "run_phase_diagram",
     "load_phase_diagram",
     "beta_statistics",
+    "beta_generator",
 ]
 
 DRAWS = ("system", "beta", "run")
-# Stream of the draws shared by all betas (draw="run"); beta k uses stream k.
-_RUN_STREAM = 2**32 - 1
+# First word of the spawn keys: a beta's own stream or the one shared by all betas
+# (draw="run"). Keys have a fixed length, since SeedSequence ignores trailing zero words.
+_BETA_STREAM, _RUN_STREAM = 0, 1
+# Stored with the config: files written when draws were keyed by the position k of beta in
+# the list hold other numbers, and ResultStore refuses them instead of mixing the two.
+_DRAW_KEY = "seed and float64 bits of beta"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,8 +49,9 @@ class PhaseDiagramConfig:
             "run" (shared by all betas).
         regen_period: re-draw (B, V) every this much time (mimics distinct layers), or None.
         usa_step_correction: the authors' USA step dt / max(sqrt(beta) e^{beta - 1/2}, 1).
-        seed: the seed of the whole sweep; beta k uses numpy Generator([seed, k]) so that
-            any subset of betas, in any order or on any worker, gives the same numbers.
+        seed: the seed of the whole sweep; each beta draws from ``beta_generator(seed,
+            beta)``, keyed by the value of beta, so that any subset of betas, in any order
+            or on any worker, gives the same numbers.
         density_threshold: pairs with <x_i, x_j> above it count as close (authors: 0.999).
         cluster_tol: single-linkage tolerance of the cluster count (authors: 1e-4).
     """
@@ -105,7 +111,19 @@ class PhaseDiagramConfig:
         out = dataclasses.asdict(self)
         out["betas"] = np.asarray(self.betas)
         out["regen_period"] = -1.0 if self.regen_period is None else self.regen_period
+        out["draw_key"] = _DRAW_KEY
         return out
+
+
+def beta_generator(seed, beta):
+    """The random stream of one beta in a sweep with this seed.
+
+    Keyed by the exact float64 bits of beta (-0.0 counts as 0.0), not by its position in
+    the list of betas: a beta gets the same starts and matrices in every sweep.
+    """
+    bits = int(np.array(float(beta) + 0.0, dtype=np.float64).view(np.uint64))
+    key = (_BETA_STREAM, bits & 0xFFFFFFFF, bits >> 32)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +150,15 @@ class PhaseDiagram:
 def beta_statistics(config, k):
     """Simulate the systems of beta number k and return their statistics at the checkpoints.
 
+    The numbers depend on the value of ``config.betas[k]``, not on k (see ``beta_generator``).
+
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = config.betas[k]
-    rng = np.random.default_rng([config.seed, k])
-    run_rng = np.random.default_rng([config.seed, _RUN_STREAM])
+    rng = beta_generator(config.seed, beta)
+    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed,
+                                                           spawn_key=(_RUN_STREAM, 0, 0)))
     x0 = rng.standard_normal((config.batch, config.n, config.d))
     x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
     h = config.step_size(beta)

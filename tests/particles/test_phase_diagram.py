@@ -4,14 +4,15 @@ import pytest
 
 from particles import clustering_density, count_clusters, phase_diagram, simulate
 from particles.ensembles import draw
-from particles import PhaseDiagramConfig, beta_statistics
+from particles import PhaseDiagramConfig, beta_statistics, run_phase_diagram
+from particles._phase_diagram import beta_generator
 
 SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
 
 
 def _start(config, k):
     # The initial state of beta k, as beta_statistics draws it.
-    rng = np.random.default_rng([config.seed, k])
+    rng = beta_generator(config.seed, config.betas[k])
     x0 = rng.standard_normal((config.batch, config.n, config.d))
     return x0 / np.linalg.norm(x0, axis=-1, keepdims=True), rng
 
@@ -72,6 +73,41 @@ def test_sweep_shapes_and_determinism():
     np.testing.assert_array_equal(result.ts, np.linspace(0, 3.0, 7))
     np.testing.assert_array_equal(result.density, again.density)
     assert np.all((0 <= result.density) & (result.density <= 1))
+
+
+@pytest.mark.parametrize("draw", ["system", "run"])
+def test_any_subset_of_betas_in_any_order_gives_the_same_numbers(draw):
+    """The README's promise: a beta's statistics depend on its value and the seed, not on
+    its place in the list (draws keyed by position k gave other numbers for [4, 0.5])."""
+    kwargs = dict(SMALL, interaction="gaussian", value="gaussian", draw=draw)
+    full = phase_diagram([0.5, 2.0, 4.0], **kwargs)
+    part = phase_diagram([4.0, 0.5], **kwargs)
+    for name in ("density", "clusters", "final_density"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(full, name)[[2, 0]])
+    # Another seed gives other numbers: the seed still enters the draws.
+    other = phase_diagram([4.0, 0.5], **{**kwargs, "seed": 1})
+    assert not np.array_equal(other.final_density, part.final_density)
+
+
+def test_beta_generator_keys_by_value():
+    # -0.0 and 0.0 are one beta; nearby floats are not.
+    same = beta_generator(3, 0.0).standard_normal(4), beta_generator(3, -0.0).standard_normal(4)
+    np.testing.assert_array_equal(*same)
+    first = beta_generator(3, 1.0).standard_normal(4)
+    assert not np.array_equal(first, beta_generator(3, np.nextafter(1.0, 2.0)).standard_normal(4))
+    assert not np.array_equal(first, beta_generator(4, 1.0).standard_normal(4))
+
+
+def test_store_written_with_other_draw_keys_is_refused(tmp_path):
+    # A store from the days when draws were keyed by position holds other numbers: a rerun
+    # must refuse it rather than mix its betas with new ones.
+    from particles.io import ResultStore
+
+    config = PhaseDiagramConfig(betas=(0.5, 2.0), **SMALL)
+    old = {key: value for key, value in config.as_dict().items() if key != "draw_key"}
+    ResultStore(tmp_path / "old.h5", config=old)
+    with pytest.raises(ValueError, match="draw_key"):
+        run_phase_diagram(config, store=tmp_path / "old.h5")
 
 
 def test_regeneration_and_usa_step_correction_run():

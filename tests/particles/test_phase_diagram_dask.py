@@ -23,6 +23,10 @@ def test_cluster_matches_serial_bit_for_bit(client):
     np.testing.assert_array_equal(remote.density, serial.density)
     np.testing.assert_array_equal(remote.clusters, serial.clusters)
     np.testing.assert_array_equal(remote.final_density, serial.final_density)
+    # Another subset, in another order, split otherwise over the workers: the same rows.
+    part = phase_diagram(**{**SWEEP, "betas": [8.0, 0.5, 4.0]}, scheduler=client)
+    np.testing.assert_array_equal(part.final_density, serial.final_density[[3, 0, 2]])
+    np.testing.assert_array_equal(part.density, serial.density[[3, 0, 2]])
 
 
 def test_scheduler_address(client):
