@@ -21,20 +21,33 @@ layout for particle trajectories::
       /checkpoint                     the last flushed state, to resume exactly:
         /state                        (2, [batch,] n, d) run dtype, two slots written in turn
         /frame                        (2,) int64, the frame index held by each slot (-1: none)
+        /checksum                     (2, 32) uint8, BLAKE2b of each slot's (frame, time of
+                                            that frame, state), written with the slot
     /observables/<name>               per-frame quantities, each a time-dependent element
       /value, /step, /time              (value: (frames, ...)), attrs on the group
 
 Deviations from H5MD: ``value`` may carry a leading batch axis (independent systems share
 one file; H5MD has one system per particle group); the storage dtype may be float32 for a
-float64 run; ``/parameters/checkpoint`` is ours. A frame counts as written once it is in
-``step``: the writer flushes ``value`` first, then ``time`` and ``step``, then the
-checkpoint, so ``len(step)`` frames are always complete on disk.
+float64 run; ``/parameters/checkpoint`` is ours.
+
+Crash safety. A file is created under a temporary name and renamed into place complete, so
+``path`` never holds a half-made layout. A frame counts as written once it is in ``step``:
+each flush writes ``value`` first, then ``time`` and ``step``, then one checkpoint slot, so
+``len(step)`` frames are always complete on disk. The slots alternate per flush: a flush
+writes the slot that does not hold the newest checkpoint, which therefore stays intact
+whatever is cut. A slot counts only if its checksum matches its (frame, time, state), its
+frame is complete on disk and the stored frame equals its state (rounded to the storage
+dtype); a torn slot fails this test. Resume starts from the newest slot that passes it,
+from ``x0`` if no frame beyond the first is complete, and refuses the file otherwise
+(``repair`` rebuilds the checkpoint from the stored frames).
 
 Writing uses HDF5's single-writer/multiple-reader mode (SWMR): another process can read the
 file while a run writes it, and a writer killed at any moment leaves a file that opens,
 with every frame up to its last flush. Resuming such a file first copies its content into a
 fresh file (HDF5 marks a file whose writer never closed it; only a copy clears that mark),
-then continues from the checkpoint.
+then continues from the checkpoint. Cutting the writer after every single HDF5 call of a
+short run leaves either the uninterrupted run after resume or a refusal
+(tests/particles/test_io_faults.py).
 
 Sweep results (``ResultStore``) share ``/h5md`` and ``/parameters`` (the sweep's config);
 each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
@@ -43,12 +56,14 @@ each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import numbers
 import os
 import queue
 import struct
 import threading
 import time as _time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,6 +106,7 @@ DEFAULT_FLUSH_EVERY = 5.0
 _POS = "particles/tokens/position"
 _VALUE, _STEP, _TIME = f"{_POS}/value", f"{_POS}/step", f"{_POS}/time"
 _CKPT = "parameters/checkpoint"
+_DIGEST_BYTES = 32
 # Chunks of ~1 MiB read and compress well; one system's block of a chunk stays <= 64 KiB
 # so that reading one system over all frames reads a small part of the file.
 _CHUNK_BYTES = 1 << 20
@@ -182,9 +198,9 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
         raise ValueError("resume and overwrite exclude each other: resume=True continues the "
                          "stored run, overwrite=True replaces it")
 
-    start = None
+    start, newest_slot = None, None
     if path.exists() and resume:
-        f, start = _open_to_resume(path, x0, params, store_dtype)
+        f, start, newest_slot = _open_to_resume(path, x0, params, store_dtype)
     else:
         if path.exists():
             if not overwrite:
@@ -192,13 +208,14 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
                     f"{path} exists; pass resume=True to continue the run it holds or "
                     f"overwrite=True to replace it")
             _check_not_being_written(path)
-            path.unlink()
-        f = _create_run_file(path, x0, params, store_dtype, compression, seed)
+        _create_run_file(path, x0, params, store_dtype, compression, seed)
+        with _h5_errors(path, "open for writing"):
+            f = _open_to_append(path, x0.shape, store_dtype)
     if start is not None and start[0] == len(params.frame_steps()) - 1:
         if f is not None:
             f.close()
         return load(path)
-    writer = _RunWriter(f, path, params, flush_every)
+    writer = _RunWriter(f, path, params, flush_every, newest_slot)
     try:
         for t, x in run(x0, params, progress=progress, start=start, in_span=False):
             writer.append(t, x)
@@ -219,18 +236,21 @@ class _RunWriter:
     the slower side. Flushes happen in a fixed order (see the module docstring).
     """
 
-    def __init__(self, f, path, params, flush_every):
+    def __init__(self, f, path, params, flush_every, newest_slot):
         self.f, self.path, self.flush_every = f, path, flush_every
         self.value, self.step_ds, self.time_ds = f[_VALUE], f[_STEP], f[_TIME]
-        self.ckpt_state, self.ckpt_frame = f[f"{_CKPT}/state"], f[f"{_CKPT}/frame"]
+        self.ckpt = f[_CKPT]
+        # The slot of the newest checkpoint, None while no slot holds one: never written.
+        self.newest_slot = newest_slot
         self.frame_steps = params.frame_steps()
         self.count = self.step_ds.shape[0]
         self.pending_t = []
         self.last_x = None
         self.error = None
         self.last_flush = _time.monotonic()
-        # From here on no object may be created (SWMR); readers may open the file.
-        f.swmr_mode = True
+        # Opened in SWMR mode (see _open_to_append): no object may be created; readers may
+        # open the file.
+        assert f.swmr_mode
         # HDF5 drops its own lock in SWMR mode; ours tells resume/overwrite that a writer
         # is alive. Shared, so that readers who lock are not blocked.
         self.lock_fd = os.open(path, os.O_RDONLY)
@@ -294,21 +314,23 @@ class _RunWriter:
         self.step_ds[k0:k1] = self.frame_steps[k0:k1]
         self.time_ds.flush()
         self.step_ds.flush()
-        # Two checkpoint slots: the frame index is written only after its state, so a kill
-        # in between leaves the other slot, with an older but intact state.
-        slot = (k1 - 1) % 2
-        self.ckpt_state[slot] = self.last_x
-        self.ckpt_state.flush()
-        self.ckpt_frame[slot] = k1 - 1
+        # The other slot than the newest checkpoint's: a cut anywhere in this write leaves
+        # that one intact, and this one failing its checksum.
+        slot = 0 if self.newest_slot is None else 1 - self.newest_slot
+        _write_checkpoint(self.ckpt, slot, k1 - 1, self.pending_t[-1], self.last_x)
         self.f.flush()
+        self.newest_slot = slot
         self.count, self.pending_t = k1, []
         self.last_flush = _time.monotonic()
 
 
-def _create_run_file(path, x0, params, store_dtype, compression, seed):
+def _create_run_file(path, x0, params, store_dtype, compression, seed, fill=None):
+    """Write the layout of a new run (then ``fill(f)``, if given) under a temporary name and
+    rename it to ``path``: a cut leaves no half-made file at ``path``."""
     frame_shape = x0.shape
+    tmp = path.with_name(path.name + ".create-tmp")
     with _h5_errors(path, "create"):
-        f = h5py.File(path, "w", libver="latest", **_cache_kwargs(frame_shape, store_dtype))
+        f = h5py.File(tmp, "w", libver="latest", **_cache_kwargs(frame_shape, store_dtype))
     try:
         _write_h5md(f, "trajectory")
         tokens = f.create_group("particles/tokens")
@@ -329,15 +351,109 @@ def _create_run_file(path, x0, params, store_dtype, compression, seed):
         pos.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(n_t,))
         pos.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(n_t,))
         _write_params(f, params, x0, store_dtype, seed)
-        ckpt = f.create_group(_CKPT)
-        ckpt.create_dataset("state", shape=(2,) + frame_shape, dtype=x0.dtype)
-        ckpt.create_dataset("frame", data=np.array([-1, -1], dtype=np.int64))
+        _create_checkpoint(f, frame_shape, x0.dtype)
         f.create_group("observables")
-        f.flush()
+        if fill is not None:
+            with _h5_errors(path, "write"):
+                fill(f)
+        f.close()
     except BaseException:
         f.close()
+        tmp.unlink(missing_ok=True)
         raise
-    return f
+    os.replace(tmp, path)
+
+
+def _open_to_append(path, frame_shape, store_dtype):
+    """Open a run file for writing directly in SWMR mode: opened first and switched after, a
+    cut in between left it marked as open for writing without SWMR, which no reader opens.
+
+    Raises:
+        OSError: HDF5's, for instance when the file is marked as being written.
+    """
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    cache = _cache_kwargs(frame_shape, store_dtype)
+    fapl.set_cache(fapl.get_cache()[0], cache["rdcc_nslots"], cache["rdcc_nbytes"],
+                   cache["rdcc_w0"])
+    flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
+    return h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=fapl))
+
+
+def _create_checkpoint(f, frame_shape, dtype):
+    ckpt = f.require_group(_CKPT)
+    ckpt.create_dataset("state", shape=(2,) + tuple(frame_shape), dtype=dtype)
+    ckpt.create_dataset("frame", data=np.array([-1, -1], dtype=np.int64))
+    ckpt.create_dataset("checksum", shape=(2, _DIGEST_BYTES), dtype=np.uint8)
+
+
+def _checkpoint_digest(frame, t, state):
+    """BLAKE2b of (frame, t, state): binds a state to the frame it was written for."""
+    h = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+    h.update(np.array([frame], dtype="<i8").tobytes())
+    h.update(np.array([t], dtype="<f8").tobytes())
+    h.update(np.ascontiguousarray(state, dtype=state.dtype.newbyteorder("<")).data)
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def _write_checkpoint(ckpt, slot, frame, t, state):
+    # Any order: the slot counts only once all three agree.
+    ckpt["state"][slot] = state
+    ckpt["frame"][slot] = frame
+    ckpt["checksum"][slot] = _checkpoint_digest(frame, t, state)
+
+
+def _clear_checkpoint_slot(ckpt, slot):
+    ckpt["frame"][slot] = -1
+    ckpt["checksum"][slot] = np.zeros(_DIGEST_BYTES, np.uint8)
+
+
+class _Checkpoint(NamedTuple):
+    frame: int
+    t: float
+    state: np.ndarray
+    slot: int
+
+
+def _newest_checkpoint(f, path):
+    """The newest checkpoint slot that verifies (see the module docstring), or None when no
+    frame beyond the first is complete (the run restarts from x0, exactly).
+
+    Raises:
+        StoreError: frames beyond the first are complete but no slot verifies; the message
+            says why for each slot and how to recover.
+    """
+    ckpt = f[_CKPT]
+    m = min(f[_STEP].shape[0], f[_TIME].shape[0], f[_VALUE].shape[0])
+    if "checksum" not in ckpt:
+        problems = ["the file predates checkpoint checksums"]
+    else:
+        frames, sums = ckpt["frame"][:], ckpt["checksum"][:]
+        problems = []
+        for slot in np.argsort(-frames, kind="stable"):
+            slot, k = int(slot), int(frames[slot])
+            if k < 0:
+                problems.append(f"slot {slot} is empty")
+                continue
+            if k >= m:
+                problems.append(f"slot {slot} names frame {k}, but {m} frames are complete")
+                continue
+            state, t = ckpt["state"][slot], float(f[_TIME][k])
+            if not np.array_equal(_checkpoint_digest(k, t, state), sums[slot]):
+                problems.append(f"slot {slot} (frame {k}) fails its checksum: a torn write")
+                continue
+            stored = f[_VALUE][k]
+            if stored.tobytes() != state.astype(stored.dtype).tobytes():
+                problems.append(f"slot {slot} differs from the stored frame {k}")
+                continue
+            return _Checkpoint(k, t, state, slot)
+    if m <= 1:
+        return None
+    raise StoreError(f"cannot resume {path}: no checkpoint verifies ({'; '.join(problems)}), "
+                     f"so the state to continue its {m} frames from is unknown. The frames "
+                     f"still load with particles.load. Call particles.io.repair(path) to "
+                     f"rebuild the checkpoint from the stored frames, then resume; or start a "
+                     f"fresh run with overwrite=True")
 
 
 def _write_params(f, params, x0, store_dtype, seed):
@@ -358,7 +474,8 @@ def _write_params(f, params, x0, store_dtype, seed):
 
 def _open_to_resume(path, x0, params, store_dtype):
     """Open a run file for appending after checking that it holds this run; returns the
-    open file and ``start = (frame, t, x)`` for ``run``, or None to start from frame 0."""
+    open file, ``start = (frame, t, x)`` for ``run`` (None: from frame 0) and the slot of
+    that checkpoint (None: none)."""
     _check_not_being_written(path)
     with _open_read(path) as f:
         _check_schema(f, path, "trajectory")
@@ -373,38 +490,34 @@ def _open_to_resume(path, x0, params, store_dtype):
         raise ValueError(f"cannot resume {path}: parameter {diffs[0]} differs from the stored "
                          f"run; pass the stored parameters, or overwrite=True to start anew")
     total = len(params.frame_steps())
+    # Checked before anything is written: a refused file stays as it was.
     with _open_read(path) as f, _h5_errors(path, "read"):
-        if f[_STEP].shape[0] == total and total - 1 in f[f"{_CKPT}/frame"][:]:
-            return None, (total - 1, None, None)  # finished: nothing to write
-    kwargs = dict(libver="latest", **_cache_kwargs(x0.shape, store_dtype))
+        checkpoint = _newest_checkpoint(f, path)
+    if checkpoint is not None and checkpoint.frame == total - 1:
+        return None, (total - 1, None, None), checkpoint.slot  # finished: nothing to write
     try:
-        f = h5py.File(path, "a", **kwargs)
+        f = _open_to_append(path, x0.shape, store_dtype)
     except OSError as e:
-        if "already open for write" not in str(e):
+        if "already open for" not in str(e):
             raise StoreError(f"cannot open {path} for resuming: it is damaged ({e})") from e
         # The mark of a killed writer blocks opening for writing: copy it away.
-        repair(path)
+        _copy_clean(path)
         with _h5_errors(path, "open for resuming"):
-            f = h5py.File(path, "a", **kwargs)
+            f = _open_to_append(path, x0.shape, store_dtype)
     try:
-        frames = f[f"{_CKPT}/frame"][:]
-        m = f[_STEP].shape[0]
-        valid = frames[(frames >= 0) & (frames < m)]
-        if valid.size == 0:
-            # Killed before the first flush completed: start again from frame 0.
-            for name in (_VALUE, _STEP, _TIME):
-                f[name].resize(0, axis=0)
-            return f, None
-        k = int(valid.max())
-        x = f[f"{_CKPT}/state"][int(np.flatnonzero(frames == k)[0])]
-        t = float(f[_TIME][k])
+        with _h5_errors(path, "read"):
+            checkpoint = _newest_checkpoint(f, path)
+        # Frames after the checkpoint are recomputed (bit for bit the same).
+        keep = 0 if checkpoint is None else checkpoint.frame + 1
         for name in (_VALUE, _STEP, _TIME):
-            f[name].resize(k + 1, axis=0)
+            f[name].resize(keep, axis=0)
         f.flush()
     except BaseException:
         f.close()
         raise
-    return f, (k, t, x)
+    if checkpoint is None:
+        return f, None, None
+    return f, (checkpoint.frame, checkpoint.t, checkpoint.state), checkpoint.slot
 
 
 def _param_diff(stored, given):
@@ -432,13 +545,18 @@ def _check_not_being_written(path):
 
 
 def repair(path):
-    """Make a file whose writer was killed writable again, keeping its complete content.
+    """Make a file whose writer was killed writable and resumable again, keeping its frames.
 
     HDF5 marks a file as open for (SWMR) writing until its writer closes it; after a kill
     the mark stays and HDF5 refuses to open the file for writing. The content readable in
     SWMR mode is copied into a fresh file that then replaces ``path`` (atomically, via a
-    temporary file in the same directory). ``simulate(..., resume=True)`` calls this
+    temporary file in the same directory). ``simulate(..., resume=True)`` does this copy
     itself.
+
+    A run file whose checkpoint does not verify (which resume refuses) gets a new one, with
+    a RuntimeWarning: the last stored frame when frames are stored in the run's dtype (that
+    frame is the exact state), else ``x0`` at frame 0 (resume then recomputes the frames,
+    bit for bit the same). Either way resume continues the stored run, never another one.
 
     Args:
         path: the file (str or os.PathLike).
@@ -447,6 +565,10 @@ def repair(path):
         RuntimeError: another process is writing the file.
         StoreError: the file cannot be read.
     """
+    _copy_clean(path, rebuild_checkpoint=True)
+
+
+def _copy_clean(path, rebuild_checkpoint=False):
     path = _check_path(path)
     _check_not_being_written(path)
     tmp = path.with_name(path.name + ".repair-tmp")
@@ -463,7 +585,34 @@ def repair(path):
                         dst[name].resize(min(m, dst[name].shape[0]), axis=0)
                 if "results/.pending" in dst:
                     del dst["results/.pending"]
+                if rebuild_checkpoint and _CKPT in dst:
+                    _rebuild_checkpoint(dst, path)
     os.replace(tmp, path)
+
+
+def _rebuild_checkpoint(f, path):
+    """A verified checkpoint for a run file whose checkpoint does not verify."""
+    try:
+        _newest_checkpoint(f, path)
+        return
+    except StoreError as e:
+        problem = str(e)
+    ckpt = f[_CKPT]
+    if "checksum" not in ckpt:
+        ckpt.create_dataset("checksum", shape=(2, _DIGEST_BYTES), dtype=np.uint8)
+    m = f[_STEP].shape[0]
+    value, state = f[_VALUE], ckpt["state"]
+    if value.dtype == state.dtype:
+        k, x = m - 1, value[m - 1]
+        source = f"the stored frame {k}"
+    else:
+        # Rounded frames cannot restart the run exactly; x0 can.
+        k, x = 0, f["parameters/x0"][()]
+        source = f"x0 (frame 0; {value.dtype} frames are rounded, resume recomputes them)"
+    _write_checkpoint(ckpt, 0, k, float(f[_TIME][k]), x)
+    _clear_checkpoint_slot(ckpt, 1)
+    warnings.warn(f"{path}: rebuilt the checkpoint from {source}. It was: {problem}",
+                  RuntimeWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -611,19 +760,18 @@ def last_state(path):
     Returns:
         (frame, t, x): frame index, its time and the ([batch,] n, d) state in the run's
         dtype. For a complete run this is the final state, bit for bit.
+
+    Raises:
+        StoreError: no checkpoint verifies (see ``repair``), or none was written yet.
     """
     path = _check_path(path)
     with _open_read(path) as f:
         _check_schema(f, path, "trajectory")
         with _h5_errors(path, "read"):
-            frames = f[f"{_CKPT}/frame"][:]
-            m = f[_STEP].shape[0]
-            valid = frames[(frames >= 0) & (frames < m)]
-            if valid.size == 0:
-                raise StoreError(f"{path} holds no complete frame yet")
-            k = int(valid.max())
-            x = f[f"{_CKPT}/state"][int(np.flatnonzero(frames == k)[0])]
-            return k, float(f[_TIME][k]), x
+            checkpoint = _newest_checkpoint(f, path)
+    if checkpoint is None:
+        raise StoreError(f"{path} holds no checkpoint yet (no flush completed)")
+    return checkpoint.frame, checkpoint.t, checkpoint.state
 
 
 def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION, seed=None,
@@ -657,19 +805,19 @@ def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION,
         if not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         _check_not_being_written(path)
-        path.unlink()
-    x0 = np.asarray(xs[0])
-    f = _create_run_file(path, x0, params, store_dtype, compression, seed)
-    with f, _h5_errors(path, "write"):
+    ts = np.asarray(trajectory.ts, dtype=np.float64)
+
+    def fill(f):
         f[_VALUE].resize(total, axis=0)
         for k0 in range(0, total, 64):
             f[_VALUE][k0:k0 + 64] = np.asarray(xs[k0:k0 + 64])
         f[_TIME].resize(total, axis=0)
-        f[_TIME][:] = np.asarray(trajectory.ts, dtype=np.float64)
+        f[_TIME][:] = ts
         f[_STEP].resize(total, axis=0)
         f[_STEP][:] = params.frame_steps()
-        f[f"{_CKPT}/state"][1] = np.asarray(xs[total - 1])
-        f[f"{_CKPT}/frame"][1] = total - 1
+        _write_checkpoint(f[_CKPT], 0, total - 1, ts[-1], np.asarray(xs[total - 1]))
+
+    _create_run_file(path, np.asarray(xs[0]), params, store_dtype, compression, seed, fill)
 
 
 # --------------------------------------------------------------------------- observables

@@ -129,6 +129,7 @@ def test_save_of_in_memory_trajectory(tmp_path, reference):
         io.save(path, reference)
     io.save(path, reference, overwrite=True, store_dtype="float32")
     assert particles.load(path).xs.dtype == np.float32
+    assert np.array_equal(io.last_state(path)[2], reference.final)
 
 
 # ----------------------------------------------------------------------------- lazy reading
@@ -293,6 +294,102 @@ def test_resume_from_older_checkpoint_slot(tmp_path, monkeypatch, x0, reference)
     traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     assert np.array_equal(io.last_state(path)[2], reference.final)
+
+
+def _crashed_run(tmp_path, monkeypatch, x0, reference, n_frames, flush_every, store_dtype):
+    """A file holding the first n_frames of the reference run, as a crash leaves it."""
+    path = tmp_path / "run.h5"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, n_frames)
+        with pytest.raises(KeyboardInterrupt):
+            io.simulate_to_store(x0, reference.params, path, flush_every=flush_every,
+                                 store_dtype=store_dtype)
+    return path
+
+
+def test_consecutive_flushes_use_both_checkpoint_slots(tmp_path, monkeypatch, x0, reference):
+    # Flushes after frame 0 and after frame 6 (same parity): the second must not overwrite
+    # the slot of the first, or a cut inside it leaves no intact checkpoint.
+    path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e9, None)
+    with h5py.File(path, "r") as f:
+        assert sorted(f["parameters/checkpoint/frame"][()]) == [0, 6]
+
+
+def _set_slot(path, frame, new_frame=None, state=None):
+    """Overwrite the checkpoint slot that holds ``frame``, as a torn write would."""
+    with h5py.File(path, "a") as f:
+        ckpt = f["parameters/checkpoint"]
+        slot = list(ckpt["frame"][()]).index(frame)
+        if new_frame is not None:
+            ckpt["frame"][slot] = new_frame
+        if state is not None:
+            ckpt["state"][slot] = state
+
+
+def test_state_of_another_frame_is_refused_until_repaired(tmp_path, monkeypatch, x0,
+                                                          reference):
+    # The torn flush of the parity bug: frame 6's state in the slot of frame 0, frame 6 not
+    # indexed. Resuming from it continued another run (0.2 off, silently).
+    path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e9, None)
+    _set_slot(path, 6, new_frame=-1)
+    _set_slot(path, 0, state=reference.xs[6])
+    content = path.read_bytes()
+    with pytest.raises(StoreError, match=r"no checkpoint verifies.*slot \d \(frame 0\) fails "
+                                         r"its checksum.*particles\.io\.repair"):
+        simulate(x0, **RUN, store=path, resume=True)
+    assert path.read_bytes() == content  # a refusal writes nothing
+    with pytest.raises(StoreError, match="no checkpoint verifies"):
+        io.last_state(path)
+    np.testing.assert_array_equal(np.asarray(particles.load(path).xs), reference.xs[:7])
+    # float64 frames are the exact states: repair restarts from the last one, frame 6.
+    with pytest.warns(RuntimeWarning, match="rebuilt the checkpoint from the stored frame 6"):
+        io.repair(path)
+    assert io.last_state(path)[0] == 6
+    traj = simulate(x0, **RUN, store=path, resume=True)
+    np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
+    assert np.array_equal(io.last_state(path)[2], reference.final)
+
+
+def test_unverified_float32_file_is_repaired_back_to_x0(tmp_path, monkeypatch, x0, reference):
+    # Rounded frames cannot restart a float64 run exactly: repair goes back to x0, and
+    # resume recomputes every frame.
+    path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, "float32")
+    with h5py.File(path, "a") as f:
+        f["parameters/checkpoint/checksum"][:] = 0
+    with pytest.raises(StoreError, match=r"slot \d \(frame \d\) fails its checksum"):
+        simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    with pytest.warns(RuntimeWarning, match="rebuilt the checkpoint from x0"):
+        io.repair(path)
+    assert io.last_state(path)[0] == 0 and np.array_equal(io.last_state(path)[2], x0)
+    traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
+    assert np.array_equal(io.last_state(path)[2], reference.final)
+
+
+def test_file_without_checkpoint_checksums_is_refused_until_repaired(tmp_path, monkeypatch,
+                                                                     x0, reference):
+    # Files written before checksums existed: their slots cannot be trusted.
+    path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, None)
+    with h5py.File(path, "a") as f:
+        del f["parameters/checkpoint/checksum"]
+    with pytest.raises(StoreError, match="predates checkpoint checksums"):
+        simulate(x0, **RUN, store=path, resume=True)
+    with pytest.warns(RuntimeWarning, match="stored frame 6"):
+        io.repair(path)
+    traj = simulate(x0, **RUN, store=path, resume=True)
+    np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
+
+
+def test_checkpoint_that_disagrees_with_its_stored_frame_is_skipped(tmp_path, monkeypatch, x0,
+                                                                   reference):
+    # A slot whose checksum verifies but whose frame on disk holds other numbers: resume
+    # takes the older slot and recomputes the frames after it, the changed one included.
+    path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, None)
+    with h5py.File(path, "a") as f:
+        f["particles/tokens/position/value"][6] = reference.xs[5]
+    assert io.last_state(path)[0] == 5
+    traj = simulate(x0, **RUN, store=path, resume=True)
+    np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
 def test_resume_dopri5_restarts_controller_within_tolerance(tmp_path, monkeypatch, x0):
