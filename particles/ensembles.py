@@ -8,6 +8,8 @@ dynamics.
 """
 import numpy as np
 
+from ._checks import check_choice, check_int
+
 __all__ = ["INTERACTIONS", "VALUES", "draw"]
 
 #: Choices for B = Q^T K.
@@ -32,10 +34,13 @@ def draw(interaction, value, d, rng, size=None):
     Returns:
         A, V: float64 arrays (d, d) or (size, d, d).
     """
-    if interaction not in INTERACTIONS:
-        raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
-    if value not in VALUES:
-        raise ValueError(f"value must be one of {VALUES}, got {value!r}")
+    check_choice("interaction", interaction, INTERACTIONS)
+    check_choice("value", value, VALUES)
+    d = check_int("d", d, low=1)
+    if size is not None:
+        size = check_int("size", size, low=1)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     shape = (d, d) if size is None else (size, d, d)
     eye = np.broadcast_to(np.eye(d), shape).copy()
     T = lambda M: np.swapaxes(M, -1, -2)  # noqa: E731
