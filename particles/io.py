@@ -493,25 +493,32 @@ def _open_to_resume(path, x0, params, store_dtype):
     # Checked before anything is written: a refused file stays as it was.
     with _open_read(path) as f, _h5_errors(path, "read"):
         checkpoint = _newest_checkpoint(f, path)
+        lengths = {f[name].shape[0] for name in (_VALUE, _STEP, _TIME)}
     if checkpoint is not None and checkpoint.frame == total - 1:
         return None, (total - 1, None, None), checkpoint.slot  # finished: nothing to write
-    try:
-        f = _open_to_append(path, x0.shape, store_dtype)
-    except OSError as e:
-        if "already open for" not in str(e):
-            raise StoreError(f"cannot open {path} for resuming: it is damaged ({e})") from e
-        # The mark of a killed writer blocks opening for writing: copy it away.
-        _copy_clean(path)
+    # Frames after the checkpoint are dropped, and recomputed bit for bit the same.
+    keep = 0 if checkpoint is None else checkpoint.frame + 1
+    copy = lengths != {keep}
+    if not copy:
+        try:
+            f = _open_to_append(path, x0.shape, store_dtype)
+        except OSError as e:
+            if "already open for" not in str(e):
+                raise StoreError(f"cannot open {path} for resuming: it is damaged ({e})") from e
+            copy = True
+    if copy:
+        # A killed writer's mark blocks opening for writing, and shrinking a dataset in
+        # place may zero its last frames on disk before its new length gets there: a copy,
+        # cut to the checkpoint, replaces the file in one step.
+        _copy_clean(path, frames=keep)
         with _h5_errors(path, "open for resuming"):
             f = _open_to_append(path, x0.shape, store_dtype)
     try:
         with _h5_errors(path, "read"):
             checkpoint = _newest_checkpoint(f, path)
-        # Frames after the checkpoint are recomputed (bit for bit the same).
-        keep = 0 if checkpoint is None else checkpoint.frame + 1
-        for name in (_VALUE, _STEP, _TIME):
-            f[name].resize(keep, axis=0)
-        f.flush()
+            if {f[name].shape[0] for name in (_VALUE, _STEP, _TIME)} != {keep} or \
+                    (checkpoint is not None and checkpoint.frame != keep - 1):
+                raise StoreError(f"{path} changed while resuming; resume again")
     except BaseException:
         f.close()
         raise
@@ -568,7 +575,9 @@ def repair(path):
     _copy_clean(path, rebuild_checkpoint=True)
 
 
-def _copy_clean(path, rebuild_checkpoint=False):
+def _copy_clean(path, frames=None, rebuild_checkpoint=False):
+    """Replace ``path`` by a copy of its content, with the frames of a run file cut to the
+    complete ones (at most ``frames``), via a temporary file and one rename."""
     path = _check_path(path)
     _check_not_being_written(path)
     tmp = path.with_name(path.name + ".repair-tmp")
@@ -580,8 +589,8 @@ def _copy_clean(path, rebuild_checkpoint=False):
                 for name in src:
                     src.copy(src[name], dst, name)
                 if _STEP in dst:
-                    m = dst[_STEP].shape[0]
-                    for name in (_VALUE, _TIME):
+                    m = dst[_STEP].shape[0] if frames is None else frames
+                    for name in (_VALUE, _TIME, _STEP):
                         dst[name].resize(min(m, dst[name].shape[0]), axis=0)
                 if "results/.pending" in dst:
                     del dst["results/.pending"]

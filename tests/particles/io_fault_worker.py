@@ -35,9 +35,10 @@ BETA, DT = 1.5, 0.05
 # parity put both in slot 0). The creation of the file, the same code for both, is cut in
 # the first only (it writes a temporary file; the second's cuts start at its rename).
 RUNS = {"every_frame": (0.15, 1e-9, "float32", True), "parity": (0.30, 1e9, "float64", False)}
-# "resume" cuts the resume of an "every_frame" file whose writer was killed right after its
-# second flush.
-RESUMED_RUN, RESUMED_AFTER_FLUSHES = "every_frame", 2
+# "resume" cuts the resume of an "every_frame" file whose writer was killed inside its
+# second flush, right after writing the state of its checkpoint slot: resume starts from
+# frame 0, and its first flush must write the other slot than frame 0's.
+RESUMED_RUN, RESUMED_TORN_FLUSH = "every_frame", 2
 CUT_EXIT = 86
 # Cuts run two at a time, one per core of the CI machine.
 JOBS = 2
@@ -280,12 +281,15 @@ def main():
     scenarios = {name: Scenario(name, *run, x0) for name, run in RUNS.items()}
     report = {name: run_scenario(scenario, directory / name)
               for name, scenario in scenarios.items()}
-    resumed = scenarios[RESUMED_RUN]
-    at, frames = report[RESUMED_RUN]["flushed"][RESUMED_AFTER_FLUSHES - 1]
+    resumed, counted = scenarios[RESUMED_RUN], report[RESUMED_RUN]
+    state_writes = [i + 1 for i, w in enumerate(counted["log"])
+                    if w.endswith("/parameters/checkpoint/state")]
+    at = state_writes[RESUMED_TORN_FLUSH - 1]
+    kept = max([0] + [frames for k, frames in counted["flushed"] if k <= at])
     base = directory / "resume-base.h5"
     code, _ = in_child(lambda: resumed.write(base, at))
     assert code == CUT_EXIT, code
-    report["resume"] = run_scenario(resumed, directory / "resume", (base, frames))
+    report["resume"] = run_scenario(resumed, directory / "resume", (base, kept))
     json.dump(report, sys.stdout)
 
 
