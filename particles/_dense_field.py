@@ -3,11 +3,11 @@ import numpy as np
 import torch
 
 from . import _kernels
-from ._fields import _MAX_BOUND_SPREAD as _MAX_SPREAD
 from ._fields import _Field
 
 # Tokens per block of the symmetric path; it runs from two blocks on.
 _BLOCK = 256
+BLOCKED_MIN_N = 2 * _BLOCK
 
 
 def span_basis(x0):
@@ -41,36 +41,33 @@ class DenseField(_Field):
 
     fused_euler = True
 
-    def __init__(self, *, A, V, beta, usa, batch, n, dtype, basis=None):
+    def __init__(self, *, A, V, beta, usa, batch, n, dtype, shift, row_max, basis=None):
         d = A.shape[-1]
-        identity = np.array_equal(A, np.eye(d))
+        identity = np.array_equal(A, np.broadcast_to(np.eye(d), A.shape))
         self.basis = None
         if basis is not None:
             self.basis = torch.from_numpy(basis.astype(dtype))
             d = basis.shape[-1]
-            # U^T U = I exactly in exact arithmetic: keep the identity exact.
+            # U^T U = I exactly in exact arithmetic: keep the identity exact. The logits are
+            # those of the user's coordinates, so the shift (a bound on them) holds as is.
             A = np.eye(d) if identity else matmul(matmul(np.swapaxes(basis, 1, 2), A), basis)
             V = np.eye(d)
         self.dp = d
-        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype)
+        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype,
+                         shift=shift, row_max=row_max)
         # Identity matrices (the default) skip their (d x d) products: at n < d those would
         # cost more than the logits themselves.
         self._beta = float(beta)
         self._BA_T = None if identity else torch.from_numpy(self.BA).transpose(1, 2)
         self._V_T = None if np.array_equal(V, np.eye(d)) else torch.from_numpy(self.V).transpose(1, 2)
-        # |logit| <= beta |A|_2 on the sphere: subtracting that bound (SA) in place of the
-        # row maxima saves a pass over the logits and cannot overflow; past _MAX_SPREAD the
-        # smallest weights could underflow, and SA takes exact row maxima (torch.softmax).
-        norm = 1.0 if identity else float(torch.linalg.matrix_norm(torch.from_numpy(
-            np.asarray(A, np.float64)), ord=2).max())
-        bound = float(beta) * norm
-        self._row_max = not self.usa and 2 * bound > _MAX_SPREAD
-        self._shift = 0.0 if usa or self._row_max else bound
-        self._minus_shift = torch.full((1, 1, 1), -self._shift, dtype=getattr(torch, np.dtype(dtype).name))
+        # The shift of each system (0 with row maxima, which torch.softmax takes), (B, 1, 1):
+        # it rides in the logits' product as its added input, so it costs no pass.
+        self._shift = torch.from_numpy(self.shift.astype(dtype)).reshape(-1, 1, 1)
+        self._minus_shift = -self._shift
         # A symmetric BA makes the logits symmetric: the blocked path forms each pair of
         # token blocks once.
         symmetric = np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
-        self._block = _BLOCK if n >= 2 * _BLOCK and symmetric and 2 * bound <= _MAX_SPREAD else None
+        self._block = _BLOCK if n >= BLOCKED_MIN_N and symmetric and not self.row_max else None
 
     def pack(self, x):
         """([B,] n, d) -> (B, n, d), or its coordinates (B, n, n) in the basis (a copy)."""
@@ -104,7 +101,7 @@ class DenseField(_Field):
             logits = torch.baddbmm(self._minus_shift, xt, xt.transpose(1, 2), alpha=self._beta)
         else:
             logits = torch.baddbmm(self._minus_shift, xt, (xt @ self._BA_T).transpose(1, 2))
-        if self._row_max:
+        if self.row_max:
             return torch.softmax(logits, dim=2) @ vx, 1.0
         if logits.dtype == torch.float64:
             z = torch.empty(logits.shape[:2] + (1,), dtype=logits.dtype)
