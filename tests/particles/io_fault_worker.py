@@ -94,14 +94,21 @@ def install_cutter():
                         (h5py.AttributeManager, "__setitem__"), (h5py.File, "flush")]:
         _counted(cls, method)
     _counted(h5py.File, "close", when=lambda self: bool(self.id.valid) and self.mode == "r+")
-    init = h5py.File.__init__
+    # Opening at the lowest level h5py has: h5py.File calls these too.
+    open_file, create_file = h5py.h5f.open, h5py.h5f.create
 
-    def file_init(self, name, mode="r", *args, **kwargs):
-        init(self, name, mode, *args, **kwargs)
-        if mode != "r":
-            CUTTER.wrote(f"File.open {mode} {Path(str(name)).name}")
+    def counted_open(name, flags=h5py.h5f.ACC_RDONLY, *args, **kwargs):
+        fid = open_file(name, flags, *args, **kwargs)
+        if flags & (h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE):
+            CUTTER.wrote(f"h5f.open {flags} {Path(os.fsdecode(name)).name}")
+        return fid
 
-    h5py.File.__init__ = file_init
+    def counted_create(name, *args, **kwargs):
+        fid = create_file(name, *args, **kwargs)
+        CUTTER.wrote(f"h5f.create {Path(os.fsdecode(name)).name}")
+        return fid
+
+    h5py.h5f.open, h5py.h5f.create = counted_open, counted_create
     swmr = h5py.File.swmr_mode
 
     def set_swmr(self, value):
@@ -245,9 +252,9 @@ def run_scenario(scenario, directory, base=None):
     if code != 0:
         return dict(error=f"uninterrupted run failed: {counted}")
     n = counted["writes"]
-    first = 1
-    if not scenario.cut_creation and base is None:
-        first = counted["log"].index(f"os.replace {counting.name}") + 1
+    first, rename = 1, f"os.replace {counting.name}"
+    if not scenario.cut_creation and base is None and rename in counted["log"]:
+        first = counted["log"].index(rename) + 1
     cuts, running = [], []
 
     def collect(job):
