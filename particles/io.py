@@ -141,9 +141,9 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
     ``particles.simulate(..., store=path)`` calls this; call it directly for the options
     ``simulate`` does not forward (compression, flush interval, seed).
 
-    Resuming continues from the checkpoint of the last flush, which holds the state in the
-    run's dtype: a resumed "euler" or "rk4" run is bit for bit the uninterrupted one, also
-    with float32 storage. "dopri5" restarts its step-size controller from ``dt`` at the
+    Resuming continues from the checkpoint of the last completed flush, which holds the
+    state in the run's dtype: a resumed "euler" or "rk4" run is bit for bit the
+    uninterrupted one, also with float32 storage, wherever the writer was cut. "dopri5" restarts its step-size controller from ``dt`` at the
     resumed frame, so its frames agree with the uninterrupted run to the tolerances, not
     bit for bit.
 
@@ -172,7 +172,8 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
     Raises:
         FileExistsError: ``path`` exists and neither ``resume`` nor ``overwrite`` is set.
         ValueError: resuming with a different parameter (named in the message), or bad
-            arguments; ``StoreError`` (a ValueError) for unreadable files.
+            arguments; ``StoreError`` (a ValueError) for unreadable files and for files
+            whose checkpoint does not verify (see ``repair``), left as they were.
         RuntimeError: another process is writing ``path``.
     """
     from ._simulate import run
@@ -609,7 +610,7 @@ def _rebuild_checkpoint(f, path):
     ckpt = f[_CKPT]
     if "checksum" not in ckpt:
         ckpt.create_dataset("checksum", shape=(2, _DIGEST_BYTES), dtype=np.uint8)
-    m = f[_STEP].shape[0]
+    m = min(f[name].shape[0] for name in (_VALUE, _STEP, _TIME))
     value, state = f[_VALUE], ckpt["state"]
     if value.dtype == state.dtype:
         k, x = m - 1, value[m - 1]
