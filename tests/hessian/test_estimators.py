@@ -143,6 +143,11 @@ def test_slq_quadrature_and_density():
     np.testing.assert_allclose(np.linalg.eigvalsh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)), w, atol=1e-9)
     sd = spectral_density(A, num_probes=200, num_steps=20, seed=1)
     assert np.trapezoid(sd.density, sd.grid) == pytest.approx(1.0, abs=1e-3)
+    assert sd.expectation(np.square).num_matvecs == 200 * 20
+    # three distinct eigenvalues: every Krylov space is exhausted after 3 products, so 3 per probe
+    three_levels = np.diag(np.repeat([1.0, 2.0, 5.0], [3, 3, 4]))
+    exhausted = spectral_density(three_levels, num_probes=4, num_steps=8, seed=0)
+    assert exhausted.num_matvecs == exhausted.expectation(np.square).num_matvecs == 4 * 3
     for f, exact in ((lambda x: x**2, np.sum(w**2)), (lambda x: x**3, np.sum(w**3))):
         est = sd.expectation(f)
         assert abs(est.value - exact) < 4 * est.stderr
