@@ -7,6 +7,8 @@ from ._phase_diagram import load_phase_diagram as load_phase_diagram
 from ._phase_diagram import phase_diagram as phase_diagram
 from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from ._simulate import simulate as simulate
+from ._step_check import StepSizeWarning as StepSizeWarning
+from ._step_check import check_step as check_step
 from ._trajectory import Trajectory as Trajectory
 from .critical_points import CriticalPoint as CriticalPoint
 from .critical_points import classify_critical_point as classify_critical_point
@@ -32,6 +34,8 @@ __all__ = [
     "simulate",
     "Trajectory",
     "SimulationParams",
+    "StepSizeWarning",
+    "check_step",
     # storage (HDF5, see particles.io)
     "load",
     # configurations

@@ -17,7 +17,7 @@ class SimulationParams:
     Attributes:
         beta: inverse temperature, >= 0.
         t_max: final time, >= 0.
-        dt: step (fixed-step methods) or output spacing and first trial step (dopri5), > 0.
+        dt: step (fixed-step methods) or output spacing and largest step (dopri5), > 0.
         dynamics: "SA" (softmax normalisation) or "USA" (Z_i = n).
         method: "euler" (the authors' scheme), "rk4" or "dopri5".
         save_every: steps between saved frames (dopri5: output intervals of length dt).

@@ -5,6 +5,7 @@ from tqdm.auto import tqdm
 from ._checks import as_float_array, check_finite
 from ._fields import MAX_FUSED_D, make_field
 from ._params import SimulationParams
+from ._step_check import check_step
 from ._steppers import RK4, Dopri5, Euler
 from ._trajectory import Trajectory
 
@@ -50,7 +51,7 @@ def simulate(
         t_max: final time, >= 0.
         dt: time step. When t_max / dt is within 1e-9 of an integer N, N equal steps are
             taken; otherwise the last step is shortened to end exactly at t_max. For
-            "dopri5", dt is the spacing of the output grid and the first trial step.
+            "dopri5", dt is the spacing of the output grid and the largest step.
 
     Other arguments:
         dynamics: "SA" or "USA".
@@ -69,13 +70,18 @@ def simulate(
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
-        and ``params``. With ``store``, ``xs`` is read lazily from the file, in the storage
-        dtype.
+        and ``params``; for "dopri5" also ``n_accepted`` and ``n_rejected``, its step
+        counts. With ``store``, ``xs`` is read lazily from the file, in the storage dtype.
 
     Raises:
         TypeError, ValueError: bad input, naming the argument.
         RuntimeError: the state became non-finite (for instance USA at large beta, whose
-            weights e^{beta <x_i, x_j>} overflow); the message gives beta, time and step.
+            weights e^{beta <x_i, x_j>} overflow), or dopri5's step collapsed; the message
+            gives the dynamics, beta, dtype, time and step, and what may help.
+
+    Warns:
+        StepSizeWarning: "euler" or "rk4" with dt too large to follow the ODE (see
+            ``particles.check_step``); the run goes ahead unchanged.
 
     Example:
         >>> x0 = sample_sphere(32, 3, seed=0)
@@ -110,26 +116,30 @@ def simulate(
         beta=beta, t_max=t_max, dt=dt, dynamics=dynamics, method=method,
         save_every=save_every, rtol=rtol, atol=atol, Q=Q, K=K, V=V, dtype=str(x0.dtype),
     )
+    check_step(params.beta, params.dt, A=_interaction(params), V=params.V,
+               dynamics=params.dynamics, method=params.method, stacklevel=2)
     if store is not None:
         from . import io
 
         return io.simulate_to_store(x0, params, store, progress=progress, resume=resume,
                                     overwrite=overwrite, store_dtype=store_dtype)
-    frames, ts = [], []
-    for t, x in run(x0, params, progress=progress):
+    frames, ts, counts = [], [], {}
+    for t, x in run(x0, params, progress=progress, step_counts=counts):
         ts.append(t)
         frames.append(x)
-    return Trajectory(ts=np.array(ts), xs=np.stack(frames), params=params)
+    return Trajectory(ts=np.array(ts), xs=np.stack(frames), params=params,
+                      n_accepted=counts.get("n_accepted"), n_rejected=counts.get("n_rejected"))
 
 
-def run(x0, params, *, progress=False, start=None, in_span=True):
+def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=None):
     """Yield (t, state) for every frame of the run defined by ``params``.
 
     ``x0`` is validated by the caller. With ``start = (frame_index, t, x)``, the run
     continues from a saved frame (used to resume a stored run); the first frame yielded is
     the one after it. ``in_span=False`` keeps the state in user coordinates even where the
     field could run in the span of x0 (see ``make_field``): stored runs do, so that a
-    resumed run reproduces the uninterrupted one bit for bit.
+    resumed run reproduces the uninterrupted one bit for bit. A ``step_counts`` dict
+    receives dopri5's "n_accepted" and "n_rejected" after every frame.
     """
     batched = x0.ndim == 3
     d = x0.shape[-1]
@@ -140,7 +150,8 @@ def run(x0, params, *, progress=False, start=None, in_span=True):
     frame_steps = params.frame_steps()
     frame_times = step_times[frame_steps]
     if params.method == "dopri5":
-        stepper = Dopri5(field, x, rtol=params.rtol, atol=params.atol, h0=params.dt)
+        stepper = Dopri5(field, x, real_size=x0.shape[-2] * d, rtol=params.rtol,
+                         atol=params.atol, dt=params.dt)
     else:
         stepper = (Euler if params.method == "euler" else RK4)(field, x)
     if first == 0:
@@ -153,8 +164,11 @@ def run(x0, params, *, progress=False, start=None, in_span=True):
         for k in range(first, len(frame_times)):
             if params.method == "dopri5":
                 ok, t_fail = stepper.advance_to(x, frame_times[k - 1], frame_times[k])
+                if step_counts is not None:
+                    step_counts.update(n_accepted=stepper.n_accepted,
+                                       n_rejected=stepper.n_rejected)
                 if not ok:
-                    _raise_non_finite(params, t_fail, stepper.n_accepted)
+                    _raise_dopri5_failure(params, stepper, t_fail)
             else:
                 _advance_fixed(stepper, x, params, frame_steps[k - 1], frame_steps[k],
                                step_times, last_step)
@@ -177,14 +191,23 @@ def _field(x0, params, *, in_span=True):
     d = x0.shape[-1]
     batch = x0.shape[0] if x0.ndim == 3 else 1
     eye = np.eye(d)
-    Q = eye if params.Q is None else params.Q
-    K = eye if params.K is None else params.K
-    A = eye if params.Q is None and params.K is None else _matmul(np.swapaxes(Q, -1, -2), K)
+    A = _interaction(params)
+    A = eye if A is None else A
     V = eye if params.V is None else params.V
     return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
                       n=x0.shape[-2], dtype=x0.dtype,
                       # dopri5's error norm is per coordinate: keep the user's coordinates.
                       x0=x0 if in_span and params.method != "dopri5" else None)
+
+
+def _interaction(params):
+    """A = Q^T K, ([batch,] d, d), or None for the identity (Q = K = None)."""
+    if params.Q is None and params.K is None:
+        return None
+    Q, K = params.Q, params.K
+    if Q is None or K is None:
+        return K if Q is None else np.swapaxes(Q, -1, -2).copy()
+    return _matmul(np.swapaxes(Q, -1, -2), K)
 
 
 def _matmul(a, b):
@@ -196,10 +219,33 @@ def _matmul(a, b):
 
 
 def _raise_non_finite(params, t, step):
-    hint = " (USA weights e^{beta <x_i, x_j>} overflow at large beta)" if params.dynamics == "USA" else ""
+    """The error of a run whose state or field became inf or NaN, with what can help."""
+    hints = []
+    if params.dtype == "float32":
+        hints.append("float64 (x0.astype(np.float64))")
+    if params.method != "dopri5":
+        # A step too large for the field throws tokens far off the sphere in one go.
+        hints.append("a smaller dt or method='dopri5'")
+    hints.append("a lower beta")
+    cause = (" (USA weights e^{beta <Q x_i, K x_j>} are not normalised and overflow at "
+             "large beta)" if params.dynamics == "USA" else "")
     raise RuntimeError(
         f"the state became non-finite at t = {t:g} (step {step}) with beta = {params.beta:g}, "
-        f"dynamics = {params.dynamics!r}{hint}; lower beta or use SA"
+        f"dynamics {params.dynamics!r}, dtype {params.dtype}, method {params.method!r}, "
+        f"dt = {params.dt:g}{cause}; try " + ", or ".join(hints)
+    )
+
+
+def _raise_dopri5_failure(params, stepper, t):
+    step = stepper.n_accepted
+    if stepper.failure == "non-finite":
+        _raise_non_finite(params, t, step)
+    raise RuntimeError(
+        f"dopri5's step size fell below 1e-12 of the time scale at t = {t:g} (after {step} "
+        f"accepted steps) of a {params.dynamics} run with beta = {params.beta:g}, dtype "
+        f"{params.dtype}: rtol = {params.rtol:g} and atol = {params.atol:g} ask for more than "
+        f"{params.dtype} can resolve; raise them"
+        + (" or run in float64" if params.dtype == "float32" else "")
     )
 
 

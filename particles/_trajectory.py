@@ -1,6 +1,6 @@
 """The result of a run: saved times, states and the parameters that produced them."""
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -17,11 +17,15 @@ class Trajectory:
             in-memory array, or a lazy HDF5-backed array for a stored run (slicing reads
             only the slice).
         params: the ``SimulationParams`` of the run.
+        n_accepted, n_rejected: steps dopri5 accepted and rejected over the run; None for
+            the fixed-step methods and for runs read from a file.
     """
 
     ts: np.ndarray
     xs: Any
     params: SimulationParams
+    n_accepted: Optional[int] = None
+    n_rejected: Optional[int] = None
 
     def __len__(self):
         return len(self.ts)

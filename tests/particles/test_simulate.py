@@ -9,6 +9,10 @@ from particles import sample_sphere, simulate
 from particles._simulate import _field
 from tests import naive
 
+# For tests whose large steps are the point: they compare with a NumPy transcription of the
+# same steps, or test what such a step does, not the ODE.
+big_step_on_purpose = pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
+
 
 def _two_tokens(c0, d=3):
     x = np.zeros((2, d))
@@ -98,6 +102,7 @@ def test_fixed_step_runs_match_numpy_reference(general_problem, method, naive_st
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@big_step_on_purpose
 @pytest.mark.parametrize("method, naive_stepper", [("euler", naive.euler), ("rk4", naive.rk4)])
 @pytest.mark.parametrize("dynamics", ["SA", "USA"])
 def test_runs_in_the_span_of_the_tokens_match_numpy_reference(rng, method, naive_stepper, dynamics):
@@ -157,6 +162,7 @@ def test_rotation_equivariance(rng, dynamics):
     np.testing.assert_allclose(b, a @ R.T, rtol=0, atol=1e-12)
 
 
+@big_step_on_purpose
 def test_per_system_matrices_match_separate_runs(rng):
     d = 3
     x0 = sample_sphere(6, d, batch=3, seed=4)
@@ -195,6 +201,7 @@ def test_float32_on_request():
     np.testing.assert_allclose(traj32.final, traj64.final, atol=1e-5)
 
 
+@big_step_on_purpose
 @pytest.mark.parametrize("d", [2, 10])
 def test_usa_overflow_raises_with_beta_time_and_step(d):
     x0 = sample_sphere(4, d, seed=7)
@@ -202,6 +209,7 @@ def test_usa_overflow_raises_with_beta_time_and_step(d):
         simulate(x0, beta=800.0, t_max=1.0, dt=0.1, dynamics="USA")
 
 
+@big_step_on_purpose
 def test_sa_at_large_beta_is_finite():
     x0 = sample_sphere(16, 3, seed=8)
     traj = simulate(x0, beta=200.0, t_max=1.0, dt=0.01)
