@@ -12,6 +12,7 @@ from . import _observable_kernels, ensembles
 from ._checks import check_choice, check_int, check_real
 from ._fields import make_field
 from ._params import DYNAMICS
+from ._step_check import check_step, lipschitz_bound
 from ._steppers import Euler
 
 __all__ = [
@@ -156,11 +157,7 @@ def beta_statistics(config, k):
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = config.betas[k]
-    rng = beta_generator(config.seed, beta)
-    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed,
-                                                           spawn_key=(_RUN_STREAM, 0, 0)))
-    x0 = rng.standard_normal((config.batch, config.n, config.d))
-    x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
+    x0, draw_matrices = _draws(config, beta)
     h = config.step_size(beta)
     checkpoint_steps = np.ceil(config.checkpoint_times() / h - 1e-9).astype(np.int64)
     if config.regen_period is None:
@@ -169,9 +166,7 @@ def beta_statistics(config, k):
         regen_steps = np.arange(0, checkpoint_steps[-1] + 1, max(1, round(config.regen_period / h)))
 
     def new_field():
-        draw_rng = run_rng if config.draw == "run" else rng
-        size = config.batch if config.draw == "system" else None
-        A, V = ensembles.draw(config.interaction, config.value, config.d, draw_rng, size=size)
+        A, V = draw_matrices()
         return make_field(A=A, V=V, beta=beta, usa=config.dynamics == "USA",
                           batch=config.batch, n=config.n, dtype=np.float64)
 
@@ -204,6 +199,34 @@ def beta_statistics(config, k):
         density[c] = close.sum() / (config.batch * pairs)
         clusters[c] = np.median(counts)
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
+
+
+def _draws(config, beta):
+    """The starts of beta's systems and a function drawing their next (B, V), in the order
+    of the draws of ``beta_statistics``."""
+    rng = beta_generator(config.seed, beta)
+    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed,
+                                                           spawn_key=(_RUN_STREAM, 0, 0)))
+    x0 = rng.standard_normal((config.batch, config.n, config.d))
+    x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
+    draw_rng = run_rng if config.draw == "run" else rng
+    size = config.batch if config.draw == "system" else None
+    return x0, lambda: ensembles.draw(config.interaction, config.value, config.d, draw_rng,
+                                      size=size)
+
+
+def _check_steps(config, betas):
+    """One ``StepSizeWarning`` for the sweep, at the beta whose Euler step lies furthest past
+    the stability limit (with its first draw of B and V), or none."""
+    def step_times_bound(beta):
+        A, V = _draws(config, beta)[1]()
+        return config.step_size(beta) * lipschitz_bound(beta, A, V, config.dynamics)
+
+    if betas:
+        beta = max(betas, key=step_times_bound)
+        A, V = _draws(config, beta)[1]()
+        check_step(beta, config.step_size(beta), A=A, V=V, dynamics=config.dynamics,
+                   method="euler", stacklevel=3)
 
 
 def phase_diagram(
@@ -264,6 +287,7 @@ def run_phase_diagram(config, *, store=None, scheduler=None, progress=False):
         sink = ResultStore(store, config=config.as_dict())
         results = {k: sink.load(_key(k)) for k in range(len(config.betas)) if sink.done(_key(k))}
     todo = [k for k in range(len(config.betas)) if k not in results]
+    _check_steps(config, [config.betas[k] for k in todo])
     bar = tqdm(total=len(config.betas), initial=len(results), disable=not progress,
                desc="phase diagram", unit="beta")
     with bar:

@@ -1,8 +1,11 @@
 """phase_diagram(): consistency with simulate and the observables, determinism, errors."""
+import warnings
+
 import numpy as np
 import pytest
 
-from particles import clustering_density, count_clusters, phase_diagram, simulate
+from particles import (StepSizeWarning, clustering_density, count_clusters, phase_diagram,
+                       simulate)
 from particles.ensembles import draw
 from particles import PhaseDiagramConfig, beta_statistics, run_phase_diagram
 from particles._phase_diagram import beta_generator
@@ -75,6 +78,8 @@ def test_sweep_shapes_and_determinism():
     assert np.all((0 <= result.density) & (result.density <= 1))
 
 
+# Gaussian B and V at beta = 4 take the raw step past Euler's stability limit.
+@pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
 @pytest.mark.parametrize("draw", ["system", "run"])
 def test_any_subset_of_betas_in_any_order_gives_the_same_numbers(draw):
     """The README's promise: a beta's statistics depend on its value and the seed, not on
@@ -147,3 +152,18 @@ def test_regeneration_on_a_checkpoint_step_redraws(monkeypatch):
     beta_statistics(config, 0)
     # t_max 3: the initial draw plus redraws at t = 0.5, 1.0, ..., 3.0.
     assert len(draws) == 1 + 6
+
+
+def test_sweep_warns_once_at_its_worst_step():
+    """USA with the raw step dt = 0.1 leaves Euler's stability region past beta ~ 1 (dt
+    times the field's Lipschitz bound 12,750 at beta = 10): one warning for the sweep,
+    naming its worst beta. The authors' step correction and their SA defaults stay silent.
+    """
+    usa = dict(SMALL, t_max=0.2, dynamics="USA")
+    with pytest.warns(StepSizeWarning) as record:
+        phase_diagram([0.5, 6.0, 3.0], **usa)
+    assert len(record) == 1 and "beta = 6" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepSizeWarning)
+        phase_diagram([0.5, 6.0, 3.0], usa_step_correction=True, **usa)
+        phase_diagram([0.1, 9.0], **dict(SMALL, t_max=0.2))
