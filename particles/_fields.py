@@ -146,7 +146,8 @@ class _Field:
 
     def unpack(self, x, d, batched):
         """(B, dp, n) kernel layout -> ([B,] n, d) user layout (a copy)."""
-        out = np.ascontiguousarray(np.swapaxes(x[:, :d, :], 1, 2))
+        # np.array copies always: ascontiguousarray returns a view when n = 1.
+        out = np.array(np.swapaxes(x[:, :d, :], 1, 2), order="C")
         return out if batched else out[0]
 
 

@@ -260,3 +260,19 @@ def test_bad_batched_matrices():
     x0 = sample_sphere(4, 3, batch=2, seed=0)
     with pytest.raises(ValueError, match=r"Q must have shape \(3, 3\) or \(2, 3, 3\)"):
         simulate(x0, Q=np.ones((5, 3, 3)), **GOOD)
+
+
+@pytest.mark.parametrize("d", [3, 12])
+def test_single_token_frames_are_copies(d):
+    """One token under a rotation V (beta = 0: x' = P_x V x) moves along a great circle;
+    every saved frame must be its own state (a view of the working state once made all
+    frames equal to the last)."""
+    R = np.eye(d)
+    R[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    x0 = np.zeros((1, d))
+    x0[0, 0] = 1.0
+    traj = simulate(x0, beta=0.0, t_max=0.2, dt=0.1, V=R, method="rk4")
+    # With V x orthogonal to x, the token rotates at unit speed: angle t at time t (RK4
+    # error ~1e-8 at dt = 0.1).
+    np.testing.assert_allclose(traj.xs[:, 0, 0], np.cos(traj.ts), atol=1e-6)
+    np.testing.assert_allclose(traj.xs[:, 0, 1], np.sin(traj.ts), atol=1e-6)
