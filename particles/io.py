@@ -143,9 +143,9 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
 
     Resuming continues from the checkpoint of the last completed flush, which holds the
     state in the run's dtype: a resumed "euler" or "rk4" run is bit for bit the
-    uninterrupted one, also with float32 storage, wherever the writer was cut. "dopri5" restarts its step-size controller from ``dt`` at the
-    resumed frame, so its frames agree with the uninterrupted run to the tolerances, not
-    bit for bit.
+    uninterrupted one, also with float32 storage, wherever the writer was cut. "dopri5"
+    chooses a fresh starting step at the resumed frame, so its frames agree with the
+    uninterrupted run to the tolerances, not bit for bit.
 
     Args:
         x0: ([batch,] n, d) validated initial state, in the run's dtype.
