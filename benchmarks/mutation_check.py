@@ -52,20 +52,20 @@ def copy_repository(dest):
     ``__pycache__`` folders, with modification times, into ``dest``."""
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                             check=True, capture_output=True).stdout.decode().split("\0")
+    folders = set()
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    for cache in REPO.rglob("__pycache__"):
-        if ".git" in cache.parts:
-            continue
-        target = dest / cache.relative_to(REPO)
-        if target.parent.is_dir():
-            shutil.copytree(cache, target, dirs_exist_ok=True)
+            folders.add(Path(rel).parent)
+    for folder in folders:
+        if (REPO / folder / "__pycache__").is_dir():
+            shutil.copytree(REPO / folder / "__pycache__", dest / folder / "__pycache__",
+                            dirs_exist_ok=True)
 
 
-def test_environment(copy):
+def copy_environment(copy):
     """Environment in which ``python`` imports the copy's packages, not the editable
     install of the checkout (the editable finder comes after PYTHONPATH)."""
     env = dict(os.environ)
@@ -212,15 +212,15 @@ def main():
     with tempfile.TemporaryDirectory(prefix="mutation_check_") as tmp:
         copy = Path(tmp)
         copy_repository(copy)
-        env = test_environment(copy)
+        env = copy_environment(copy)
         check_imports_copy(copy, env)
         if not args.no_baseline:
             tests = list(dict.fromkeys(t for m in selected for t in m["tests"]))
             status, failing = run_tests(copy, env, tests, timeout=4 * DEFAULT_TIMEOUT_S,
                                         stop_first=False)
             if status != "passed":
-                print(f"the unmodified copy does not pass the listed tests ({status}): "
-                      f"{', '.join(failing)}")
+                print(f"the unmodified copy does not pass the listed tests ({status})"
+                      + (f": {', '.join(failing)}" if failing else ""))
                 return 2
             print(f"baseline: {len(tests)} tests pass unmodified", flush=True)
         survived = 0
