@@ -74,6 +74,8 @@ def test_float32_velocity_matches_float64_reference(rng, dynamics, d, case, beta
         assert np.all(np.abs(got[b] - want) <= tol), np.abs(got[b] - want).max()
 
 
+# e^100 overflows float32: the step check warns too, rightly.
+@pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
 @pytest.mark.parametrize("d", [3, 12])
 def test_float32_usa_overflow_is_an_error(rng, d):
     # USA has no shift: at beta = 100 its weights e^{beta <x_i, x_j>} ~ e^100 overflow
