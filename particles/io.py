@@ -118,6 +118,7 @@ _PARAM_ARRAYS = ("Q", "K", "V")
 # Seconds a reader waits for a file locked by a writer outside SWMR (a ResultStore save).
 _READ_LOCK_TIMEOUT = 10.0
 _LOCKED = "unable to lock file"  # HDF5's message when another process holds the file
+_READ_HERE = "already open for read-only"  # ...when this process is reading it
 
 
 class _NotStored(KeyError):
@@ -1306,13 +1307,17 @@ def _superblock_eof(path):
 
 def _open_retrying(path, mode, timeout):
     """h5py.File(path, mode), waiting up to ``timeout`` seconds while another process holds
-    HDF5's lock (a ResultStore save holds it for milliseconds); the OSError otherwise."""
+    HDF5's lock or another thread reads the file (a ResultStore save or read holds it for
+    milliseconds); the OSError otherwise."""
     deadline = _time.monotonic() + timeout
     while True:
         try:
             return h5py.File(path, mode)
         except OSError as e:
-            if _LOCKED in str(e) and _time.monotonic() < deadline:
+            # A read in another thread of this process blocks an append for its
+            # milliseconds, just as another process's lock does.
+            busy = _LOCKED in str(e) or (mode == "a" and _READ_HERE in str(e))
+            if busy and _time.monotonic() < deadline:
                 _time.sleep(0.05)
                 continue
             raise

@@ -679,3 +679,29 @@ def test_result_store_waits_for_a_file_locked_by_another_process(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_result_store_save_waits_for_a_read_in_another_thread(tmp_path):
+    # HDF5 refuses to open a file for appending while this process has it open read-only;
+    # a sweep that saves while the user polls the store from another thread must wait.
+    import threading
+
+    import h5py
+
+    path = tmp_path / "sweep.h5"
+    store = ResultStore(path, {"n": 1})
+    store.save("beta=1", counts=np.arange(3))
+    opened, release = threading.Event(), threading.Event()
+
+    def read():
+        with h5py.File(path, "r"):
+            opened.set()
+            release.wait(5.0)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    opened.wait(5.0)
+    threading.Timer(0.3, release.set).start()
+    store.save("beta=2", counts=np.arange(3))
+    reader.join()
+    assert store.done("beta=2") and len(store) == 2

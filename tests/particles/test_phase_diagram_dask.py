@@ -55,7 +55,7 @@ def test_worker_killed_mid_sweep_loses_nothing(client, tmp_path):
     runner.start()
     saved = 0
     deadline = time.time() + 120
-    while saved < 1 and time.time() < deadline:
+    while saved < 1 and runner.is_alive() and time.time() < deadline:
         time.sleep(0.02)
         saved = len(ResultStore(store, config=config.as_dict())) if store.exists() else 0
     victim = next(iter(client.run(os.getpid).values()))
