@@ -61,11 +61,16 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     d_models = [8, 16] if args.small else args.d_models
     config = SizeSweepConfig()
-    print(f"{'d':>4} {'block':>8} {'P':>6} | {'dense s':>8} | {'ours s':>7} {'prod':>6} {'dev':>8} | {'plain s':>7} {'prod':>6} {'dev':>8}")
+    print(
+        f"{'d':>4} {'block':>8} {'P':>6} | {'dense s':>8} | {'ours s':>7} {'prod':>6} {'dev':>8} | {'plain s':>7} {'prod':>6} {'dev':>8}"
+    )
     for d in d_models:
         setup, params = row_setup(config, d, 1, "softmax")
         problem = (setup.model, setup.loss, params, setup.tokens, setup.target)
-        for label, make, block in (("H  W_Q", hessian_operator, "blocks.0.attn.W_Q"), ("H_o W_V", ggn_operator, "blocks.0.attn.W_V")):
+        for label, make, block in (
+            ("H  W_Q", hessian_operator, "blocks.0.attn.W_Q"),
+            ("H_o W_V", ggn_operator, "blocks.0.attn.W_V"),
+        ):
             op = make(*problem, [block])
             P = op.shape[0]
             t0 = time.perf_counter()
@@ -84,7 +89,9 @@ def main(argv=None) -> None:
             plain, n_plain = plain_both_ends(op, args.tol, args.maxiter)
             t_plain = time.perf_counter() - t0
             dev_plain = "no conv." if plain is None else f"{np.abs(plain - ref).max() / scale:.1e}"
-            print(f"{d:>4} {label:>8} {P:>6} | {t_dense:>8.2f} | {t_ours:>7.2f} {n_ours:>6} {dev_ours:>8} | {t_plain:>7.2f} {n_plain:>6} {dev_plain:>8}")
+            print(
+                f"{d:>4} {label:>8} {P:>6} | {t_dense:>8.2f} | {t_ours:>7.2f} {n_ours:>6} {dev_ours:>8} | {t_plain:>7.2f} {n_plain:>6} {dev_plain:>8}"
+            )
 
 
 if __name__ == "__main__":

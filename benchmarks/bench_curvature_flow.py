@@ -27,8 +27,10 @@ def main(argv=None):
     x0 = np.stack([particles.sample_sphere(32, 8, seed=s) for s in range(args.systems)])
     t = time.perf_counter()
     traj = particles.simulate(x0, beta=1.0, t_max=30.0, dt=0.1)
-    print(f"simulate: {time.perf_counter() - t:.2f} s, {len(traj.ts)} frames x {args.systems} systems, n = 32, d = 8, "
-          "along_trajectory runs torch with one intra-op thread")
+    print(
+        f"simulate: {time.perf_counter() - t:.2f} s, {len(traj.ts)} frames x {args.systems} systems, n = 32, d = 8, "
+        "along_trajectory runs torch with one intra-op thread"
+    )
     configs = len(traj.ts) * args.systems
     for eig in (True, False):
         times, cpu = [], []
@@ -38,10 +40,13 @@ def main(argv=None):
             times.append(time.perf_counter() - t)
             cpu.append(time.process_time() - c)
         best, best_cpu = min(times), min(cpu)
-        print(f"along_trajectory(loss={args.loss!r}, eigenvalues={eig}): wall min {best:.2f} s over {args.repeats} "
-              f"(all: {', '.join(f'{x:.1f}' for x in times)}), CPU min {best_cpu:.2f} s; "
-              f"{len(traj.ts) / best:.1f} frames/s wall ({configs / best:.0f} configurations/s), "
-              f"{len(traj.ts) / best_cpu:.1f} frames/s CPU", flush=True)
+        print(
+            f"along_trajectory(loss={args.loss!r}, eigenvalues={eig}): wall min {best:.2f} s over {args.repeats} "
+            f"(all: {', '.join(f'{x:.1f}' for x in times)}), CPU min {best_cpu:.2f} s; "
+            f"{len(traj.ts) / best:.1f} frames/s wall ({configs / best:.0f} configurations/s), "
+            f"{len(traj.ts) / best_cpu:.1f} frames/s CPU",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def main() -> None:
     from curvlinops import HessianLinearOperator
 
     module = FunctionalModule(model, params)
-    op = HessianLinearOperator(module, LossModule(loss), [module.parameter(BLOCK)], [(tokens, tokens)], check_deterministic=False)
+    op = HessianLinearOperator(
+        module, LossModule(loss), [module.parameter(BLOCK)], [(tokens, tokens)], check_deterministic=False
+    )
     VT = V.T.contiguous()
 
     # the four implementations compute the same product
@@ -86,7 +88,9 @@ def main() -> None:
         ("curvlinops, single (op @ v)", 1 / best_time(lambda: op @ v, args.repeats)),
         (f"curvlinops, batch {k} (op @ V)", k / best_time(lambda: op @ VT, args.repeats)),
     ]
-    print(f"\nW_Q block, P = {P}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}")
+    print(
+        f"\nW_Q block, P = {P}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     for name, rate in rows:
         print(f"{name:34s} {rate:8.1f} HVP/s")
     cl_single, cl_batch = rows[4][1], rows[5][1]

@@ -51,7 +51,9 @@ def main() -> None:
     L, d = (32, 16) if args.quick else (args.L, args.d)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}")
+    print(
+        f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}"
+    )
     layer = SelfAttention(d_model=d)
     params = layer.init(seed=0)
     X = torch.randn(L, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -63,18 +65,28 @@ def main() -> None:
     # warm-up: the first jvp/vjp of a process traces functorch's rules (seconds, once)
     op @ torch.ones(n, dtype=torch.float64).numpy(), op.T @ torch.ones(n, dtype=torch.float64).numpy()
     est, w_mf, c_mf = timed(lambda: op.spectral_norm(tol=1e-12), args.repeats)
-    print(f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 = {est.value:.12g} (bound {est.stderr:.1e})", flush=True)
+    print(
+        f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 = {est.value:.12g} (bound {est.stderr:.1e})",
+        flush=True,
+    )
     J, w_cf, c_cf = timed(lambda: attention_jacobians(X, W_Q, W_K, W_V)["X"], args.repeats)
     s, w_svd, c_svd = timed(lambda: torch.linalg.svdvals(J)[0].item(), args.repeats)
     J = None  # 8 n^2 bytes: free before the full Jacobians
-    print(f"dense: closed-form J + SVD   : {w_cf + w_svd:8.2f} s wall, {c_cf + c_svd:8.2f} s CPU (J {w_cf:.2f} s, SVD {w_svd:.2f} s); ||J||_2 = {s:.12g}")
-    print(f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: {(w_cf + w_svd) / w_mf:.1f}x", flush=True)
+    print(
+        f"dense: closed-form J + SVD   : {w_cf + w_svd:8.2f} s wall, {c_cf + c_svd:8.2f} s CPU (J {w_cf:.2f} s, SVD {w_svd:.2f} s); ||J||_2 = {s:.12g}"
+    )
+    print(
+        f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: {(w_cf + w_svd) / w_mf:.1f}x",
+        flush=True,
+    )
 
     full, w_all, c_all = timed(lambda: attention_jacobians(X, W_Q, W_K, W_V), args.repeats)
     print(f"full Jacobian (X, W_Q, W_K, W_V), closed form : {w_all:8.2f} s wall, {c_all:8.2f} s CPU")
     JX, w_lib, c_lib = timed(lambda: jacobian(layer, params, X, max_entries=n * n).matrix, args.repeats)
     err = ((JX - full["X"]).abs().max() / full["X"].abs().max()).item()
-    print(f"X block, hessian.jacobian (vjps)              : {w_lib:8.2f} s wall, {c_lib:8.2f} s CPU; max rel. difference to closed form {err:.1e}")
+    print(
+        f"X block, hessian.jacobian (vjps)              : {w_lib:8.2f} s wall, {c_lib:8.2f} s CPU; max rel. difference to closed form {err:.1e}"
+    )
     JX = None
     if not args.skip_jacrev:
         beta = 1 / math.sqrt(d)
@@ -83,8 +95,13 @@ def main() -> None:
             return torch.softmax(beta * X @ W_Q @ W_K.T @ X.T, dim=-1) @ X @ W_V
 
         ref, w_jr, c_jr = timed(lambda: jacrev(F, argnums=(0, 1, 2, 3), chunk_size=256)(X, W_Q, W_K, W_V), args.repeats)
-        err = max(((r.reshape(full[k].shape) - full[k]).abs().max() / full[k].abs().max()).item() for k, r in zip(("X", "W_Q", "W_K", "W_V"), ref))
-        print(f"full Jacobian, torch.func.jacrev (chunk 256)  : {w_jr:8.2f} s wall, {c_jr:8.2f} s CPU; jacrev / closed form {w_jr / w_all:.1f}x; max rel. difference {err:.1e}")
+        err = max(
+            ((r.reshape(full[k].shape) - full[k]).abs().max() / full[k].abs().max()).item()
+            for k, r in zip(("X", "W_Q", "W_K", "W_V"), ref)
+        )
+        print(
+            f"full Jacobian, torch.func.jacrev (chunk 256)  : {w_jr:8.2f} s wall, {c_jr:8.2f} s CPU; jacrev / closed form {w_jr / w_all:.1f}x; max rel. difference {err:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,11 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--tune-rows", type=int, default=6, help="grid rows of the slice used to pick the chunk size")
     p.add_argument("--loop-points", type=int, default=200, help="grid points timed for the plain loop")
-    p.add_argument("--readout", action="store_true",
-                   help="the model computes only the 6 scored positions of the last layer (same losses, 2.3x fewer FLOPs)")
+    p.add_argument(
+        "--readout",
+        action="store_true",
+        help="the model computes only the 6 scored positions of the last layer (same losses, 2.3x fewer FLOPs)",
+    )
     p.add_argument("--quick", action="store_true", help="15 x 15 grid, chunks 2,8, 30 loop points")
     args = p.parse_args(argv)
     if args.quick:
@@ -89,8 +92,12 @@ def main(argv=None) -> None:
     flops = forward_flops(model, *tokens.shape)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         loss_fn(params)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {'readout of the 6 scored positions' if args.readout else 'full forward pass'}")
-    print(f"one forward pass: {flops / 1e9:.4f} GFLOP analytically, {counter.get_total_flops() / 1e9:.4f} GFLOP by FlopCounterMode")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {'readout of the 6 scored positions' if args.readout else 'full forward pass'}"
+    )
+    print(
+        f"one forward pass: {flops / 1e9:.4f} GFLOP analytically, {counter.get_total_flops() / 1e9:.4f} GFLOP by FlopCounterMode"
+    )
     print(f"grid {args.points} x {args.points} = {N} forward passes, {N * flops / 1e12:.3f} TFLOP")
 
     mm = matmul_gflops()
@@ -105,7 +112,9 @@ def main(argv=None) -> None:
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         n = len(rows) * args.points
         rate = n * flops / dt / 1e9
-        print(f"  chunk {c:3d}: {dt / n * 1e3:6.2f} ms/point, {rate:6.1f} GFLOP/s, CPU {cpu / n * 1e3:6.2f} ms/point  ({n} points)")
+        print(
+            f"  chunk {c:3d}: {dt / n * 1e3:6.2f} ms/point, {rate:6.1f} GFLOP/s, CPU {cpu / n * 1e3:6.2f} ms/point  ({n} points)"
+        )
         if rate > best_rate:
             best_chunk, best_rate = c, rate
 
@@ -113,7 +122,9 @@ def main(argv=None) -> None:
     land = loss_landscape(loss_fn, params, dirs, (axis, axis), chunk_size=best_chunk)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     rate = N * flops / dt / 1e9
-    print(f"whole grid, chunk {best_chunk}: {dt:.2f} s (CPU {cpu:.2f} s), {dt / N * 1e3:.2f} ms/point, {rate:.1f} GFLOP/s")
+    print(
+        f"whole grid, chunk {best_chunk}: {dt:.2f} s (CPU {cpu:.2f} s), {dt / N * 1e3:.2f} ms/point, {rate:.1f} GFLOP/s"
+    )
     auto = loss_landscape(loss_fn, params, dirs, (axis[:1], axis)).chunk_size
     print(f"(the default chunk size, from hessian.landscape.CACHE_BYTES, is {auto})")
 
@@ -129,10 +140,14 @@ def main(argv=None) -> None:
             loop_values[i] = float(loss_fn(point))
     loop_dt, loop_cpu = (time.perf_counter() - t0) / len(picks), (time.process_time() - c0) / len(picks)
     err = np.max(np.abs(loop_values - land.values.reshape(-1)[picks]) / np.abs(loop_values))
-    print(f"plain loop: {loop_dt * 1e3:.2f} ms/point (CPU {loop_cpu * 1e3:.2f} ms/point; {len(picks)} points), {loop_dt * N:.1f} s for the grid (extrapolated), "
-          f"{flops / loop_dt / 1e9:.1f} GFLOP/s; max relative difference to the batched values {err:.1e}")
-    print(f"ratios: landscape / matmul GFLOP/s = {rate / mm:.2f} (target >= 0.5); loop time / landscape time = {loop_dt * N / dt:.2f} (target >= 1); "
-          f"grid time {dt:.1f} s (target < 20 s)")
+    print(
+        f"plain loop: {loop_dt * 1e3:.2f} ms/point (CPU {loop_cpu * 1e3:.2f} ms/point; {len(picks)} points), {loop_dt * N:.1f} s for the grid (extrapolated), "
+        f"{flops / loop_dt / 1e9:.1f} GFLOP/s; max relative difference to the batched values {err:.1e}"
+    )
+    print(
+        f"ratios: landscape / matmul GFLOP/s = {rate / mm:.2f} (target >= 0.5); loop time / landscape time = {loop_dt * N / dt:.2f} (target >= 1); "
+        f"grid time {dt:.1f} s (target < 20 s)"
+    )
 
 
 if __name__ == "__main__":

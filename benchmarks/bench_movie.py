@@ -4,6 +4,7 @@ solver is not timed here).
 
     python benchmarks/bench_movie.py [--size 480] [--frames 120]
 """
+
 import argparse
 import tempfile
 import time
@@ -45,8 +46,10 @@ def main():
             save_movie(traj, paths, size=args.size, spin=spin)
             total = time.perf_counter() - t0
             sizes = [p.stat().st_size / 1e6 for p in paths]
-        print(f"d = {d}, spin = {spin:g}: draw {args.frames / draw:6.1f} frames/s, with MP4 + GIF "
-              f"{args.frames / total:6.1f} frames/s; MP4 {sizes[0]:.2f} MB, GIF {sizes[1]:.2f} MB")
+        print(
+            f"d = {d}, spin = {spin:g}: draw {args.frames / draw:6.1f} frames/s, with MP4 + GIF "
+            f"{args.frames / total:6.1f} frames/s; MP4 {sizes[0]:.2f} MB, GIF {sizes[1]:.2f} MB"
+        )
 
 
 if __name__ == "__main__":

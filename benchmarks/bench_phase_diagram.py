@@ -3,6 +3,7 @@
 
     python benchmarks/bench_phase_diagram.py [--betas 90]
 """
+
 import argparse
 import time
 
@@ -20,8 +21,10 @@ def main():
     start = time.perf_counter()
     result = run_phase_diagram(config, progress=True)
     wall = time.perf_counter() - start
-    print(f"{args.betas} betas x 2048 systems x 300 steps: {wall:.1f} s "
-          f"({wall / args.betas:.2f} s per beta; target: full diagram under 60 s)")
+    print(
+        f"{args.betas} betas x 2048 systems x 300 steps: {wall:.1f} s "
+        f"({wall / args.betas:.2f} s per beta; target: full diagram under 60 s)"
+    )
     for b in (0, len(config.betas) // 9, len(config.betas) // 3, -1):
         print(f"  beta = {result.betas[b]:.2f}: final density {result.density[b, -1]:.3f}")
 

@@ -6,6 +6,7 @@ Times are the minimum of several repeats (this machine is shared and noisy).
 
     python benchmarks/bench_simulate.py [--repeats 5] [--no-grid]
 """
+
 import argparse
 import time
 
@@ -53,10 +54,13 @@ def compare(batch, n, d, n_steps, repeats, beta=5.0, dt=0.1):
     x0 = particles.sample_sphere(n, d, batch=batch, seed=0)
     t_max = n_steps * dt
     xt = torch.from_numpy(x0)
-    ours, theirs = best_times([
-        lambda: particles.simulate(x0, beta=beta, t_max=t_max, dt=dt, save_every=n_steps),
-        lambda: torch_euler(xt, beta, dt, n_steps),
-    ], repeats)
+    ours, theirs = best_times(
+        [
+            lambda: particles.simulate(x0, beta=beta, t_max=t_max, dt=dt, save_every=n_steps),
+            lambda: torch_euler(xt, beta, dt, n_steps),
+        ],
+        repeats,
+    )
     # Same scheme, same start: the two implementations must agree.
     a = particles.simulate(x0, beta=beta, t_max=t_max, dt=dt, save_every=n_steps).final
     b = torch_euler(xt, beta, dt, n_steps).numpy()
@@ -69,8 +73,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-grid", action="store_true")
     args = parser.parse_args()
-    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"numba {numba.__version__} ({numba.get_num_threads()} threads)")
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"numba {numba.__version__} ({numba.get_num_threads()} threads)"
+    )
 
     ours, theirs, diff = compare(2048, 32, 2, 300, args.repeats)
     print("\nAuthors' workload: d=2, n=32, 2048 systems, dt=0.1, 300 Euler steps, SA, float64")
@@ -94,8 +100,10 @@ def main():
             batch = max(1, 65536 // (n * n))
             n_steps = max(3, min(100, int(2e9 / (batch * n * n * max(d, 16)))))
             ours, theirs, diff = compare(batch, n, d, n_steps, max(2, args.repeats // 2))
-            print(f"{n:>6} {d:>5} {batch:>6} {n_steps:>6} {ours:>10.2f} {theirs:>10.2f} "
-                  f"{theirs / ours:>6.2f}x {diff:>9.1e}")
+            print(
+                f"{n:>6} {d:>5} {batch:>6} {n_steps:>6} {ours:>10.2f} {theirs:>10.2f} "
+                f"{theirs / ours:>6.2f}x {diff:>9.1e}"
+            )
 
 
 if __name__ == "__main__":

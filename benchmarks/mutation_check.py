@@ -26,6 +26,7 @@ folders, with their modification times, so Numba's on-disk cache stays valid for
 file not mutated. Numba does not track dependencies between files: when a file is mutated,
 the cache entries of the modules that import it are set aside too, and restored afterwards.
 """
+
 import argparse
 import os
 import re
@@ -50,8 +51,13 @@ _NUMBA_CACHE = re.compile(r"\.nb[ic]$")
 def copy_repository(dest):
     """The files git would see (tracked, and untracked but not ignored) and the
     ``__pycache__`` folders, with modification times, into ``dest``."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     folders = set()
     for rel in filter(None, listed):
         src = REPO / rel
@@ -61,8 +67,7 @@ def copy_repository(dest):
             folders.add(Path(rel).parent)
     for folder in folders:
         if (REPO / folder / "__pycache__").is_dir():
-            shutil.copytree(REPO / folder / "__pycache__", dest / folder / "__pycache__",
-                            dirs_exist_ok=True)
+            shutil.copytree(REPO / folder / "__pycache__", dest / folder / "__pycache__", dirs_exist_ok=True)
 
 
 def copy_environment(copy):
@@ -76,8 +81,9 @@ def copy_environment(copy):
 
 def check_imports_copy(copy, env):
     code = "import particles, hessian; print(particles.__file__); print(hessian.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=copy, env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
     for path in out:
         if not Path(path).resolve().is_relative_to(copy.resolve()):
             sys.exit(f"the copy would import {path}, not its own packages: aborting")
@@ -89,8 +95,7 @@ def run_tests(copy, env, tests, *, timeout, stop_first=True):
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
     cmd += ["-x"] if stop_first else []
     try:
-        proc = subprocess.run(cmd + list(tests), cwd=copy, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(cmd + list(tests), cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", []
     out = proc.stdout + proc.stderr
@@ -150,9 +155,13 @@ def check_mutation(copy, env, mutation, *, all_failures):
         moved = set_aside_numba_cache(modules, Path(backup))
         try:
             path.write_text(text.replace(mutation["old"], mutation["new"]))
-            status, failing = run_tests(copy, env, mutation["tests"],
-                                        timeout=mutation.get("timeout", DEFAULT_TIMEOUT_S),
-                                        stop_first=not all_failures)
+            status, failing = run_tests(
+                copy,
+                env,
+                mutation["tests"],
+                timeout=mutation.get("timeout", DEFAULT_TIMEOUT_S),
+                stop_first=not all_failures,
+            )
         finally:
             path.write_bytes(original)
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -181,15 +190,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="ID", help="check only these mutations")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
-    parser.add_argument("--all-failures", action="store_true",
-                        help="run all of a mutation's tests and list every failure (curating)")
-    parser.add_argument("--tests", nargs="+", metavar="NODE",
-                        help="run these tests instead of each mutation's own (curating)")
-    parser.add_argument("--timeout", type=float, metavar="S",
-                        help="seconds per mutation before it counts as survived (default: "
-                             f"the entry's timeout or {DEFAULT_TIMEOUT_S})")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the run of the tests on the unmodified copy")
+    parser.add_argument(
+        "--all-failures", action="store_true", help="run all of a mutation's tests and list every failure (curating)"
+    )
+    parser.add_argument(
+        "--tests", nargs="+", metavar="NODE", help="run these tests instead of each mutation's own (curating)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"seconds per mutation before it counts as survived (default: the entry's timeout or {DEFAULT_TIMEOUT_S})",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests on the unmodified copy")
     args = parser.parse_args()
     validate(MUTATIONS)
     selected = MUTATIONS
@@ -216,11 +229,12 @@ def main():
         check_imports_copy(copy, env)
         if not args.no_baseline:
             tests = list(dict.fromkeys(t for m in selected for t in m["tests"]))
-            status, failing = run_tests(copy, env, tests, timeout=4 * DEFAULT_TIMEOUT_S,
-                                        stop_first=False)
+            status, failing = run_tests(copy, env, tests, timeout=4 * DEFAULT_TIMEOUT_S, stop_first=False)
             if status != "passed":
-                print(f"the unmodified copy does not pass the listed tests ({status})"
-                      + (f": {', '.join(failing)}" if failing else ""))
+                print(
+                    f"the unmodified copy does not pass the listed tests ({status})"
+                    + (f": {', '.join(failing)}" if failing else "")
+                )
                 return 2
             print(f"baseline: {len(tests)} tests pass unmodified", flush=True)
         survived = 0

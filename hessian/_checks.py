@@ -28,7 +28,9 @@ def check_finite(tensor: Tensor, name: str) -> None:
     """Raise ``ValueError`` if a floating tensor holds NaN or inf."""
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(f"{name} must be finite, got {bad} non-finite entries in a tensor of shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name} must be finite, got {bad} non-finite entries in a tensor of shape {tuple(tensor.shape)}"
+        )
 
 
 def check_params(params: object) -> dict[str, Tensor]:

@@ -44,7 +44,9 @@ def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype) if x.is_floating_point() else x
 
 
-def make_problem(model: object, loss: object, params: object, X: object, Y: object, blocks: object, dtype: object) -> Problem:
+def make_problem(
+    model: object, loss: object, params: object, X: object, Y: object, blocks: object, dtype: object
+) -> Problem:
     """Check every argument, cast floating tensors to ``dtype`` and check that the loss is a finite scalar."""
     if not callable(model):
         raise TypeError(f"model must be a callable f(params, X), got {type(model).__name__}")
@@ -69,7 +71,9 @@ def make_problem(model: object, loss: object, params: object, X: object, Y: obje
         try:
             value = loss(out, problem.Y)
         except RuntimeError as err:
-            raise ValueError(f"loss(output, Y) failed for output {tuple(out.shape)} and Y {tuple(problem.Y.shape)}: {err}") from err
+            raise ValueError(
+                f"loss(output, Y) failed for output {tuple(out.shape)} and Y {tuple(problem.Y.shape)}: {err}"
+            ) from err
     if not isinstance(value, Tensor) or value.ndim != 0:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(f"loss must return a scalar (0-dim tensor), got {shape}")

@@ -114,12 +114,16 @@ def addition_problem(model: Transformer, batch: int, *, seed: int = 1234) -> tup
     """
     a0, a1 = answer_positions(5)
     if model.readout != (a0 - 1, a1 - 1):
-        raise ValueError(f"model.readout must be {(a0 - 1, a1 - 1)} (the positions that predict the answer), got {model.readout}")
+        raise ValueError(
+            f"model.readout must be {(a0 - 1, a1 - 1)} (the positions that predict the answer), got {model.readout}"
+        )
     tokens = addition_data(batch, seed=seed)[0]
     return tokens, tokens[:, a0:a1], CrossEntropyLoss()
 
 
-def block_hessian(model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, target: Tensor, loss, *, layer: int = 0) -> tuple[HessianSplit, dict[str, tuple[str, ...]]]:
+def block_hessian(
+    model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, target: Tensor, loss, *, layer: int = 0
+) -> tuple[HessianSplit, dict[str, tuple[str, ...]]]:
     """Exact H, H_o, H_f (float64, dense autograd) over every parameter group of block ``layer``.
 
     Returns:
@@ -146,7 +150,9 @@ def _token_derivatives(fn: Callable[[Tensor], Tensor], y0: Tensor) -> tuple[Tens
     return g.reshape(-1, D), cols.reshape(D, -1, D).permute(1, 2, 0)
 
 
-def assembled_feedforward_blocks(model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, target: Tensor, loss) -> dict[tuple[str, str], Tensor]:
+def assembled_feedforward_blocks(
+    model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, target: Tensor, loss
+) -> dict[tuple[str, str], Tensor]:
     """LN2 and FFN Hessian blocks of a one-layer transformer from the closed forms (theory note §4.2-4.4).
 
     With ``r`` the residual after attention (read-out tokens), ``y = LN2(r)``, ``o = FFN(y)`` and the tail
@@ -164,7 +170,13 @@ def assembled_feedforward_blocks(model: Transformer, params: Mapping[str, Tensor
         dict ``(name_a, name_b) -> block`` over ``blocks.0.{ln2.w, ln2.b, mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out}``
         (LN2 x FFN cross blocks are not assembled).
     """
-    if not isinstance(model, Transformer) or model.n_layers != 1 or not model.layer_norm or model.readout is None or model.attn_only:
+    if (
+        not isinstance(model, Transformer)
+        or model.n_layers != 1
+        or not model.layer_norm
+        or model.readout is None
+        or model.attn_only
+    ):
         raise ValueError("model must be a one-layer pre-LN Transformer with an MLP and a readout")
     p = "blocks.0."
     start, stop = model.readout
@@ -174,7 +186,9 @@ def assembled_feedforward_blocks(model: Transformer, params: Mapping[str, Tensor
     with torch.no_grad():
         resid = params["embed.W_E"][tokens] + params["pos_embed.W_pos"][:T]
         h = layer_norm(resid, params[p + "ln1.w"], params[p + "ln1.b"], model.ln_eps)
-        r = model.residual_scaling * resid[..., start:stop, :] + apply_attention(model.attn, params, h, prefix=p + "attn.", query_rows=(start, stop))
+        r = model.residual_scaling * resid[..., start:stop, :] + apply_attention(
+            model.attn, params, h, prefix=p + "attn.", query_rows=(start, stop)
+        )
     W1, b1, W2, b2 = (params[p + "mlp." + n] for n in ("W_in", "b_in", "W_out", "b_out"))
     w2, bias2 = params[p + "ln2.w"], params[p + "ln2.b"]
 
@@ -246,7 +260,13 @@ class BlockConfig:
 
     def model(self) -> Transformer:
         a0, a1 = answer_positions(5)
-        return Transformer(d_model=self.d_model, d_head=self.d_model, d_mlp=self.d_mlp, layer_norm=self.layer_norm, readout=(a0 - 1, a1 - 1))
+        return Transformer(
+            d_model=self.d_model,
+            d_head=self.d_model,
+            d_mlp=self.d_mlp,
+            layer_norm=self.layer_norm,
+            readout=(a0 - 1, a1 - 1),
+        )
 
     def name(self) -> str:
         norm = "pre" if self.layer_norm else "none"
@@ -281,8 +301,9 @@ def run_block_curvature(config: BlockConfig, path: str | Path, *, progress: bool
     Returns:
         The HDF5 path.
     """
-    from particles.io import ResultStore
     from tqdm.auto import tqdm
+
+    from particles.io import ResultStore
 
     if not isinstance(config, BlockConfig):
         raise TypeError(f"config must be a BlockConfig, got {type(config).__name__}")
@@ -292,7 +313,9 @@ def run_block_curvature(config: BlockConfig, path: str | Path, *, progress: bool
     groups = block_groups(model)
     store = ResultStore(path, _store_config(config))
     tokens, target, loss = addition_problem(model, config.batch, seed=config.data_seed)
-    work = [(None, r) for r in range(config.repeats)] + [(k, r) for r in range(config.repeats) for k in range(config.num_sigmas)]
+    work = [(None, r) for r in range(config.repeats)] + [
+        (k, r) for r in range(config.repeats) for k in range(config.num_sigmas)
+    ]
     for k, r in tqdm(work, desc="block curvature", disable=not progress):
         key = f"init_rep={r}" if k is None else f"sigma={k:02d}_rep={r}"
         if store.done(key):
@@ -427,9 +450,18 @@ def growth_table(results: BlockResults, *, sigma_small: float = 0.1, sigma_large
             small = _fit(s, v, ok & (s <= sigma_small * tol))
             large = _fit(s, v, ok & (s * tol >= sigma_large))
             rows.append(
-                dict(group=group, kind=kind, slope_small=small.slope, ci_small=small.ci, slope_large=large.slope, ci_large=large.ci,
-                     theory_large=large_sigma_exponent(group, kind, results.config.layer_norm), zero=zero,
-                     norm_min=float(np.min(v[ok])) if ok.any() else 0.0, norm_max=float(np.max(v[ok])) if ok.any() else 0.0)
+                dict(
+                    group=group,
+                    kind=kind,
+                    slope_small=small.slope,
+                    ci_small=small.ci,
+                    slope_large=large.slope,
+                    ci_large=large.ci,
+                    theory_large=large_sigma_exponent(group, kind, results.config.layer_norm),
+                    zero=zero,
+                    norm_min=float(np.min(v[ok])) if ok.any() else 0.0,
+                    norm_max=float(np.max(v[ok])) if ok.any() else 0.0,
+                )
             )
     return rows
 
@@ -440,7 +472,9 @@ def format_growth_table(rows: list[dict], sigma_small: float = 0.1, sigma_large:
     lines = [head]
     for row in rows:
         if row["zero"] or not row["norm_max"] > 0:
-            lines.append(f"{row['group']:6s} {row['kind']:4s} {'0 (round-off)':>18s} {'':>18s} {'':>7s}  <= {row['norm_max']:.1e}")
+            lines.append(
+                f"{row['group']:6s} {row['kind']:4s} {'0 (round-off)':>18s} {'':>18s} {'':>7s}  <= {row['norm_max']:.1e}"
+            )
             continue
         th = "-" if row["theory_large"] is None else f"{row['theory_large']:g}"
         lines.append(
@@ -482,13 +516,24 @@ def plot_block_map(path: str | Path, out: str | Path | None = None) -> Path:
             for j in range(G):
                 v = M[q, i, j]
                 text = "0" if v == 0 else f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e")
-                ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if not np.isfinite(logs[q, i, j]) or logs[q, i, j] < (vmin + vmax) / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if not np.isfinite(logs[q, i, j]) or logs[q, i, j] < (vmin + vmax) / 2 else "black",
+                )
         ax.set_xticks(range(G), res.groups)
         ax.set_yticks(range(G), res.groups)
         ax.set_title(f"{KINDS[q]}: $\\|H[g, g']\\|_F$ (log10 colour)")
     fig.colorbar(im, ax=axes, shrink=0.8, label="log10 Frobenius norm")
     c = res.config
-    fig.suptitle(f"pre-LN block at initialisation: d_model {c.d_model}, d_mlp {c.d_mlp}, batch {c.batch}, mean of {c.repeats} seeds (0: H_f <= 1e-10 of H, round-off)", fontsize=9)
+    fig.suptitle(
+        f"pre-LN block at initialisation: d_model {c.d_model}, d_mlp {c.d_mlp}, batch {c.batch}, mean of {c.repeats} seeds (0: H_f <= 1e-10 of H, round-off)",
+        fontsize=9,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -514,7 +559,14 @@ def plot_block_growth(path: str | Path, out: str | Path | None = None) -> Path:
             big = res.sigmas >= 1
             top = np.nanmax(mean[-1, q])
             for p, style in ((-1.0, ":"), (-2.0, "--")):
-                ax.plot(res.sigmas[big], 2 * top * (res.sigmas[big] / res.sigmas[-1]) ** p, style, color="k", lw=1, label=f"$\\sigma^{{{p:g}}}$ (derived)")
+                ax.plot(
+                    res.sigmas[big],
+                    2 * top * (res.sigmas[big] / res.sigmas[-1]) ** p,
+                    style,
+                    color="k",
+                    lw=1,
+                    label=f"$\\sigma^{{{p:g}}}$ (derived)",
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("embedding std $\\sigma$")

@@ -151,11 +151,15 @@ def _operator(A: object) -> tuple[Callable[[np.ndarray], np.ndarray], int, np.dt
     scale = float(np.max(np.abs(dense))) if n else 0.0
     asym = float(np.max(np.abs(dense - dense.T))) if n else 0.0
     if not asym <= SYMMETRY_TOL * scale:
-        raise ValueError(f"A must be symmetric, got max|A - A^T| = {asym:.3e} for max|A| = {scale:.3e} (relative tolerance {SYMMETRY_TOL:g})")
+        raise ValueError(
+            f"A must be symmetric, got max|A - A^T| = {asym:.3e} for max|A| = {scale:.3e} (relative tolerance {SYMMETRY_TOL:g})"
+        )
     return matmat, n, dtype, dense
 
 
-def _densify(matmat: Callable[[np.ndarray], np.ndarray], n: int, dtype: np.dtype, dense: np.ndarray | None) -> np.ndarray:
+def _densify(
+    matmat: Callable[[np.ndarray], np.ndarray], n: int, dtype: np.dtype, dense: np.ndarray | None
+) -> np.ndarray:
     M = np.asarray(matmat(np.eye(n, dtype=dtype)), dtype=np.float64) if dense is None else dense
     # an operator's product with e_i is column i; symmetrising removes round-off asymmetry only
     return 0.5 * (M + M.T)
@@ -212,7 +216,9 @@ def extreme_eigenvalues(
     dense_threshold = _check_threshold(dense_threshold)
     matmat, n, dtype, dense = _operator(A)
     if k >= n:
-        raise ValueError(f"k={k} must be smaller than the dimension n={n}; use numpy.linalg.eigvalsh for the whole spectrum")
+        raise ValueError(
+            f"k={k} must be smaller than the dimension n={n}; use numpy.linalg.eigvalsh for the whole spectrum"
+        )
     if not (isinstance(tol, (int, float)) and 0 <= tol < 1):
         raise ValueError(f"tol must be a float in [0, 1), got {tol!r}")
     if n <= dense_threshold:
@@ -231,7 +237,9 @@ def extreme_eigenvalues(
         )
     m = 2 * k if which == "both" else k
     if m >= n:
-        raise ValueError(f"k={k} at both ends needs 2k < n={n} for Lanczos; raise dense_threshold to use the dense path")
+        raise ValueError(
+            f"k={k} at both ends needs 2k < n={n} for Lanczos; raise dense_threshold to use the dense path"
+        )
     count = [0]
 
     def mm(X: np.ndarray) -> np.ndarray:
@@ -243,7 +251,9 @@ def extreme_eigenvalues(
     ncv = min(n, max(2 * k + 1, 20))
 
     def run(shift: float, k_: int, arpack: str) -> tuple[np.ndarray, np.ndarray]:
-        op = LinearOperator((n, n), matvec=lambda x: mm(x)[:, 0] + shift * x, matmat=lambda X: mm(X) + shift * X, dtype=np.float64)
+        op = LinearOperator(
+            (n, n), matvec=lambda x: mm(x)[:, 0] + shift * x, matmat=lambda X: mm(X) + shift * X, dtype=np.float64
+        )
         lam, U = eigsh(op, k=k_, which=arpack, tol=tol, v0=v0, maxiter=maxiter, ncv=ncv)
         return lam - shift, U
 
@@ -284,7 +294,9 @@ def conditioning_from_eigenvalues(eigenvalues: np.ndarray, *, rtol: float | None
     """
     lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
     if lam.size == 0 or not np.all(np.isfinite(lam)):
-        raise ValueError(f"eigenvalues must be a non-empty finite array, got {lam.size} values ({int(np.sum(~np.isfinite(lam)))} non-finite)")
+        raise ValueError(
+            f"eigenvalues must be a non-empty finite array, got {lam.size} values ({int(np.sum(~np.isfinite(lam)))} non-finite)"
+        )
     rtol = _check_rtol(rtol, lam.size)
     a = np.abs(lam)
     amax = float(a.max())

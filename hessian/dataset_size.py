@@ -60,7 +60,9 @@ def per_sample_hessians(
     if not isinstance(X, Tensor) or not isinstance(Y, Tensor):
         raise TypeError(f"X and Y must be torch.Tensors, got {type(X).__name__} and {type(Y).__name__}")
     if X.ndim < 1 or Y.ndim < 1 or X.shape[0] != Y.shape[0] or X.shape[0] == 0:
-        raise ValueError(f"X and Y must hold the same number n >= 1 of samples on axis 0, got shapes {tuple(X.shape)} and {tuple(Y.shape)}")
+        raise ValueError(
+            f"X and Y must hold the same number n >= 1 of samples on axis 0, got shapes {tuple(X.shape)} and {tuple(Y.shape)}"
+        )
     problem = make_problem(model, loss, params, X[:1], Y[:1], blocks, torch.float64)
     names, shapes = problem.names, problem.shapes
     P = problem.dim
@@ -196,11 +198,19 @@ class DatasetConfig:
         names = [g.strip() for g in str(self.groups).split(",")]
         bad = [g for g in names if g not in GROUPS or (g.startswith("LN") and not self.layer_norm)]
         if not names or bad:
-            raise ValueError(f"groups must be comma-separated names from {GROUPS} (LN groups need layer_norm), got {self.groups!r}")
+            raise ValueError(
+                f"groups must be comma-separated names from {GROUPS} (LN groups need layer_norm), got {self.groups!r}"
+            )
 
     def model(self) -> Transformer:
         a0, a1 = answer_positions(5)
-        return Transformer(d_model=self.d_model, d_head=self.d_model, d_mlp=self.d_mlp, layer_norm=self.layer_norm, readout=(a0 - 1, a1 - 1))
+        return Transformer(
+            d_model=self.d_model,
+            d_head=self.d_model,
+            d_mlp=self.d_mlp,
+            layer_norm=self.layer_norm,
+            readout=(a0 - 1, a1 - 1),
+        )
 
     def blocks(self) -> list[str]:
         groups = block_groups(self.model())
@@ -221,8 +231,9 @@ def run_dataset_convergence(config: DatasetConfig, path: str | Path, *, progress
     ``losses``, ``dL``, ``dH`` (chunk,), ``H_mean`` (P, P) (the running mean after the chunk, to resume) and
     attrs ``k0``, ``L_mean``, ``seconds``.
     """
-    from particles.io import ResultStore
     from tqdm.auto import tqdm
+
+    from particles.io import ResultStore
 
     if not isinstance(config, DatasetConfig):
         raise TypeError(f"config must be a DatasetConfig, got {type(config).__name__}")
@@ -248,7 +259,16 @@ def run_dataset_convergence(config: DatasetConfig, path: str | Path, *, progress
         sl = slice(k0, min(k0 + config.chunk, config.num_samples))
         losses, hessians = per_sample_hessians(model, loss, params, tokens[sl], tokens[sl, a0:a1], blocks)
         dL, dH, L_prev, H_prev = running_differences(losses, hessians, k0=k0, L_prev=L_prev, H_prev=H_prev)
-        store.save(key, losses=losses.numpy(), dL=dL, dH=dH, H_mean=H_prev.numpy(), k0=k0, L_mean=L_prev, seconds=time.perf_counter() - t0)
+        store.save(
+            key,
+            losses=losses.numpy(),
+            dL=dL,
+            dH=dH,
+            H_mean=H_prev.numpy(),
+            k0=k0,
+            L_mean=L_prev,
+            seconds=time.perf_counter() - t0,
+        )
     return path
 
 
@@ -272,7 +292,10 @@ class DatasetResults:
 
     def rates(self, *, k_min: int = 10, num_bins: int = 20) -> dict[str, RateFit]:
         """Fitted log-log rates of both differences (``fit_rate``)."""
-        return {"loss": fit_rate(self.k, self.dL, k_min=k_min, num_bins=num_bins), "hessian": fit_rate(self.k, self.dH, k_min=k_min, num_bins=num_bins)}
+        return {
+            "loss": fit_rate(self.k, self.dL, k_min=k_min, num_bins=num_bins),
+            "hessian": fit_rate(self.k, self.dH, k_min=k_min, num_bins=num_bins),
+        }
 
 
 def load_dataset_convergence(path: str | Path) -> DatasetResults:
@@ -319,14 +342,23 @@ def plot_dataset_convergence(path: str | Path, out: str | Path | None = None, *,
         if fit.centres.size:
             ax.loglog(fit.centres, fit.medians, "o", color="C3", ms=5, label=f"binned medians (k >= {k_min})")
             c = np.exp(np.mean(np.log(fit.medians) - fit.slope * np.log(fit.centres)))
-            ax.loglog(fit.centres, c * fit.centres**fit.slope, "-", color="C3", label=f"fit: slope {fit.slope:.3f} $\\pm$ {fit.ci:.3f}")
+            ax.loglog(
+                fit.centres,
+                c * fit.centres**fit.slope,
+                "-",
+                color="C3",
+                label=f"fit: slope {fit.slope:.3f} $\\pm$ {fit.ci:.3f}",
+            )
             c1 = np.exp(np.mean(np.log(fit.medians) - THEORY_RATE * np.log(fit.centres)))
             ax.loglog(fit.centres, c1 * fit.centres**THEORY_RATE, "--", color="k", label="theory: slope -1 (note §4.5)")
         ax.set_xlabel("k (samples in the empirical loss)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     c = res.config
-    fig.suptitle(f"pre-LN transformer at fixed parameters, addition, CE; Hessian over {c.groups} (d_model {c.d_model}), N = {c.num_samples}", fontsize=9)
+    fig.suptitle(
+        f"pre-LN transformer at fixed parameters, addition, CE; Hessian over {c.groups} (d_model {c.d_model}), N = {c.num_samples}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -42,7 +42,9 @@ def _dense(problem: Problem, closure, max_params: int, chunk_size: int) -> Block
     return BlockMatrix(product(eye), problem.names, problem.shapes)
 
 
-def hessian_matrix(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]) -> Tensor:
+def hessian_matrix(
+    model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]
+) -> Tensor:
     """Pure (P, P) Hessian over ``blocks``, no validation and no size guard: vmappable, e.g. over many X.
 
     ``torch.func.vmap(lambda X: hessian_matrix(model, loss, params, X, Y, blocks=["W_Q"]))(Xs)`` gives one
@@ -54,7 +56,9 @@ def hessian_matrix(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Te
     return hvp_closure(model, loss, params, X, Y, names)(eye)
 
 
-def ggn_matrix(model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]) -> Tensor:
+def ggn_matrix(
+    model: Model, loss: Loss, params: Mapping[str, Tensor], X: Tensor, Y: Tensor, *, blocks: Sequence[str]
+) -> Tensor:
     """Pure (P, P) outer-product Hessian H_o over ``blocks``; vmappable like ``hessian_matrix``."""
     names = tuple(blocks)
     P = sum(params[n].numel() for n in names)
@@ -183,4 +187,6 @@ def functional_hessian(
     chunk_size: int = 256,
 ) -> BlockMatrix:
     """Functional Hessian ``H_f = H - H_o = sum_n (dl/dF_n) d^2 F_n / dw^2``; arguments as in ``dense_hessian``."""
-    return hessian_split(model, loss, params, X, Y, blocks, dtype=dtype, max_params=max_params, chunk_size=chunk_size).H_f
+    return hessian_split(
+        model, loss, params, X, Y, blocks, dtype=dtype, max_params=max_params, chunk_size=chunk_size
+    ).H_f

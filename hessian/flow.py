@@ -60,8 +60,16 @@ from torch.func import vmap
 
 from ._checks import check_positive_int
 
-__all__ = ["along_trajectory", "read_curvature", "FlowCurvature", "flow_hessian", "random_target", "cluster_power_law",
-           "CLUSTER_EXPONENTS", "LOSSES"]
+__all__ = [
+    "along_trajectory",
+    "read_curvature",
+    "FlowCurvature",
+    "flow_hessian",
+    "random_target",
+    "cluster_power_law",
+    "CLUSTER_EXPONENTS",
+    "LOSSES",
+]
 
 LOSSES = ("target", "next", "energy")
 KINDS = ("H", "H_o", "H_f")
@@ -122,8 +130,9 @@ def _trace(b: dict) -> Tensor:
     return b["Q", "Q"].diagonal().sum() + b["K", "K"].diagonal().sum() + b["V", "V"].diagonal().sum()
 
 
-def flow_hessian(X: Tensor, Q: Tensor, K: Tensor, V: Tensor, Y: Tensor, *, beta: float, dynamics: str = "SA",
-                 loss: str = "target") -> tuple[Tensor, Tensor]:
+def flow_hessian(
+    X: Tensor, Q: Tensor, K: Tensor, V: Tensor, Y: Tensor, *, beta: float, dynamics: str = "SA", loss: str = "target"
+) -> tuple[Tensor, Tensor]:
     """Exact (H_o, H_f) of ``l(Q, K, V) = loss(A X V^T)`` at one configuration (pure torch, vmappable).
 
     Args:
@@ -208,8 +217,13 @@ def _blocks(X, Q, K, V, Y, *, beta, dynamics, loss):
     S3u = (W @ XXc).reshape(n, d, d)
     s2u = (S2 @ U[:, :, None])[:, :, 0]
     mu_u = (mu * U).sum(1)[:, None, None]
-    M3u = (S3u - s2u[:, :, None] * mu[:, None, :] - mu[:, :, None] * s2u[:, None, :] - mu_u * S2
-           + 2.0 * mu_u * (mu[:, :, None] * mu[:, None, :]))
+    M3u = (
+        S3u
+        - s2u[:, :, None] * mu[:, None, :]
+        - mu[:, :, None] * s2u[:, None, :]
+        - mu_u * S2
+        + 2.0 * mu_u * (mu[:, :, None] * mu[:, None, :])
+    )
     xx = X[:, :, None] * X[:, None, :]
     qq = q[:, :, None] * q[:, None, :]
     xq = X[:, :, None] * q[:, None, :]
@@ -227,8 +241,14 @@ def _blocks(X, Q, K, V, Y, *, beta, dynamics, loss):
     qg = q[:, :, None] * G[:, None, :]
     fQV = _sum_outer(beta * KM2, xg, _CROSS)
     fKV = _sum_outer(beta * M2, qg, _KV_F)
-    H_f = {("Q", "Q"): fQQ, ("Q", "K"): fQK, ("Q", "V"): fQV, ("K", "K"): fKK, ("K", "V"): fKV,
-           ("V", "V"): torch.zeros(P, P, dtype=X.dtype)}
+    H_f = {
+        ("Q", "Q"): fQQ,
+        ("Q", "K"): fQK,
+        ("Q", "V"): fQV,
+        ("K", "K"): fKK,
+        ("K", "V"): fKV,
+        ("V", "V"): torch.zeros(P, P, dtype=X.dtype),
+    }
     if loss == "energy":
         H_o = _split(_outer_general(X, q, m, VM2, K, F, E, beta, n, d), P)
     else:
@@ -317,7 +337,6 @@ class FlowCurvature:
         return self.norms[..., KINDS.index(kind), BLOCKS.index(row), BLOCKS.index(col)]
 
 
-
 def along_trajectory(
     traj,
     *,
@@ -396,7 +415,12 @@ def along_trajectory(
     if threads is not None:
         threads = _check_int("threads", threads, 1)
     max_dense_bytes = _check_int("max_dense_bytes", max_dense_bytes, 0)
-    for name, value in (("dense", dense), ("eigenvalues", eigenvalues), ("overwrite", overwrite), ("progress", progress)):
+    for name, value in (
+        ("dense", dense),
+        ("eigenvalues", eigenvalues),
+        ("overwrite", overwrite),
+        ("progress", progress),
+    ):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     if write is None:
@@ -406,8 +430,10 @@ def along_trajectory(
     if write and path is None:
         path = getattr(traj.xs, "path", None)
         if path is None:
-            raise ValueError("write=True needs a stored run: pass its path (or a Trajectory from particles.load), "
-                             "got an in-memory Trajectory; save it first with particles.io.save")
+            raise ValueError(
+                "write=True needs a stored run: pass its path (or a Trajectory from particles.load), "
+                "got an in-memory Trajectory; save it first with particles.io.save"
+            )
 
     params = traj.params
     shape = tuple(traj.xs.shape)
@@ -416,8 +442,10 @@ def along_trajectory(
     n, d = shape[-2:]
     P = 3 * d * d
     if P > max_params:
-        raise ValueError(f"the (Q, K, V) Hessian has P = 3 d^2 = {P} parameters for d = {d}, above max_params = "
-                         f"{max_params}; raise max_params (each configuration needs several {P}x{P} matrices)")
+        raise ValueError(
+            f"the (Q, K, V) Hessian has P = 3 d^2 = {P} parameters for d = {d}, above max_params = "
+            f"{max_params}; raise max_params (each configuration needs several {P}x{P} matrices)"
+        )
     m = len(traj.ts)
     frames = np.unique(np.r_[np.arange(0, m, every), m - 1])
     if loss == "next":
@@ -427,9 +455,11 @@ def along_trajectory(
     F = len(frames)
     stored_bytes = 2 * m * B * P * P * 8
     if dense and stored_bytes > max_dense_bytes:
-        raise ValueError(f"dense=True would store H and H_o for {m} frames x {B} systems at P = {P}: "
-                         f"{stored_bytes / 2**20:.0f} MiB, above max_dense_bytes = {max_dense_bytes / 2**20:.0f} MiB; "
-                         f"use every > 1 with fewer frames, raise max_dense_bytes, or dense=False")
+        raise ValueError(
+            f"dense=True would store H and H_o for {m} frames x {B} systems at P = {P}: "
+            f"{stored_bytes / 2**20:.0f} MiB, above max_dense_bytes = {max_dense_bytes / 2**20:.0f} MiB; "
+            f"use every > 1 with fewer frames, raise max_dense_bytes, or dense=False"
+        )
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_BYTES // (_MATRICES_PER_CONFIG * P * P * 8))
     chunk_size = _check_int("chunk_size", chunk_size, 1)
@@ -437,18 +467,37 @@ def along_trajectory(
 
     QKV = [_weights(getattr(params, name), B, d) for name in BLOCKS]
     Y_target = torch.from_numpy(random_target((B, n, d), target_seed)) if loss == "target" else None
-    kernel = vmap(functools.partial(_summary, beta=float(params.beta), dynamics=params.dynamics, loss=loss,
-                                    dense=dense))
+    kernel = vmap(
+        functools.partial(_summary, beta=float(params.beta), dynamics=params.dynamics, loss=loss, dense=dense)
+    )
     ts = np.asarray(traj.ts, dtype=np.float64)
     out = {"norms": [], "trace": [], "top_eigenvalue": [], "H": [], "H_o": []}
     sig, counts = [], []
     from tqdm.auto import tqdm
 
-    chunks = [frames[k:k + frames_per_chunk] for k in range(0, F, frames_per_chunk)]
+    chunks = [frames[k : k + frames_per_chunk] for k in range(0, F, frames_per_chunk)]
     with _torch_threads(threads):
         for idx in tqdm(chunks, desc=f"curvature ({loss})", unit="chunk", disable=not progress):
-            _chunk(idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eigenvalues, dense, params,
-                   out, sig, counts)
+            _chunk(
+                idx,
+                traj,
+                batched,
+                ts,
+                n,
+                d,
+                B,
+                P,
+                loss,
+                Y_target,
+                QKV,
+                kernel,
+                eigenvalues,
+                dense,
+                params,
+                out,
+                sig,
+                counts,
+            )
 
     def cat(parts):
         if not parts:
@@ -457,20 +506,39 @@ def along_trajectory(
         return a if batched else a[:, 0]
 
     settings = dict(
-        loss=loss, dynamics=params.dynamics, beta=float(params.beta), every=every, frames=frames.astype(np.int64),
-        target_seed=target_seed, n=n, d=d, systems=B,
-        function=("l(Q, K, V) = loss(F), F = A X V^T, A_ij = exp(beta <Q x_i, K x_j>) / Z_i (SA: softmax, USA: n); "
-                  "unprojected velocity, no residual"),
-        parameters="[vec_r Q, vec_r K, vec_r V] (row-major)", kinds=",".join(KINDS), blocks=",".join(BLOCKS),
-        loss_definition=_LOSS_DOC[loss], eigenvalues="largest eigenvalue of H (dsyevr)" if eigenvalues else "not computed",
+        loss=loss,
+        dynamics=params.dynamics,
+        beta=float(params.beta),
+        every=every,
+        frames=frames.astype(np.int64),
+        target_seed=target_seed,
+        n=n,
+        d=d,
+        systems=B,
+        function=(
+            "l(Q, K, V) = loss(F), F = A X V^T, A_ij = exp(beta <Q x_i, K x_j>) / Z_i (SA: softmax, USA: n); "
+            "unprojected velocity, no residual"
+        ),
+        parameters="[vec_r Q, vec_r K, vec_r V] (row-major)",
+        kinds=",".join(KINDS),
+        blocks=",".join(BLOCKS),
+        loss_definition=_LOSS_DOC[loss],
+        eigenvalues="largest eigenvalue of H (dsyevr)" if eigenvalues else "not computed",
         # ties the fields of one call together: a rewrite without dense=True leaves older dense fields behind
         call_id=uuid.uuid4().hex,
     )
     result = FlowCurvature(
-        ts=ts[frames], frames=frames.astype(np.int64), norms=cat(out["norms"]), trace=cat(out["trace"]),
-        top_eigenvalue=cat(out["top_eigenvalue"]), H=cat(out["H"]), H_o=cat(out["H_o"]),
+        ts=ts[frames],
+        frames=frames.astype(np.int64),
+        norms=cat(out["norms"]),
+        trace=cat(out["trace"]),
+        top_eigenvalue=cat(out["top_eigenvalue"]),
+        H=cat(out["H"]),
+        H_o=cat(out["H_o"]),
         sigma_eigenvalues=cat([s.reshape(len(s), B, d) for s in sig]),
-        cluster_count=cat([c.reshape(len(c), B) for c in counts]), loss=loss, settings=settings,
+        cluster_count=cat([c.reshape(len(c), B) for c in counts]),
+        loss=loss,
+        settings=settings,
     )
     if write:
         _write(path, result, m, overwrite)
@@ -500,8 +568,11 @@ def _write(path, result: FlowCurvature, m: int, overwrite: bool) -> None:
         value = getattr(result, field)
         if value is None:
             continue
-        full = np.full((m,) + value.shape[1:], -1 if field == "cluster_count" else np.nan,
-                       dtype=np.int64 if field == "cluster_count" else np.float64)
+        full = np.full(
+            (m,) + value.shape[1:],
+            -1 if field == "cluster_count" else np.nan,
+            dtype=np.int64 if field == "cluster_count" else np.float64,
+        )
         full[result.frames] = value
         io.write_observable(path, names[field], full, attrs=result.settings, overwrite=True)
 
@@ -536,7 +607,9 @@ def read_curvature(path, loss: str = "target") -> FlowCurvature:
         nm = f"{_PREFIX}.{loss}.{field}"
         obs = first if nm == name else io.read_observable(path, nm) if nm in have else None
         # fields left over from an earlier call (other call_id) are not part of this result
-        fields[field] = obs.value[frames] if obs is not None and obs.attrs.get("call_id") == settings["call_id"] else None
+        fields[field] = (
+            obs.value[frames] if obs is not None and obs.attrs.get("call_id") == settings["call_id"] else None
+        )
     return FlowCurvature(ts=first.time[frames], frames=frames, loss=loss, settings=settings, **fields)
 
 
@@ -556,12 +629,19 @@ def _top_eigenvalues(H: Tensor) -> np.ndarray:
 
     P = H.shape[-1]
     with threadpool_limits(1, user_api="blas"):
-        return np.array([scipy.linalg.eigh(a, eigvals_only=True, subset_by_index=[P - 1, P - 1], driver="evr",
-                                           check_finite=False)[0] for a in H.numpy()])
+        return np.array(
+            [
+                scipy.linalg.eigh(
+                    a, eigvals_only=True, subset_by_index=[P - 1, P - 1], driver="evr", check_finite=False
+                )[0]
+                for a in H.numpy()
+            ]
+        )
 
 
-def _chunk(idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eigenvalues, dense, params, out, sig,
-           counts):
+def _chunk(
+    idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eigenvalues, dense, params, out, sig, counts
+):
     """Curvature at frames ``idx`` of every system, appended to ``out``, ``sig``, ``counts``."""
     import particles
 
@@ -582,9 +662,11 @@ def _chunk(idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eige
     res = kernel(X, Q, K, V, Y)
     if not all(bool(torch.isfinite(r).all()) for r in res[:2]):
         bad = int(np.flatnonzero(~np.isfinite(res[0].reshape(len(idx), -1).numpy()).all(1))[0])
-        raise RuntimeError(f"non-finite curvature at frame {idx[bad]} (t = {ts[idx[bad]]:g}) with beta = "
-                           f"{params.beta:g}, dynamics = {params.dynamics!r} (USA weights e^(beta <Qx, Kx>) "
-                           f"overflow at large beta)")
+        raise RuntimeError(
+            f"non-finite curvature at frame {idx[bad]} (t = {ts[idx[bad]]:g}) with beta = "
+            f"{params.beta:g}, dynamics = {params.dynamics!r} (USA weights e^(beta <Qx, Kx>) "
+            f"overflow at large beta)"
+        )
     out["norms"].append(res[0].reshape(len(idx), B, 3, 3, 3).numpy())
     out["trace"].append(res[1].reshape(len(idx), B, 3).numpy())
     H = _assemble_batched(res[2]) if eigenvalues or dense else None
@@ -593,7 +675,6 @@ def _chunk(idx, traj, batched, ts, n, d, B, P, loss, Y_target, QKV, kernel, eige
     if dense:
         out["H"].append(H.reshape(len(idx), B, P, P).numpy())
         out["H_o"].append(_assemble_batched(res[3]).reshape(len(idx), B, P, P).numpy())
-
 
 
 @contextlib.contextmanager
@@ -609,8 +690,7 @@ def _torch_threads(threads):
 
 def _check_int(name, value, low):
     # NumPy integers too (frame indices and the like); the shared check takes Python ints.
-    return check_positive_int(int(value) if isinstance(value, np.integer) else value, name,
-                              minimum=low)
+    return check_positive_int(int(value) if isinstance(value, np.integer) else value, name, minimum=low)
 
 
 def _weights(M, B, d) -> Tensor:

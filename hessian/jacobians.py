@@ -69,7 +69,9 @@ def _check_wrt(wrt: object, params: Mapping[str, Tensor], X: Tensor) -> tuple[st
             if INPUT in params:
                 raise ValueError("wrt: 'X' is ambiguous, params also holds a parameter named 'X'; rename it")
             if not X.is_floating_point():
-                raise ValueError(f"wrt: cannot differentiate with respect to X of dtype {X.dtype} (e.g. token ids); drop 'X'")
+                raise ValueError(
+                    f"wrt: cannot differentiate with respect to X of dtype {X.dtype} (e.g. token ids); drop 'X'"
+                )
         elif name not in params:
             raise ValueError(f"wrt: no parameter named {name!r}; available: 'X' and {sorted(params)}")
         elif not params[name].is_floating_point():
@@ -96,7 +98,9 @@ def _make_problem(model: object, params: object, X: object, wrt: object, dtype: 
         except (RuntimeError, IndexError) as err:
             raise ValueError(f"model(params, X) failed for X of shape {tuple(X.shape)}: {err}") from err
     if not isinstance(out, Tensor) or not out.is_floating_point():
-        raise TypeError(f"model must return a floating torch.Tensor, got {type(out).__name__} {getattr(out, 'dtype', '')}")
+        raise TypeError(
+            f"model must return a floating torch.Tensor, got {type(out).__name__} {getattr(out, 'dtype', '')}"
+        )
     check_finite(out, "model(params, X)")
     args = {INPUT: X, **params}
     shapes = tuple(tuple(args[n].shape) for n in names)
@@ -226,7 +230,9 @@ class JacobianOperator(LinearOperator):
         self.torch_rmatmat = self._checked(transpose, N, P, chunk_size)
         super().__init__(dtype=np.float64 if self._torch_dtype == torch.float64 else np.float32, shape=(N, P))
 
-    def _checked(self, one: Callable[[Tensor], Tensor], n: int, m: int, chunk_size: int | None) -> Callable[[Tensor], Tensor]:
+    def _checked(
+        self, one: Callable[[Tensor], Tensor], n: int, m: int, chunk_size: int | None
+    ) -> Callable[[Tensor], Tensor]:
         def apply(V: Tensor) -> Tensor:
             if not isinstance(V, Tensor):
                 raise TypeError(f"V must be a torch.Tensor, got {type(V).__name__}")

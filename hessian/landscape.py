@@ -59,7 +59,11 @@ class _AllocationCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        inputs = {t.untyped_storage().data_ptr() for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, Tensor)}
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, Tensor)
+        }
         for t in torch.utils._pytree.tree_leaves(out):
             if isinstance(t, Tensor) and t.untyped_storage().data_ptr() not in inputs:
                 self.bytes += t.untyped_storage().nbytes()
@@ -76,24 +80,34 @@ def check_directions(directions: object, params: Mapping[str, Tensor]) -> list[d
     if isinstance(directions, Mapping):
         directions = [directions]
     if not isinstance(directions, Sequence) or isinstance(directions, str):
-        raise TypeError(f"directions must be a dict name -> tensor or a sequence of them, got {type(directions).__name__}")
+        raise TypeError(
+            f"directions must be a dict name -> tensor or a sequence of them, got {type(directions).__name__}"
+        )
     if not directions:
         raise ValueError("directions must hold at least one direction, got an empty sequence")
     out = []
     for k, d in enumerate(directions):
         if not isinstance(d, Mapping) or not d:
-            raise TypeError(f"directions[{k}] must be a non-empty dict name -> tensor, got {type(d).__name__} {d!r:.60}")
+            raise TypeError(
+                f"directions[{k}] must be a non-empty dict name -> tensor, got {type(d).__name__} {d!r:.60}"
+            )
         checked = {}
         for name, t in d.items():
             if name not in params:
-                raise ValueError(f"directions[{k}] has unknown parameter name {name!r}; parameters are {sorted(params)}")
+                raise ValueError(
+                    f"directions[{k}] has unknown parameter name {name!r}; parameters are {sorted(params)}"
+                )
             if not isinstance(t, Tensor):
                 raise TypeError(f"directions[{k}][{name!r}] must be a torch.Tensor, got {type(t).__name__}")
             p = params[name]
             if tuple(t.shape) != tuple(p.shape):
-                raise ValueError(f"directions[{k}][{name!r}] must have the parameter's shape {tuple(p.shape)}, got {tuple(t.shape)}")
+                raise ValueError(
+                    f"directions[{k}][{name!r}] must have the parameter's shape {tuple(p.shape)}, got {tuple(t.shape)}"
+                )
             if not p.is_floating_point():
-                raise ValueError(f"directions[{k}][{name!r}]: parameter {name!r} has dtype {p.dtype}, expected a floating dtype")
+                raise ValueError(
+                    f"directions[{k}][{name!r}]: parameter {name!r} has dtype {p.dtype}, expected a floating dtype"
+                )
             check_finite(t, f"directions[{k}][{name!r}]")
             checked[name] = t.detach().to(p.dtype)
         out.append(checked)
@@ -107,7 +121,9 @@ def _check_grid(grid: object, num_directions: int) -> tuple[np.ndarray, ...]:
     if isinstance(grid, (np.ndarray, Tensor)) and np.ndim(grid) == 1:
         grid = [grid]
     if not isinstance(grid, (Sequence, np.ndarray, Tensor)) or isinstance(grid, str):
-        raise TypeError(f"grid must be a 1-D array (one direction) or a sequence of 1-D arrays (one per direction), got {type(grid).__name__}")
+        raise TypeError(
+            f"grid must be a 1-D array (one direction) or a sequence of 1-D arrays (one per direction), got {type(grid).__name__}"
+        )
     if len(grid) != num_directions:
         raise ValueError(f"grid must have one axis per direction: got {len(grid)} axes for {num_directions} directions")
     axes = []
@@ -127,7 +143,9 @@ def grid_coefficients(axes: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([m.reshape(-1) for m in mesh], axis=1)
 
 
-def bytes_per_point(loss_fn: Callable[[dict[str, Tensor]], Tensor], params: Mapping[str, Tensor], names: Sequence[str]) -> tuple[int, Tensor]:
+def bytes_per_point(
+    loss_fn: Callable[[dict[str, Tensor]], Tensor], params: Mapping[str, Tensor], names: Sequence[str]
+) -> tuple[int, Tensor]:
     """(bytes one grid point needs, loss at ``params``): the perturbed parameters plus every tensor one evaluation allocates."""
     counter = _AllocationCounter()
     with torch.no_grad(), counter:
@@ -185,7 +203,9 @@ def loss_landscape(
     names = sorted({n for d in dirs for n in d}, key=list(params).index)
     per_point, value = bytes_per_point(loss_fn, params, names)
     if not isinstance(value, Tensor) or value.ndim != 0:
-        raise ValueError(f"loss_fn must return a 0-dim tensor, got {tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}")
+        raise ValueError(
+            f"loss_fn must return a 0-dim tensor, got {tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}"
+        )
     coeffs = grid_coefficients(axes)
     N = len(coeffs)
     fit = max_memory // per_point
@@ -201,7 +221,9 @@ def loss_landscape(
             f"chunk_size={chunk_size} grid points need {chunk_size * per_point} bytes ({chunk_size * per_point / 2**20:.1f} MiB), "
             f"above max_memory={max_memory} bytes; use chunk_size <= {fit} or raise max_memory"
         )
-    out = evaluate_points(loss_fn, params, dirs, torch.as_tensor(coeffs, dtype=params[names[0]].dtype), chunk_size, progress=progress)
+    out = evaluate_points(
+        loss_fn, params, dirs, torch.as_tensor(coeffs, dtype=params[names[0]].dtype), chunk_size, progress=progress
+    )
     values = out.detach().cpu().numpy().astype(np.float64).reshape(tuple(len(a) for a in axes))
     return Landscape(axes=axes, values=values, loss0=float(value), chunk_size=chunk_size)
 
@@ -222,7 +244,10 @@ def evaluate_points(
     # its operations then run once per chunk instead of once per point
     names = [n for n in params if any(n in d and bool(d[n].any()) for d in directions)]
     # (K, numel) per moved parameter: a chunk's stacked parameters are then one small matrix product
-    flat = {n: torch.stack([d[n].reshape(-1) if n in d else torch.zeros_like(params[n]).reshape(-1) for d in directions]) for n in names}
+    flat = {
+        n: torch.stack([d[n].reshape(-1) if n in d else torch.zeros_like(params[n]).reshape(-1) for d in directions])
+        for n in names
+    }
     fixed = {n: p for n, p in params.items() if n not in flat}
     if not names:  # every direction is zero: the landscape is flat
         with torch.no_grad():
@@ -235,7 +260,10 @@ def evaluate_points(
     out = []
     with torch.no_grad():
         for c in tqdm(coeffs.split(chunk_size), desc="grid chunks", disable=not progress, leave=False):
-            moved = {n: torch.addmm(params[n].reshape(1, -1), c.to(flat[n].dtype), flat[n]).reshape(len(c), *params[n].shape) for n in names}
+            moved = {
+                n: torch.addmm(params[n].reshape(1, -1), c.to(flat[n].dtype), flat[n]).reshape(len(c), *params[n].shape)
+                for n in names
+            }
             out.append(batched(moved))
     return torch.cat(out)
 
@@ -304,4 +332,6 @@ def quadratic_model(
     curvature = (curvature + curvature.T) / 2  # H is symmetric; average away round-off
     c = grid_coefficients(axes)
     q = float(value) + c @ slopes + 0.5 * np.einsum("nk,kl,nl->n", c, curvature, c)
-    return QuadraticModel(axes=axes, values=q.reshape(tuple(len(a) for a in axes)), loss0=float(value), slopes=slopes, curvature=curvature)
+    return QuadraticModel(
+        axes=axes, values=q.reshape(tuple(len(a) for a in axes)), loss0=float(value), slopes=slopes, curvature=curvature
+    )

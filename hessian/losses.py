@@ -23,7 +23,9 @@ def _check_positions(positions: object) -> None:
         and 0 <= positions[0] < positions[1]
     )
     if not ok:
-        raise ValueError(f"positions must be None or a tuple (start, stop) of ints with 0 <= start < stop, got {positions!r}")
+        raise ValueError(
+            f"positions must be None or a tuple (start, stop) of ints with 0 <= start < stop, got {positions!r}"
+        )
 
 
 def _select(x: Tensor, axis: int, start: int, stop: int, name: str) -> Tensor:
@@ -110,10 +112,14 @@ class CrossEntropyLoss:
             raise TypeError(f"target must hold integer classes, got dtype {target.dtype}")
         start, stop = self.positions if self.positions is not None else (0, output.shape[-2] - self.target_shift)
         if stop <= start:
-            raise ValueError(f"no position to score: output length {output.shape[-2]}, target_shift {self.target_shift}")
+            raise ValueError(
+                f"no position to score: output length {output.shape[-2]}, target_shift {self.target_shift}"
+            )
         logits = _select(output, -2, start, stop, "output")
         tgt = _select(target, -1, start + self.target_shift, stop + self.target_shift, "target")
         if tgt.shape != logits.shape[:-1]:
-            raise ValueError(f"target must have shape {tuple(logits.shape[:-1])} after selection, got {tuple(tgt.shape)}")
+            raise ValueError(
+                f"target must have shape {tuple(logits.shape[:-1])} after selection, got {tuple(tgt.shape)}"
+            )
         logp = torch.log_softmax(logits, dim=-1)
         return -logp.gather(-1, tgt.unsqueeze(-1)).mean()

@@ -128,7 +128,9 @@ def functional_hessian_vector_product(
 ) -> Tensor:
     """``H_f v = H v - G v`` for one vector or each row of ``V``; same arguments as ``hessian_vector_product``."""
     kw = dict(blocks=blocks, chunk_size=chunk_size)
-    return hessian_vector_product(model, loss, params, X, Y, V, **kw) - ggn_vector_product(model, loss, params, X, Y, V, **kw)
+    return hessian_vector_product(model, loss, params, X, Y, V, **kw) - ggn_vector_product(
+        model, loss, params, X, Y, V, **kw
+    )
 
 
 def _functional_closure(model, loss, params, X, Y, names, chunk_size=None) -> Callable[[Tensor], Tensor]:
@@ -142,7 +144,9 @@ _CLOSURES = {"hessian": hvp_closure, "ggn": ggnvp_closure, "functional": _functi
 
 def _make(kind: str, model, loss, params, X, Y, blocks, dtype, chunk_size):
     problem = make_problem(model, loss, params, X, Y, blocks, dtype)
-    product = _CLOSURES[kind](problem.model, problem.loss, problem.params, problem.X, problem.Y, problem.names, chunk_size)
+    product = _CLOSURES[kind](
+        problem.model, problem.loss, problem.params, problem.X, problem.Y, problem.names, chunk_size
+    )
     P = problem.dim
 
     def apply(V: Tensor) -> Tensor:
@@ -192,11 +196,15 @@ def make_hvp(
     return _make("hessian", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
-def make_ggnvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK) -> Callable[[Tensor], Tensor]:
+def make_ggnvp(
+    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
+) -> Callable[[Tensor], Tensor]:
     """Validated Gauss-Newton (H_o) vector product ``V -> G V``; arguments as in ``make_hvp``."""
     return _make("ggn", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
-def make_functional_hvp(model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK) -> Callable[[Tensor], Tensor]:
+def make_functional_hvp(
+    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
+) -> Callable[[Tensor], Tensor]:
     """Validated functional-Hessian product ``V -> (H - G) V``; arguments as in ``make_hvp``."""
     return _make("functional", model, loss, params, X, Y, blocks, dtype, chunk_size)

@@ -67,7 +67,19 @@ class TrainingConfig:
     eval_seed: int = 999
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "d_mlp", "n_layers", "steps", "checkpoint_every", "batch", "eval_batch", "top_k", "trace_matvecs", "slq_probes", "slq_steps"):
+        for name in (
+            "d_model",
+            "d_mlp",
+            "n_layers",
+            "steps",
+            "checkpoint_every",
+            "batch",
+            "eval_batch",
+            "top_k",
+            "trace_matvecs",
+            "slq_probes",
+            "slq_steps",
+        ):
             check_positive_int(getattr(self, name), name)
         if self.trace_matvecs < 3:
             raise ValueError(f"trace_matvecs must be >= 3 (Hutch++), got {self.trace_matvecs}")
@@ -83,7 +95,12 @@ class TrainingConfig:
     def model(self) -> Transformer:
         a0, a1 = answer_positions(5)
         return Transformer(
-            n_layers=self.n_layers, d_model=self.d_model, d_head=self.d_model, d_mlp=self.d_mlp, layer_norm=self.layer_norm, readout=(a0 - 1, a1 - 1)
+            n_layers=self.n_layers,
+            d_model=self.d_model,
+            d_head=self.d_model,
+            d_mlp=self.d_mlp,
+            layer_norm=self.layer_norm,
+            readout=(a0 - 1, a1 - 1),
         )
 
     @property
@@ -97,7 +114,14 @@ class TrainingConfig:
         return f"training_norm={norm}_layers={self.n_layers}_d={self.d_model}_steps={self.steps}_lr={self.lr:g}_batch={self.batch}"
 
 
-def adam_step(params: dict[str, Tensor], grads: dict[str, Tensor], m: dict[str, Tensor], v: dict[str, Tensor], t: int, config: TrainingConfig) -> None:
+def adam_step(
+    params: dict[str, Tensor],
+    grads: dict[str, Tensor],
+    m: dict[str, Tensor],
+    v: dict[str, Tensor],
+    t: int,
+    config: TrainingConfig,
+) -> None:
     """One bias-corrected Adam update in place (t = 1, 2, ...): ``w -= lr m_hat / (sqrt(v_hat) + eps)``."""
     b1, b2 = config.beta1, config.beta2
     for name, g in grads.items():
@@ -108,7 +132,16 @@ def adam_step(params: dict[str, Tensor], grads: dict[str, Tensor], m: dict[str, 
         params[name].sub_(config.lr * m_hat / (v_hat.sqrt() + config.adam_eps))
 
 
-def checkpoint_curvature(model: Transformer, params: dict[str, Tensor], tokens: Tensor, target: Tensor, loss, config: TrainingConfig, *, seed: int = 0) -> dict:
+def checkpoint_curvature(
+    model: Transformer,
+    params: dict[str, Tensor],
+    tokens: Tensor,
+    target: Tensor,
+    loss,
+    config: TrainingConfig,
+    *,
+    seed: int = 0,
+) -> dict:
     """Hessian diagnostics of the whole model at one point (float64, exact Hessian-vector products).
 
     Returns:
@@ -159,8 +192,9 @@ def run_training_curvature(config: TrainingConfig, path: str | Path, *, progress
     moments as datasets ``param:<name>``, ``adam_m:<name>``, ``adam_v:<name>``. Training resumes from the last
     saved checkpoint (Adam state included), so an interrupted run ends with the same numbers.
     """
-    from particles.io import ResultStore
     from tqdm.auto import tqdm
+
+    from particles.io import ResultStore
 
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
@@ -201,7 +235,14 @@ def run_training_curvature(config: TrainingConfig, path: str | Path, *, progress
         arrays = {"param:" + k: t.numpy().copy() for k, t in params.items()}
         arrays.update({"adam_m:" + k: t.numpy().copy() for k, t in m.items()})
         arrays.update({"adam_v:" + k: t.numpy().copy() for k, t in v.items()})
-        store.save(_ckpt_key(target_step), step=target_step, train_loss=train_loss, seconds=time.perf_counter() - t0, **curv, **arrays)
+        store.save(
+            _ckpt_key(target_step),
+            step=target_step,
+            train_loss=train_loss,
+            seconds=time.perf_counter() - t0,
+            **curv,
+            **arrays,
+        )
         bar.set_postfix(loss=f"{curv['loss']:.3f}", top=f"{curv['top'][0]:.2f}")
     bar.close()
     return path
@@ -274,7 +315,9 @@ def load_training_curvature(path: str | Path) -> TrainingResults:
     )
 
 
-def plot_training_curvature(path: str | Path, out: str | Path | None = None, *, num_densities: int = 4) -> tuple[Path, Path]:
+def plot_training_curvature(
+    path: str | Path, out: str | Path | None = None, *, num_densities: int = 4
+) -> tuple[Path, Path]:
     """Two figures from the file: (1) loss, eigenvalues, trace and block norms against step; (2) SLQ densities.
 
     Returns:
@@ -340,7 +383,10 @@ def plot_training_curvature(path: str | Path, out: str | Path | None = None, *, 
     ax.set_ylim(peak * 1e-7, peak * 3)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("spectral density (SLQ, Gaussian kernel)")
-    ax.set_title(f"Hessian spectral density during training (kernel width {width:.2g}; {res.config.slq_probes} probes x {res.config.slq_steps} Lanczos steps)", fontsize=9)
+    ax.set_title(
+        f"Hessian spectral density during training (kernel width {width:.2g}; {res.config.slq_probes} probes x {res.config.slq_steps} Lanczos steps)",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out2, dpi=120)

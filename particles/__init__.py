@@ -1,4 +1,5 @@
 """Self-attention dynamics as interacting particles on the sphere (Geshkovski et al., 2023)."""
+
 from ._params import SimulationParams as SimulationParams
 from ._phase_diagram import PhaseDiagram as PhaseDiagram
 from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig

@@ -1,5 +1,6 @@
 """Argument guards shared by the public functions: each names the argument, what it got and
 what it expected."""
+
 import numbers
 
 import numpy as np

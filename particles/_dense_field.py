@@ -1,4 +1,5 @@
 """The velocity field for d > 8: torch matrix products (see ``_fields``)."""
+
 import numpy as np
 import torch
 
@@ -53,8 +54,7 @@ class DenseField(_Field):
             A = np.eye(d) if identity else matmul(matmul(np.swapaxes(basis, 1, 2), A), basis)
             V = np.eye(d)
         self.dp = d
-        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype,
-                         shift=shift, row_max=row_max)
+        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype, shift=shift, row_max=row_max)
         # Identity matrices (the default) skip their (d x d) products: at n < d those would
         # cost more than the logits themselves.
         self._beta = float(beta)
@@ -143,7 +143,7 @@ class DenseField(_Field):
         S = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
         for i in starts:
             rows = slice(i, i + m)
-            for j in starts[i // m:]:
+            for j in starts[i // m :]:
                 cols = slice(j, j + m)
                 e = (xt[:, rows] @ ax[:, cols].transpose(1, 2)).sub_(self._shift).exp_()
                 S[:, rows].baddbmm_(e, vx[:, cols])

@@ -12,6 +12,7 @@ steppers need: ``velocity``, ``retract``, ``axpy`` and ``rk4_combine``, and, whe
 ``make_field`` chooses each system's arithmetic from its own parameters alone; a batch
 whose systems choose differently runs as a ``GroupedField`` of one field per choice.
 """
+
 import numba
 import numpy as np
 
@@ -70,8 +71,7 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
 
         eye = np.eye(d)
         identity = np.broadcast_to(np.all(A == eye, axis=(-2, -1)), (batch,))
-        span = np.broadcast_to(x0 is not None and d >= 2 * n, (batch,)) & np.all(
-            V == eye, axis=(-2, -1))
+        span = np.broadcast_to(x0 is not None and d >= 2 * n, (batch,)) & np.all(V == eye, axis=(-2, -1))
         paths = [row_max, identity, span, symmetric & ~row_max & (n >= BLOCKED_MIN_N)]
     else:
         paths = [row_max, symmetric & ~row_max & (d == 2)]
@@ -79,12 +79,21 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
 
     def build(systems, path):
         """The field of the systems (indices, or None for all) that take this path."""
+
         def take(M):
             return M if systems is None or M.ndim == 2 else M[systems]
 
-        kw = dict(A=take(A), V=take(V), beta=beta, usa=usa, n=n, dtype=dtype,
-                  batch=batch if systems is None else len(systems),
-                  shift=shift if systems is None else shift[systems], row_max=bool(path[0]))
+        kw = dict(
+            A=take(A),
+            V=take(V),
+            beta=beta,
+            usa=usa,
+            n=n,
+            dtype=dtype,
+            batch=batch if systems is None else len(systems),
+            shift=shift if systems is None else shift[systems],
+            row_max=bool(path[0]),
+        )
         if not dense:
             return FusedField(**kw)
         basis = None
@@ -164,8 +173,7 @@ class FusedField(_Field):
     def __init__(self, *, A, V, beta, usa, batch, n, dtype, shift, row_max):
         d = A.shape[-1]
         self.dp = 2 if d == 2 else -(-d // 4) * 4
-        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype,
-                         shift=shift, row_max=row_max)
+        super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype, shift=shift, row_max=row_max)
         shape = (batch, self.dp, n)
         self.norms = np.empty((batch, n), dtype)
         self.ax = np.empty(shape, dtype)
@@ -176,8 +184,7 @@ class FusedField(_Field):
         # do not, so the choice never depends on the batch. On the circle only: with 4
         # coordinates the offset loops carry too many arrays for LLVM's alias checks and stay
         # scalar (measured 3x slower than interact4).
-        self.symmetric = (self.dp == 2 and not self.row_max
-                          and np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2)))
+        self.symmetric = self.dp == 2 and not self.row_max and np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
         if self.symmetric:
             self.n_parts = _kernels.symmetric_parts(n)
             self.work = np.empty((threads, 12, 2 * n), dtype)
@@ -203,11 +210,11 @@ class FusedField(_Field):
         """The field at x (B, dp, n) into out; its tangent part if ``project``."""
         _kernels.prepare(x, self.BA, self.V, self.ax, self.vx)
         if self.symmetric:
-            self._interact(x, self.ax, self.vx, self.shift, self.usa, project, self.n_parts,
-                           self.work, self.partial, out)
+            self._interact(
+                x, self.ax, self.vx, self.shift, self.usa, project, self.n_parts, self.work, self.partial, out
+            )
         else:
-            self._interact(x, self.ax, self.vx, self.shift, self.usa, self.row_max, project,
-                           self.chunk, self.work, out)
+            self._interact(x, self.ax, self.vx, self.shift, self.usa, self.row_max, project, self.chunk, self.work, out)
 
     def retract(self, x, v, h, out):
         """out = (x + h v) / |x + h v| token by token; False if the result is not finite."""
@@ -216,8 +223,7 @@ class FusedField(_Field):
     def euler(self, x, h, n_steps):
         """n_steps of the authors' Euler scheme in place (``fused_euler`` fields only);
         returns the number of steps after which every system is still finite."""
-        _kernels.euler_symmetric(x, self.BA, self.V, self.shift, self.usa, h, n_steps, self.work,
-                                 self.completed)
+        _kernels.euler_symmetric(x, self.BA, self.V, self.shift, self.usa, h, n_steps, self.work, self.completed)
         return int(self.completed.min())
 
     def axpy(self, x, a, v, out):
@@ -298,6 +304,7 @@ class GroupedField:
     def euler(self, x, h, n_steps):
         """n_steps Euler steps in place, group by group; returns the number of steps after
         which every system is still finite."""
+
         def advance(field, xs, part):
             part[...] = xs
             return Euler(field, part).advance(part, h, n_steps)

@@ -15,6 +15,7 @@ Softmax stability: SA subtracts from each logit either a bound ``shift[b]`` on t
 logit of the system (one exp per pair, no max pass) or, with ``row_max``, the exact maximum
 of each row.
 """
+
 import numpy as np
 from numba import get_thread_id, njit, prange
 

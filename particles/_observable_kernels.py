@@ -1,6 +1,7 @@
 """Numba kernels of the clustering observables, on states in the coordinate-major layout
 (M, dp, n) of ``_kernels`` (dp = 2 or a multiple of 4, zero-padded) so that loops over
 tokens j have unit stride."""
+
 import numpy as np
 from numba import njit, prange
 
@@ -11,8 +12,7 @@ def _make_pair_statistics(G):
     with G fixed at compile time, so it vectorises. The closure holds only the integer G,
     which keeps Numba's cache valid across processes."""
 
-    def pair_statistics(x, density_threshold, link_threshold, rows, stacks, close_pairs, labels,
-                        n_clusters):
+    def pair_statistics(x, density_threshold, link_threshold, rows, stacks, close_pairs, labels, n_clusters):
         M, d, n = x.shape
         for m in prange(M):
             row, stack, label = rows[m], stacks[m], labels[m]
@@ -86,8 +86,7 @@ _MAX_MASK_TOKENS = 63
 
 
 @njit(cache=True, parallel=True)
-def _pair_statistics_masks(x, density_threshold, link_threshold, rows, masks, close_pairs, labels,
-                           n_clusters):
+def _pair_statistics_masks(x, density_threshold, link_threshold, rows, masks, close_pairs, labels, n_clusters):
     """``pair_statistics`` on the circle for n <= 63 tokens, with the links as bit masks.
 
     Each unordered pair is met once, as (i, i + s) for s = 1..n // 2 with the tokens doubled

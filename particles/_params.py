@@ -1,4 +1,5 @@
 """The parameters that define a run, validated once."""
+
 import dataclasses
 from typing import Optional
 
@@ -76,6 +77,7 @@ class SimulationParams:
         """Indices into the step grid of the saved frames: every save_every-th and the last."""
         n_steps = len(self.step_grid()[0]) - 1
         return np.unique(np.r_[np.arange(0, n_steps + 1, self.save_every), n_steps])
+
 
 def _values(params):
     return [getattr(params, f.name) for f in dataclasses.fields(params)]

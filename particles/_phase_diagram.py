@@ -1,6 +1,7 @@
 """The (t, beta) phase diagram of clustering (Geshkovski et al., 2023, section 2 of the
 theory note): many systems per beta, the authors' Euler scheme, clustering statistics at
 checkpoints in time."""
+
 import dataclasses
 import math
 from typing import Optional
@@ -93,8 +94,7 @@ class PhaseDiagramConfig:
         check_choice("value", self.value, ensembles.VALUES)
         check_choice("draw", self.draw, DRAWS)
         if self.regen_period is not None:
-            set_("regen_period", check_real("regen_period", self.regen_period, low=0.0,
-                                            low_inclusive=False))
+            set_("regen_period", check_real("regen_period", self.regen_period, low=0.0, low_inclusive=False))
         set_("seed", check_int("seed", self.seed, low=0))
         set_("density_threshold", check_real("density_threshold", self.density_threshold))
         set_("cluster_tol", check_real("cluster_tol", self.cluster_tol, low=0.0, low_inclusive=False))
@@ -167,8 +167,9 @@ def beta_statistics(config, k):
 
     def new_field():
         A, V = draw_matrices()
-        return make_field(A=A, V=V, beta=beta, usa=config.dynamics == "USA",
-                          batch=config.batch, n=config.n, dtype=np.float64)
+        return make_field(
+            A=A, V=V, beta=beta, usa=config.dynamics == "USA", batch=config.batch, n=config.n, dtype=np.float64
+        )
 
     field = new_field()
     x = field.pack(x0)
@@ -186,16 +187,25 @@ def beta_statistics(config, k):
             upcoming = regen_steps[regen_steps > step]
             stop = min(target, upcoming[0]) if upcoming.size else target
             if stepper.advance(x, h, stop - step) < stop - step:
-                raise RuntimeError(f"the state became non-finite before step {stop} "
-                                   f"(t = {stop * h:g}) with beta = {beta:g}, {config.dynamics}")
+                raise RuntimeError(
+                    f"the state became non-finite before step {stop} "
+                    f"(t = {stop * h:g}) with beta = {beta:g}, {config.dynamics}"
+                )
             step = stop
             # Also when the redraw falls on a checkpoint: the next segment needs it.
             if step in regen_steps:
                 field = new_field()
                 stepper = Euler(field, x)
-        _observable_kernels.pair_statistics(field.coordinate_major(x), config.density_threshold,
-                                            1.0 - config.cluster_tol, rows, stacks, close, labels,
-                                            counts)
+        _observable_kernels.pair_statistics(
+            field.coordinate_major(x),
+            config.density_threshold,
+            1.0 - config.cluster_tol,
+            rows,
+            stacks,
+            close,
+            labels,
+            counts,
+        )
         density[c] = close.sum() / (config.batch * pairs)
         clusters[c] = np.median(counts)
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
@@ -205,19 +215,18 @@ def _draws(config, beta):
     """The starts of beta's systems and a function drawing their next (B, V), in the order
     of the draws of ``beta_statistics``."""
     rng = beta_generator(config.seed, beta)
-    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed,
-                                                           spawn_key=(_RUN_STREAM, 0, 0)))
+    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(_RUN_STREAM, 0, 0)))
     x0 = rng.standard_normal((config.batch, config.n, config.d))
     x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
     draw_rng = run_rng if config.draw == "run" else rng
     size = config.batch if config.draw == "system" else None
-    return x0, lambda: ensembles.draw(config.interaction, config.value, config.d, draw_rng,
-                                      size=size)
+    return x0, lambda: ensembles.draw(config.interaction, config.value, config.d, draw_rng, size=size)
 
 
 def _check_steps(config, betas):
     """One ``StepSizeWarning`` for the sweep, at the beta whose Euler step lies furthest past
     the stability limit (with its first draw of B and V), or none."""
+
     def step_times_bound(beta):
         A, V = _draws(config, beta)[1]()
         return config.step_size(beta) * lipschitz_bound(beta, A, V, config.dynamics)
@@ -225,8 +234,7 @@ def _check_steps(config, betas):
     if betas:
         beta = max(betas, key=step_times_bound)
         A, V = _draws(config, beta)[1]()
-        check_step(beta, config.step_size(beta), A=A, V=V, dynamics=config.dynamics,
-                   method="euler", stacklevel=3)
+        check_step(beta, config.step_size(beta), A=A, V=V, dynamics=config.dynamics, method="euler", stacklevel=3)
 
 
 def phase_diagram(
@@ -258,9 +266,20 @@ def phase_diagram(
         ``PhaseDiagram``.
     """
     config = PhaseDiagramConfig(
-        betas=betas, n=n, d=d, batch=batch, t_max=t_max, dt=dt, checkpoints=checkpoints,
-        dynamics=dynamics, interaction=interaction, value=value, draw=draw,
-        regen_period=regen_period, usa_step_correction=usa_step_correction, seed=seed,
+        betas=betas,
+        n=n,
+        d=d,
+        batch=batch,
+        t_max=t_max,
+        dt=dt,
+        checkpoints=checkpoints,
+        dynamics=dynamics,
+        interaction=interaction,
+        value=value,
+        draw=draw,
+        regen_period=regen_period,
+        usa_step_correction=usa_step_correction,
+        seed=seed,
     )
     return run_phase_diagram(config, store=store, scheduler=scheduler, progress=progress)
 
@@ -288,8 +307,7 @@ def run_phase_diagram(config, *, store=None, scheduler=None, progress=False):
         results = {k: sink.load(_key(k)) for k in range(len(config.betas)) if sink.done(_key(k))}
     todo = [k for k in range(len(config.betas)) if k not in results]
     _check_steps(config, [config.betas[k] for k in todo])
-    bar = tqdm(total=len(config.betas), initial=len(results), disable=not progress,
-               desc="phase diagram", unit="beta")
+    bar = tqdm(total=len(config.betas), initial=len(results), disable=not progress, desc="phase diagram", unit="beta")
     with bar:
         for k, stats in _compute(config, todo, scheduler):
             results[k] = stats
@@ -301,9 +319,14 @@ def run_phase_diagram(config, *, store=None, scheduler=None, progress=False):
 
 def _assemble(config, results):
     stack = lambda name: np.stack([results[k][name] for k in range(len(config.betas))])  # noqa: E731
-    return PhaseDiagram(config=config, betas=np.asarray(config.betas), ts=config.checkpoint_times(),
-                        density=stack("density"), clusters=stack("clusters"),
-                        final_density=stack("final_density"))
+    return PhaseDiagram(
+        config=config,
+        betas=np.asarray(config.betas),
+        ts=config.checkpoint_times(),
+        density=stack("density"),
+        clusters=stack("clusters"),
+        final_density=stack("final_density"),
+    )
 
 
 def load_phase_diagram(path, config):
@@ -321,8 +344,10 @@ def load_phase_diagram(path, config):
     store = ResultStore(path, config=config.as_dict())
     missing = [k for k in range(len(config.betas)) if not store.done(_key(k))]
     if missing:
-        raise ValueError(f"{path} holds {len(config.betas) - len(missing)} of "
-                         f"{len(config.betas)} betas; rerun the sweep to finish it")
+        raise ValueError(
+            f"{path} holds {len(config.betas) - len(missing)} of "
+            f"{len(config.betas)} betas; rerun the sweep to finish it"
+        )
     return _assemble(config, {k: store.load(_key(k)) for k in range(len(config.betas))})
 
 

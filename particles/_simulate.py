@@ -1,4 +1,5 @@
 """``simulate``: validate, allocate, run the time loop, save frames."""
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -110,25 +111,47 @@ def simulate(
         )
     batch = x0.shape[0] if batched else 1
     n, d = x0.shape[-2:]
-    Q, K, V = (_check_matrix(name, M, d, batch if batched else None) for name, M in
-               (("Q", Q), ("K", K), ("V", V)))
+    Q, K, V = (_check_matrix(name, M, d, batch if batched else None) for name, M in (("Q", Q), ("K", K), ("V", V)))
     params = SimulationParams(
-        beta=beta, t_max=t_max, dt=dt, dynamics=dynamics, method=method,
-        save_every=save_every, rtol=rtol, atol=atol, Q=Q, K=K, V=V, dtype=str(x0.dtype),
+        beta=beta,
+        t_max=t_max,
+        dt=dt,
+        dynamics=dynamics,
+        method=method,
+        save_every=save_every,
+        rtol=rtol,
+        atol=atol,
+        Q=Q,
+        K=K,
+        V=V,
+        dtype=str(x0.dtype),
     )
-    check_step(params.beta, params.dt, A=_interaction(params), V=params.V,
-               dynamics=params.dynamics, method=params.method, stacklevel=2)
+    check_step(
+        params.beta,
+        params.dt,
+        A=_interaction(params),
+        V=params.V,
+        dynamics=params.dynamics,
+        method=params.method,
+        stacklevel=2,
+    )
     if store is not None:
         from . import io
 
-        return io.simulate_to_store(x0, params, store, progress=progress, resume=resume,
-                                    overwrite=overwrite, store_dtype=store_dtype)
+        return io.simulate_to_store(
+            x0, params, store, progress=progress, resume=resume, overwrite=overwrite, store_dtype=store_dtype
+        )
     frames, ts, counts = [], [], {}
     for t, x in run(x0, params, progress=progress, step_counts=counts):
         ts.append(t)
         frames.append(x)
-    return Trajectory(ts=np.array(ts), xs=np.stack(frames), params=params,
-                      n_accepted=counts.get("n_accepted"), n_rejected=counts.get("n_rejected"))
+    return Trajectory(
+        ts=np.array(ts),
+        xs=np.stack(frames),
+        params=params,
+        n_accepted=counts.get("n_accepted"),
+        n_rejected=counts.get("n_rejected"),
+    )
 
 
 def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=None):
@@ -150,28 +173,30 @@ def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=Non
     frame_steps = params.frame_steps()
     frame_times = step_times[frame_steps]
     if params.method == "dopri5":
-        stepper = Dopri5(field, x, real_size=x0.shape[-2] * d, rtol=params.rtol,
-                         atol=params.atol, dt=params.dt)
+        stepper = Dopri5(field, x, real_size=x0.shape[-2] * d, rtol=params.rtol, atol=params.atol, dt=params.dt)
     else:
         stepper = (Euler if params.method == "euler" else RK4)(field, x)
     if first == 0:
         yield float(frame_times[0]), field.unpack(x, d, batched)
         first = 1
     total = len(frame_times) - 1
-    bar = tqdm(total=total, initial=first - 1, unit="frame", desc=f"simulate beta={params.beta:g}",
-               disable=not progress or total < _PROGRESS_MIN_FRAMES)
+    bar = tqdm(
+        total=total,
+        initial=first - 1,
+        unit="frame",
+        desc=f"simulate beta={params.beta:g}",
+        disable=not progress or total < _PROGRESS_MIN_FRAMES,
+    )
     with bar:
         for k in range(first, len(frame_times)):
             if params.method == "dopri5":
                 ok, t_fail = stepper.advance_to(x, frame_times[k - 1], frame_times[k])
                 if step_counts is not None:
-                    step_counts.update(n_accepted=stepper.n_accepted,
-                                       n_rejected=stepper.n_rejected)
+                    step_counts.update(n_accepted=stepper.n_accepted, n_rejected=stepper.n_rejected)
                 if not ok:
                     _raise_dopri5_failure(params, stepper, t_fail)
             else:
-                _advance_fixed(stepper, x, params, frame_steps[k - 1], frame_steps[k],
-                               step_times, last_step)
+                _advance_fixed(stepper, x, params, frame_steps[k - 1], frame_steps[k], step_times, last_step)
             bar.update(1)
             yield float(frame_times[k]), field.unpack(x, d, batched)
 
@@ -194,10 +219,17 @@ def _field(x0, params, *, in_span=True):
     A = _interaction(params)
     A = eye if A is None else A
     V = eye if params.V is None else params.V
-    return make_field(A=A, V=V, beta=params.beta, usa=params.dynamics == "USA", batch=batch,
-                      n=x0.shape[-2], dtype=x0.dtype,
-                      # dopri5's error norm is per coordinate: keep the user's coordinates.
-                      x0=x0 if in_span and params.method != "dopri5" else None)
+    return make_field(
+        A=A,
+        V=V,
+        beta=params.beta,
+        usa=params.dynamics == "USA",
+        batch=batch,
+        n=x0.shape[-2],
+        dtype=x0.dtype,
+        # dopri5's error norm is per coordinate: keep the user's coordinates.
+        x0=x0 if in_span and params.method != "dopri5" else None,
+    )
 
 
 def _interaction(params):
@@ -227,8 +259,11 @@ def _raise_non_finite(params, t, step):
         # A step too large for the field throws tokens far off the sphere in one go.
         hints.append("a smaller dt or method='dopri5'")
     hints.append("a lower beta")
-    cause = (" (USA weights e^{beta <Q x_i, K x_j>} are not normalised and overflow at "
-             "large beta)" if params.dynamics == "USA" else "")
+    cause = (
+        " (USA weights e^{beta <Q x_i, K x_j>} are not normalised and overflow at large beta)"
+        if params.dynamics == "USA"
+        else ""
+    )
     raise RuntimeError(
         f"the state became non-finite at t = {t:g} (step {step}) with beta = {params.beta:g}, "
         f"dynamics {params.dynamics!r}, dtype {params.dtype}, method {params.method!r}, "
@@ -244,8 +279,7 @@ def _raise_dopri5_failure(params, stepper, t):
         f"dopri5's step size fell below 1e-12 of the time scale at t = {t:g} (after {step} "
         f"accepted steps) of a {params.dynamics} run with beta = {params.beta:g}, dtype "
         f"{params.dtype}: rtol = {params.rtol:g} and atol = {params.atol:g} ask for more than "
-        f"{params.dtype} can resolve; raise them"
-        + (" or run in float64" if params.dtype == "float32" else "")
+        f"{params.dtype} can resolve; raise them" + (" or run in float64" if params.dtype == "float32" else "")
     )
 
 

@@ -48,6 +48,7 @@ diagram) gives dt L = 1.90 (2.0 at beta = 9.5); the authors' USA step correction
 dt L <= 0.57 at every beta (the largest near beta = 0.7, where the correction starts;
 0.1 (2 e^{1/2} / sqrt(beta) + 2 + o(1)) for large beta).
 """
+
 import math
 import warnings
 

@@ -1,4 +1,5 @@
 """The three time steppers, over the operations of a field (see ``_fields``)."""
+
 import numpy as np
 
 
@@ -132,7 +133,7 @@ class Dopri5:
                     self.failure = "non-finite"
                     return False, t
                 continue
-            factor = _SAFETY * worst ** _ERROR_EXPONENT if worst > 0 else _MAX_FACTOR
+            factor = _SAFETY * worst**_ERROR_EXPONENT if worst > 0 else _MAX_FACTOR
             if worst <= 1.0:
                 t = t_end if last else t + h
                 f.retract(y, y, 0.0, x)
@@ -176,6 +177,5 @@ class Dopri5:
         if not np.all(np.isfinite(d2)):
             return h0
         top = np.maximum(d1, d2)
-        h1 = np.where(top <= 1e-15, max(1e-6, 1e-3 * h0),
-                      (0.01 / np.where(top <= 1e-15, 1.0, top)) ** -_ERROR_EXPONENT)
+        h1 = np.where(top <= 1e-15, max(1e-6, 1e-3 * h0), (0.01 / np.where(top <= 1e-15, 1.0, top)) ** -_ERROR_EXPONENT)
         return min(100 * h0, float(h1.min()), self.dt)

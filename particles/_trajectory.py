@@ -1,4 +1,5 @@
 """The result of a run: saved times, states and the parameters that produced them."""
+
 import dataclasses
 from typing import Any, Optional
 

@@ -12,6 +12,7 @@ absolute error under 3.4e-308, where the true value is subnormal); above 709.78 
 Inputs are assumed finite (NaN gives an arbitrary finite value): the solvers detect
 non-finite states themselves.
 """
+
 import math
 
 from numba import njit, types

@@ -9,6 +9,7 @@ $E_\beta$ is invariant under common rotations $x_i \mapsto R x_i$, so at a criti
 the Hessian vanishes along the orbit $\{(A x_i)_i : A^\top = -A\}$ as well as on the n
 normal directions. Both are removed before counting eigenvalues.
 """
+
 import dataclasses
 
 import numpy as np
@@ -180,8 +181,16 @@ def classify_critical_point(x, beta, tol=1e-8):
         kind = "maximum"
     else:
         kind = "degenerate"
-    return CriticalPoint(beta=beta, gradient_norm=grad_norm, eigenvalues=eig, orbit_dimension=r,
-                         scale=scale, tol=tol, index=index, kind=kind)
+    return CriticalPoint(
+        beta=beta,
+        gradient_norm=grad_norm,
+        eigenvalues=eig,
+        orbit_dimension=r,
+        scale=scale,
+        tol=tol,
+        index=index,
+        kind=kind,
+    )
 
 
 def refine_critical_point(x, beta, *, tol=1e-12, max_iter=200, max_step=0.1):
@@ -227,8 +236,9 @@ def refine_critical_point(x, beta, *, tol=1e-12, max_iter=200, max_step=0.1):
             step *= max_step / longest
         x = x + step
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-    raise RuntimeError(f"Newton did not reach |grad| <= {tol:g} * scale in {max_iter} steps "
-                       f"(last relative gradient {rel:.3g})")
+    raise RuntimeError(
+        f"Newton did not reach |grad| <= {tol:g} * scale in {max_iter} steps (last relative gradient {rel:.3g})"
+    )
 
 
 def merge_clusters(x, tol=1e-3):
@@ -330,11 +340,15 @@ def nearby_critical_point(x, beta, *, link_tol=1e-3, tol=1e-8, max_iter=200):
     converged = refined and int(crit_labels.max()) + 1 == clusters
     cos = np.clip((merged * crit).sum(axis=1), -1.0, 1.0)
     return NearbyCriticalPoint(
-        x=crit, clusters=clusters, alpha=_centre_alpha(merged, labels),
+        x=crit,
+        clusters=clusters,
+        alpha=_centre_alpha(merged, labels),
         alpha_critical=_centre_alpha(crit_merged, crit_labels),
         displacement=float(np.arccos(cos).max()),
-        converged=converged, merged=classify_critical_point(merged, beta, tol),
-        critical=classify_critical_point(crit, beta, tol))
+        converged=converged,
+        merged=classify_critical_point(merged, beta, tol),
+        critical=classify_critical_point(crit, beta, tol),
+    )
 
 
 def polygon_configuration(k, tokens_per_vertex=1, d=2, *, spread=0.0, seed=None):
@@ -367,8 +381,7 @@ def polygon_configuration(k, tokens_per_vertex=1, d=2, *, spread=0.0, seed=None)
     return x
 
 
-def plateau_critical_points(ts, xs, beta, *, link_tol=1e-3, tol=1e-8,
-                            min_log_length=MIN_LOG_LENGTH):
+def plateau_critical_points(ts, xs, beta, *, link_tol=1e-3, tol=1e-8, min_log_length=MIN_LOG_LENGTH):
     """The critical points behind the plateaus of a run's staircase.
 
     For each plateau with >= 2 clusters (``find_plateaus`` on the cluster counts), the
@@ -390,8 +403,9 @@ def plateau_critical_points(ts, xs, beta, *, link_tol=1e-3, tol=1e-8,
     ts = np.asarray(ts, dtype=np.float64)
     xs = np.asarray(xs)
     if xs.ndim not in (3, 4) or xs.shape[0] != ts.shape[0]:
-        raise ValueError(f"xs must have shape (T, [batch,] n, d) with T = len(ts) = {ts.shape[0]}, "
-                         f"got shape {xs.shape}")
+        raise ValueError(
+            f"xs must have shape (T, [batch,] n, d) with T = len(ts) = {ts.shape[0]}, got shape {xs.shape}"
+        )
     if xs.ndim == 3:
         xs = xs[:, None]
     counts = count_clusters(xs, tol=link_tol)

@@ -24,6 +24,7 @@ beta = 0 is allowed: $E_\beta - 1/(2\beta)$ tends to $|\sum_i x_i|^2/(2n^2)$, wh
 derivatives are the beta -> 0 limits of the formulas above (they are continuous in beta);
 only the constant $1/(2\beta)$ diverges and it has no derivative.
 """
+
 import numpy as np
 
 from ._checks import as_float_array, check_finite, check_real
@@ -46,8 +47,10 @@ def check_configuration(x, name="x"):
     err = np.abs(np.linalg.norm(x, axis=1) - 1.0)
     worst = int(np.argmax(err))
     if err[worst] > SPHERE_TOL:
-        raise ValueError(f"{name} must have unit rows (| |x_i| - 1 | <= {SPHERE_TOL:g}); row {worst} "
-                         f"has norm {np.linalg.norm(x[worst])!r}")
+        raise ValueError(
+            f"{name} must have unit rows (| |x_i| - 1 | <= {SPHERE_TOL:g}); row {worst} "
+            f"has norm {np.linalg.norm(x[worst])!r}"
+        )
     return x
 
 
@@ -110,16 +113,16 @@ def energy_hessian(x, beta):
     beta = check_beta(beta)
     n, d = x.shape
     if n * d > MAX_HESSIAN_SIZE:
-        raise ValueError(f"x of shape {x.shape} gives a dense Hessian of size {n * d}; at most "
-                         f"{MAX_HESSIAN_SIZE} is supported")
+        raise ValueError(
+            f"x of shape {x.shape} gives a dense Hessian of size {n * d}; at most {MAX_HESSIAN_SIZE} is supported"
+        )
     gram, W = _weights(x, beta)
     eye = np.eye(d)
-    xx = x[:, :, None] * x[:, None, :]                     # x_i x_i^T, (n, d, d)
-    proj = eye - xx                                         # P_i
-    y = x[None, :, :] - gram[:, :, None] * x[:, None, :]   # y[i, k] = P_i x_k, (n, n, d)
+    xx = x[:, :, None] * x[:, None, :]  # x_i x_i^T, (n, d, d)
+    proj = eye - xx  # P_i
+    y = x[None, :, :] - gram[:, :, None] * x[:, None, :]  # y[i, k] = P_i x_k, (n, n, d)
     # P_i P_k = I - x_i x_i^T - x_k x_k^T + G_ik x_i x_k^T
-    pp = (eye - xx[:, None] - xx[None, :]
-          + gram[:, :, None, None] * x[:, None, :, None] * x[None, :, None, :])
+    pp = eye - xx[:, None] - xx[None, :] + gram[:, :, None, None] * x[:, None, :, None] * x[None, :, None, :]
     blocks = W[:, :, None, None] * (pp + beta * y[:, :, :, None] * np.swapaxes(y, 0, 1)[:, :, None, :])
     c = (W * gram).sum(axis=1)
     diag = beta * np.einsum("ij,ija,ijb->iab", W, y, y) - c[:, None, None] * proj

@@ -6,6 +6,7 @@ beta <Q x_i, K x_j> = beta x_i^T (Q^T K) x_j and values V x_j, so B plays A = Q^
 their V is our V^T. ``draw`` returns (A, V) in our convention, which give exactly their
 dynamics.
 """
+
 import numpy as np
 
 from ._checks import check_choice, check_int

@@ -1,4 +1,5 @@
 """Figures of sweep results (matplotlib is imported here only, when a figure is drawn)."""
+
 import numpy as np
 
 __all__ = ["plot_phase_diagram", "plot_metastability"]
@@ -28,15 +29,25 @@ def plot_phase_diagram(result, path):
         (result.clusters, LogNorm(vmin=1, vmax=c.n), "median number of clusters"),
     ]
     for ax, (values, norm, title) in zip(axes, panels):
-        mesh = ax.pcolormesh(result.ts, result.betas, values, shading="nearest", cmap="magma",
-                             norm=norm, vmin=None if norm else 0, vmax=None if norm else 1,
-                             rasterized=True)
+        mesh = ax.pcolormesh(
+            result.ts,
+            result.betas,
+            values,
+            shading="nearest",
+            cmap="magma",
+            norm=norm,
+            vmin=None if norm else 0,
+            vmax=None if norm else 1,
+            rasterized=True,
+        )
         fig.colorbar(mesh, ax=ax)
         ax.set_xlabel("t")
         ax.set_ylabel(r"$\beta$")
         ax.set_title(title, fontsize=10)
-    fig.suptitle(f"{c.dynamics}, d = {c.d}, n = {c.n}, {c.batch} systems per beta, "
-                 f"B: {c.interaction}, V: {c.value}, dt = {c.dt:g}")
+    fig.suptitle(
+        f"{c.dynamics}, d = {c.d}, n = {c.n}, {c.batch} systems per beta, "
+        f"B: {c.interaction}, V: {c.value}, dt = {c.dt:g}"
+    )
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -85,8 +96,12 @@ def plot_metastability(path, config, out):
     if len(np.unique(betas)) >= 2:
         slope, intercept = np.polyfit(betas, np.log(durations), 1)
         grid = np.linspace(betas.min(), betas.max(), 50)
-        right.semilogy(grid, np.exp(intercept + slope * grid), "k--",
-                       label=f"fit: log duration = {slope:.2f} beta + {intercept:.1f}")
+        right.semilogy(
+            grid,
+            np.exp(intercept + slope * grid),
+            "k--",
+            label=f"fit: log duration = {slope:.2f} beta + {intercept:.1f}",
+        )
         right.legend(fontsize=8)
     right.set_xlabel(r"$\beta$")
     right.set_ylabel("duration of the longest plateau with >= 2 clusters")

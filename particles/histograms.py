@@ -29,6 +29,7 @@ HDF5 layout (``save_histograms`` / ``load_histograms``; version 1):
     /particles/...    optional, the same four datasets with /particles/t (L + 1,) in
                       place of layer; attrs beta, layer_time, dynamics, method, dt
 """
+
 import dataclasses
 from pathlib import Path
 
@@ -178,8 +179,9 @@ def load_model(model, *, layers=None, heads=None):
     try:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
     except ImportError as err:
-        raise ImportError("reading a transformer needs transformers (and torch): pip install "
-                          "transformers, or the 'models' extra") from err
+        raise ImportError(
+            "reading a transformer needs transformers (and torch): pip install transformers, or the 'models' extra"
+        ) from err
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     trained = int(config.num_hidden_layers)
     if layers is not None:
@@ -199,8 +201,13 @@ def load_model(model, *, layers=None, heads=None):
         overrides["num_attention_heads"] = heads
     net = AutoModel.from_pretrained(path, local_files_only=True, **overrides).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    info = {"path": str(path), "model_type": config.model_type, "trained_layers": trained,
-            "layers": depth, "heads": int(net.config.num_attention_heads)}
+    info = {
+        "path": str(path),
+        "model_type": config.model_type,
+        "trained_layers": trained,
+        "layers": depth,
+        "heads": int(net.config.num_attention_heads),
+    }
     return net, tokenizer, info
 
 
@@ -240,8 +247,7 @@ def hidden_states(model, ids, *, layers=None):
 
     ids = np.asarray(ids)
     if ids.ndim != 1 or ids.size < 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"ids must be a non-empty 1-D integer array, got {ids.dtype} "
-                         f"shape {ids.shape}")
+        raise ValueError(f"ids must be a non-empty 1-D integer array, got {ids.dtype} shape {ids.shape}")
     with torch.no_grad():
         out = model(input_ids=torch.as_tensor(ids)[None], output_hidden_states=True)
     hs = np.stack([h[0].double().numpy() for h in out.hidden_states])
@@ -306,8 +312,7 @@ def histogram_edges(entries, bins="fd"):
         widths = 2.0 * (q75 - q25) * entries.shape[1] ** (-1.0 / 3.0)
         width = float(np.median(widths))
         span = HIGH - LOW
-        n_bins = MAX_BINS if width <= 0 else int(np.clip(np.ceil(span / width), MIN_BINS,
-                                                         MAX_BINS))
+        n_bins = MAX_BINS if width <= 0 else int(np.clip(np.ceil(span / width), MIN_BINS, MAX_BINS))
         width = span / n_bins
         # Same width outside [LOW, HIGH] when the range had to grow.
         n_bins = int(np.ceil((high - low) / width - 1e-9))
@@ -341,17 +346,25 @@ def inner_product_histograms(x, *, bins="fd", diagonal=True, edges=None):
         if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
             raise ValueError(f"edges must be a 1-D increasing array, got shape {edges.shape}")
         if entries.min() < edges[0] or entries.max() > edges[-1]:
-            raise ValueError(f"edges must cover every entry, got [{edges[0]:g}, {edges[-1]:g}] "
-                             f"for entries in [{entries.min():g}, {entries.max():g}]")
+            raise ValueError(
+                f"edges must cover every entry, got [{edges[0]:g}, {edges[-1]:g}] "
+                f"for entries in [{entries.min():g}, {entries.max():g}]"
+            )
     counts = np.stack([np.histogram(e, bins=edges)[0] for e in entries]).astype(np.int64)
     return InnerProductHistograms(
-        edges=edges, counts=counts, mean=entries.mean(axis=1), median=np.median(entries, axis=1),
-        n_tokens=x.shape[1], diagonal=bool(diagonal), n_pairs=entries.shape[1],
+        edges=edges,
+        counts=counts,
+        mean=entries.mean(axis=1),
+        median=np.median(entries, axis=1),
+        n_tokens=x.shape[1],
+        diagonal=bool(diagonal),
+        n_pairs=entries.shape[1],
     )
 
 
-def transformer_histograms(model, text=DEFAULT_TEXT, *, layers=None, heads=None, max_tokens=512,
-                           bins="fd", diagonal=True):
+def transformer_histograms(
+    model, text=DEFAULT_TEXT, *, layers=None, heads=None, max_tokens=512, bins="fd", diagonal=True
+):
     """Figure 1 for a local checkpoint: load, encode, run, normalise, histogram.
 
     Args:
@@ -376,8 +389,7 @@ def transformer_histograms(model, text=DEFAULT_TEXT, *, layers=None, heads=None,
     return inner_product_histograms(x, bins=bins, diagonal=diagonal), x, tokens, info
 
 
-def particle_states(x0, *, layers, beta=1.0, layer_time=0.1, steps_per_layer=10,
-                    dynamics="SA", progress=False):
+def particle_states(x0, *, layers, beta=1.0, layer_time=0.1, steps_per_layer=10, dynamics="SA", progress=False):
     """The particle model at "layer" times t = l * layer_time, l = 0..layers.
 
     Runs ``particles.simulate`` with Q = K = V = I (RK4) from the given tokens, typically
@@ -400,10 +412,16 @@ def particle_states(x0, *, layers, beta=1.0, layer_time=0.1, steps_per_layer=10,
     layers = check_int("layers", layers, low=1)
     layer_time = check_real("layer_time", layer_time, low=0.0, low_inclusive=False)
     steps_per_layer = check_int("steps_per_layer", steps_per_layer, low=1)
-    traj = simulate(np.ascontiguousarray(x0, dtype=np.float64), beta=beta,
-                    t_max=layers * layer_time, dt=layer_time / steps_per_layer,
-                    dynamics=dynamics, method="rk4", save_every=steps_per_layer,
-                    progress=progress)
+    traj = simulate(
+        np.ascontiguousarray(x0, dtype=np.float64),
+        beta=beta,
+        t_max=layers * layer_time,
+        dt=layer_time / steps_per_layer,
+        dynamics=dynamics,
+        method="rk4",
+        save_every=steps_per_layer,
+        progress=progress,
+    )
     return np.asarray(traj.ts), np.asarray(traj.xs)
 
 
@@ -439,8 +457,7 @@ def save_histograms(path, model_hist, *, attrs, tokens=(), text="", particles=No
         f["edges"] = model_hist.edges
         f["tokens"] = np.array(list(tokens), dtype=h5py.string_dtype())
         f["text"] = text
-        _write_group(f.create_group("model"), model_hist, "layer",
-                     np.arange(len(model_hist.counts)))
+        _write_group(f.create_group("model"), model_hist, "layer", np.arange(len(model_hist.counts)))
         if particles is not None:
             hist, ts, particle_attrs = particles
             if not np.array_equal(hist.edges, model_hist.edges):
@@ -471,8 +488,10 @@ def load_histograms(path):
 
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"path must be an inner-product histogram file ({FORMAT}), got "
-                             f"format {f.attrs.get('format')!r} in {str(path)!r}")
+            raise ValueError(
+                f"path must be an inner-product histogram file ({FORMAT}), got "
+                f"format {f.attrs.get('format')!r} in {str(path)!r}"
+            )
         out = {
             "attrs": dict(f.attrs),
             "edges": f["edges"][()],
@@ -512,8 +531,7 @@ def plot_histograms(h5_path, png_path=None, *, max_panels=49):
     part = data.get("particles")
     part_dens = None if part is None else part["counts"] / (n_pairs * widths)
     n_layers = len(dens)
-    shown = np.unique(np.round(np.linspace(0, n_layers - 1, min(n_layers, max_panels)))
-                      ).astype(int)
+    shown = np.unique(np.round(np.linspace(0, n_layers - 1, min(n_layers, max_panels)))).astype(int)
     cols = int(np.ceil(np.sqrt(len(shown))))
     rows = int(np.ceil(len(shown) / cols))
     fig = Figure(figsize=(2.3 * cols, 1.9 * rows + 0.6), dpi=120)
@@ -523,8 +541,7 @@ def plot_histograms(h5_path, png_path=None, *, max_panels=49):
     # collapsed particle histogram (a spike at 1) is clipped rather than flattening the rest.
     peak = np.max(dens)
     for ax, layer in zip(axes.flat, shown):
-        ax.stairs(dens[layer], edges, fill=True, color="tab:blue", alpha=0.75,
-                  label="model")
+        ax.stairs(dens[layer], edges, fill=True, color="tab:blue", alpha=0.75, label="model")
         if part_dens is not None:
             ax.stairs(part_dens[layer], edges, color="tab:orange", lw=1.2, label="particles")
         title = f"layer {layer}: mean {model['mean'][layer]:.2f}"
@@ -532,7 +549,7 @@ def plot_histograms(h5_path, png_path=None, *, max_panels=49):
             title += f" | t = {part['t'][layer]:g}: {part['mean'][layer]:.2f}"
         ax.set_title(title, fontsize=7)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(shown):]:
+    for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)
     axes[0, 0].set_xlim(edges[0], edges[-1])
     axes[0, 0].set_ylim(0, 1.05 * peak)
@@ -545,8 +562,7 @@ def plot_histograms(h5_path, png_path=None, *, max_panels=49):
     if part_dens is not None:
         axes[0, 0].legend(fontsize=6, loc="upper left")
     name = str(data["attrs"].get("model", "model"))
-    fig.suptitle(f"Inner products of normalised tokens, {name}, n = {data['attrs']['n_tokens']}",
-                 fontsize=10)
+    fig.suptitle(f"Inner products of normalised tokens, {name}, n = {data['attrs']['n_tokens']}", fontsize=10)
     fig.tight_layout()
     png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path)

@@ -53,6 +53,7 @@ Sweep results (``ResultStore``) share ``/h5md`` and ``/parameters`` (the sweep's
 each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
 ``/observables/<name>``.
 """
+
 import contextlib
 import dataclasses
 import fcntl
@@ -134,9 +135,19 @@ class StoreError(ValueError):
 # --------------------------------------------------------------------------- writing runs
 
 
-def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwrite=False,
-                      store_dtype=None, compression=DEFAULT_COMPRESSION,
-                      flush_every=DEFAULT_FLUSH_EVERY, seed=None):
+def simulate_to_store(
+    x0,
+    params,
+    path,
+    *,
+    progress=False,
+    resume=False,
+    overwrite=False,
+    store_dtype=None,
+    compression=DEFAULT_COMPRESSION,
+    flush_every=DEFAULT_FLUSH_EVERY,
+    seed=None,
+):
     """Run ``params`` from ``x0`` and write every frame to ``path`` as it is computed.
 
     ``particles.simulate(..., store=path)`` calls this; call it directly for the options
@@ -187,8 +198,10 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
         raise ValueError(f"x0 must have the run's dtype {run_dtype}, got {x0.dtype}")
     store_dtype = run_dtype if store_dtype is None else check_dtype("store_dtype", store_dtype)
     if store_dtype.itemsize > run_dtype.itemsize:
-        raise ValueError(f"store_dtype must not be wider than the run's dtype {run_dtype}, "
-                         f"got {store_dtype}: it would only waste space")
+        raise ValueError(
+            f"store_dtype must not be wider than the run's dtype {run_dtype}, "
+            f"got {store_dtype}: it would only waste space"
+        )
     _check_compression(compression)
     flush_every = check_real("flush_every", flush_every, low=0.0, low_inclusive=False)
     if seed is not None and not isinstance(seed, (numbers.Integral, str)):
@@ -197,8 +210,9 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume=True continues the "
-                         "stored run, overwrite=True replaces it")
+        raise ValueError(
+            "resume and overwrite exclude each other: resume=True continues the stored run, overwrite=True replaces it"
+        )
 
     start, newest_slot = None, None
     if path.exists() and resume:
@@ -207,8 +221,8 @@ def simulate_to_store(x0, params, path, *, progress=False, resume=False, overwri
         if path.exists():
             if not overwrite:
                 raise FileExistsError(
-                    f"{path} exists; pass resume=True to continue the run it holds or "
-                    f"overwrite=True to replace it")
+                    f"{path} exists; pass resume=True to continue the run it holds or overwrite=True to replace it"
+                )
             _check_not_being_written(path)
         _create_run_file(path, x0, params, store_dtype, compression, seed)
         with _h5_errors(path, "open for writing"):
@@ -345,9 +359,15 @@ def _create_run_file(path, x0, params, store_dtype, compression, seed, fill=None
         pos = tokens.create_group("position")
         # fletcher32: a checksum per chunk, so damaged frames raise instead of reading as
         # plausible numbers.
-        value = pos.create_dataset("value", shape=(0,) + frame_shape, dtype=store_dtype,
-                                   maxshape=(None,) + frame_shape, chunks=chunks,
-                                   fletcher32=True, **filters)
+        value = pos.create_dataset(
+            "value",
+            shape=(0,) + frame_shape,
+            dtype=store_dtype,
+            maxshape=(None,) + frame_shape,
+            chunks=chunks,
+            fletcher32=True,
+            **filters,
+        )
         value.attrs["unit"] = "1"  # unit vectors: dimensionless
         n_t = min(4096, len(params.frame_steps()))
         pos.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(n_t,))
@@ -376,8 +396,7 @@ def _open_to_append(path, frame_shape, store_dtype):
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
     cache = _cache_kwargs(frame_shape, store_dtype)
-    fapl.set_cache(fapl.get_cache()[0], cache["rdcc_nslots"], cache["rdcc_nbytes"],
-                   cache["rdcc_w0"])
+    fapl.set_cache(fapl.get_cache()[0], cache["rdcc_nslots"], cache["rdcc_nbytes"], cache["rdcc_w0"])
     flags = h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE
     return h5py.File(h5py.h5f.open(os.fsencode(path), flags, fapl=fapl))
 
@@ -451,11 +470,13 @@ def _newest_checkpoint(f, path):
             return _Checkpoint(k, t, state, slot)
     if m <= 1:
         return None
-    raise StoreError(f"cannot resume {path}: no checkpoint verifies ({'; '.join(problems)}), "
-                     f"so the state to continue its {m} frames from is unknown. The frames "
-                     f"still load with particles.load. Call particles.io.repair(path) to "
-                     f"rebuild the checkpoint from the stored frames, then resume; or start a "
-                     f"fresh run with overwrite=True")
+    raise StoreError(
+        f"cannot resume {path}: no checkpoint verifies ({'; '.join(problems)}), "
+        f"so the state to continue its {m} frames from is unknown. The frames "
+        f"still load with particles.load. Call particles.io.repair(path) to "
+        f"rebuild the checkpoint from the stored frames, then resume; or start a "
+        f"fresh run with overwrite=True"
+    )
 
 
 def _write_params(f, params, x0, store_dtype, seed):
@@ -483,14 +504,17 @@ def _open_to_resume(path, x0, params, store_dtype):
         _check_schema(f, path, "trajectory")
         stored, stored_x0, stored_dtype = _read_params(f, path)
     diffs = _param_diff(stored, params)
-    if not diffs and not (stored_x0.shape == x0.shape and stored_x0.dtype == x0.dtype
-                          and np.array_equal(stored_x0, x0)):
+    if not diffs and not (
+        stored_x0.shape == x0.shape and stored_x0.dtype == x0.dtype and np.array_equal(stored_x0, x0)
+    ):
         diffs = ["x0"]
     if not diffs and stored_dtype != store_dtype:
         diffs = [f"store_dtype (stored {stored_dtype}, given {store_dtype})"]
     if diffs:
-        raise ValueError(f"cannot resume {path}: parameter {diffs[0]} differs from the stored "
-                         f"run; pass the stored parameters, or overwrite=True to start anew")
+        raise ValueError(
+            f"cannot resume {path}: parameter {diffs[0]} differs from the stored "
+            f"run; pass the stored parameters, or overwrite=True to start anew"
+        )
     total = len(params.frame_steps())
     # Checked before anything is written: a refused file stays as it was.
     with _open_read(path) as f, _h5_errors(path, "read"):
@@ -518,8 +542,9 @@ def _open_to_resume(path, x0, params, store_dtype):
     try:
         with _h5_errors(path, "read"):
             checkpoint = _newest_checkpoint(f, path)
-            if {f[name].shape[0] for name in (_VALUE, _STEP, _TIME)} != {keep} or \
-                    (checkpoint is not None and checkpoint.frame != keep - 1):
+            if {f[name].shape[0] for name in (_VALUE, _STEP, _TIME)} != {keep} or (
+                checkpoint is not None and checkpoint.frame != keep - 1
+            ):
                 raise StoreError(f"{path} changed while resuming; resume again")
     except BaseException:
         f.close()
@@ -535,8 +560,11 @@ def _param_diff(stored, given):
     for field in dataclasses.fields(SimulationParams):
         a, b = getattr(stored, field.name), getattr(given, field.name)
         if not _same(a, b):
-            shown = ("an array", "another array") if isinstance(a, np.ndarray) or \
-                isinstance(b, np.ndarray) else (repr(a), repr(b))
+            shown = (
+                ("an array", "another array")
+                if isinstance(a, np.ndarray) or isinstance(b, np.ndarray)
+                else (repr(a), repr(b))
+            )
             diffs.append(f"{field.name!r} (stored {shown[0]}, given {shown[1]})")
     return diffs
 
@@ -547,8 +575,9 @@ def _check_not_being_written(path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise RuntimeError(f"{path} is being written by another process; wait for it to "
-                           f"finish or stop it first") from None
+        raise RuntimeError(
+            f"{path} is being written by another process; wait for it to finish or stop it first"
+        ) from None
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -622,8 +651,7 @@ def _rebuild_checkpoint(f, path):
         source = f"x0 (frame 0; {value.dtype} frames are rounded, resume recomputes them)"
     _write_checkpoint(ckpt, 0, k, float(f[_TIME][k]), x)
     _clear_checkpoint_slot(ckpt, 1)
-    warnings.warn(f"{path}: rebuilt the checkpoint from {source}. It was: {problem}",
-                  RuntimeWarning, stacklevel=3)
+    warnings.warn(f"{path}: rebuilt the checkpoint from {source}. It was: {problem}", RuntimeWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -661,7 +689,7 @@ class LazyFrames:
         # Blocks of frames: one file open per block instead of per frame.
         block = max(1, _CHUNK_BYTES // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
         for k0 in range(0, len(self), block):
-            yield from self[k0:min(k0 + block, len(self))]
+            yield from self[k0 : min(k0 + block, len(self))]
 
     def __getitem__(self, index):
         if not isinstance(index, tuple):
@@ -756,13 +784,16 @@ def info(path):
             m = min(f[_STEP].shape[0], f[_TIME].shape[0], f[_VALUE].shape[0])
             attrs = f["parameters"].attrs
             total = len(params.frame_steps())
-            return dict(frames=int(m), total=total, complete=m == total,
-                        store_dtype=str(store_dtype),
-                        package_version=_py(attrs.get("package_version")),
-                        seed=_py(attrs["seed"]) if "seed" in attrs else None,
-                        creator=f"{_py(f['h5md/creator'].attrs['name'])} "
-                                f"{_py(f['h5md/creator'].attrs['version'])}",
-                        observables=sorted(f.get("observables", {})))
+            return dict(
+                frames=int(m),
+                total=total,
+                complete=m == total,
+                store_dtype=str(store_dtype),
+                package_version=_py(attrs.get("package_version")),
+                seed=_py(attrs["seed"]) if "seed" in attrs else None,
+                creator=f"{_py(f['h5md/creator'].attrs['name'])} {_py(f['h5md/creator'].attrs['version'])}",
+                observables=sorted(f.get("observables", {})),
+            )
 
 
 def last_state(path):
@@ -785,8 +816,7 @@ def last_state(path):
     return checkpoint.frame, checkpoint.t, checkpoint.state
 
 
-def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION, seed=None,
-         overwrite=False):
+def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION, seed=None, overwrite=False):
     """Write an in-memory ``Trajectory`` (from ``simulate`` without ``store``) to a file.
 
     Args:
@@ -806,8 +836,10 @@ def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION,
     xs = trajectory.xs
     total = len(params.frame_steps())
     if len(trajectory.ts) != total or len(xs) != total:
-        raise ValueError(f"trajectory must hold the {total} frames of its params, got "
-                         f"{len(trajectory.ts)} times and {len(xs)} frames")
+        raise ValueError(
+            f"trajectory must hold the {total} frames of its params, got "
+            f"{len(trajectory.ts)} times and {len(xs)} frames"
+        )
     if np.dtype(xs.dtype) != np.dtype(params.dtype):
         raise ValueError(f"trajectory.xs must have the run's dtype {params.dtype}, got {xs.dtype}")
     store_dtype = np.dtype(params.dtype) if store_dtype is None else check_dtype("store_dtype", store_dtype)
@@ -821,7 +853,7 @@ def save(path, trajectory, *, store_dtype=None, compression=DEFAULT_COMPRESSION,
     def fill(f):
         f[_VALUE].resize(total, axis=0)
         for k0 in range(0, total, 64):
-            f[_VALUE][k0:k0 + 64] = np.asarray(xs[k0:k0 + 64])
+            f[_VALUE][k0 : k0 + 64] = np.asarray(xs[k0 : k0 + 64])
         f[_TIME].resize(total, axis=0)
         f[_TIME][:] = ts
         f[_STEP].resize(total, axis=0)
@@ -875,13 +907,14 @@ def write_observable(path, name, values, attrs=None, *, overwrite=False):
         with _h5_errors(path, "write an observable to"):
             m = f[_STEP].shape[0]
             if values.shape[0] != m:
-                raise ValueError(f"values must have one entry per frame: the file holds {m} "
-                                 f"frames, got values of shape {values.shape}")
+                raise ValueError(
+                    f"values must have one entry per frame: the file holds {m} "
+                    f"frames, got values of shape {values.shape}"
+                )
             obs = f.require_group("observables")
             if name in obs:
                 if not overwrite:
-                    raise FileExistsError(f"observable {name!r} exists in {path}; pass "
-                                          f"overwrite=True to replace it")
+                    raise FileExistsError(f"observable {name!r} exists in {path}; pass overwrite=True to replace it")
                 del obs[name]
             group = obs.create_group(name)
             group.create_dataset("value", data=values, **_array_filters(values))
@@ -910,9 +943,12 @@ def read_observable(path, name):
             raise _NotStored(f"no observable {name!r} in {path}; it holds {have}")
         with _h5_errors(path, "read an observable from"):
             group = obs[name]
-            return Observable(value=group["value"][()], time=group["time"][()],
-                              step=group["step"][()],
-                              attrs={k: _py(v) for k, v in group.attrs.items()})
+            return Observable(
+                value=group["value"][()],
+                time=group["time"][()],
+                step=group["step"][()],
+                attrs={k: _py(v) for k, v in group.attrs.items()},
+            )
 
 
 # --------------------------------------------------------------------------- sweep results
@@ -976,13 +1012,13 @@ class ResultStore:
             stored = _get_all(f["parameters"])
         stored.pop(".package_version", None)
         for key in sorted(set(stored) | set(self._config)):
-            if key not in stored or key not in self._config or \
-                    not _same_config_value(stored[key], self._config[key]):
+            if key not in stored or key not in self._config or not _same_config_value(stored[key], self._config[key]):
                 raise ValueError(
                     f"config differs from the one stored in {self.path} at key {key!r}: "
                     f"stored {stored.get(key, '<missing>')!r}, given "
                     f"{self._config.get(key, '<missing>')!r}; use another file or "
-                    f"overwrite=True")
+                    f"overwrite=True"
+                )
 
     @property
     def config(self):
@@ -1020,8 +1056,7 @@ class ResultStore:
         with self._write() as f:
             results = f["results"]
             if key in results:
-                raise ValueError(f"key {key!r} is already saved in {self.path}; delete(key) "
-                                 f"first to replace it")
+                raise ValueError(f"key {key!r} is already saved in {self.path}; delete(key) first to replace it")
             pending = results.require_group(".pending")
             if key in pending:
                 del pending[key]  # left over by a killed save
@@ -1039,8 +1074,7 @@ class ResultStore:
         key = _check_name("key", key)
         with self._read() as f:
             if key not in f["results"]:
-                raise _NotStored(f"key {key!r} is not saved in {self.path} "
-                               f"({len(f['results'])} keys are)")
+                raise _NotStored(f"key {key!r} is not saved in {self.path} ({len(f['results'])} keys are)")
             return _get_all(f["results"][key])
 
     def delete(self, key):
@@ -1067,8 +1101,9 @@ class ResultStore:
             obs = f["observables"]
             if name in obs:
                 if not overwrite:
-                    raise FileExistsError(f"observable {name!r} exists in {self.path}; pass "
-                                          f"overwrite=True to replace it")
+                    raise FileExistsError(
+                        f"observable {name!r} exists in {self.path}; pass overwrite=True to replace it"
+                    )
                 del obs[name]
             group = obs.create_group(name)
             group.create_dataset("value", data=value, **_array_filters(value))
@@ -1080,8 +1115,7 @@ class ResultStore:
         name = _check_name("name", name)
         with self._read() as f:
             if name not in f["observables"]:
-                raise _NotStored(f"no observable {name!r} in {self.path}; it holds "
-                               f"{sorted(f['observables'])}")
+                raise _NotStored(f"no observable {name!r} in {self.path}; it holds {sorted(f['observables'])}")
             group = f["observables"][name]
             return group["value"][()], {k: _py(v) for k, v in group.attrs.items()}
 
@@ -1127,16 +1161,21 @@ def _check_schema(f, path, kind):
         creator = ""
         if isinstance(h5md, h5py.Group) and "creator" in h5md:
             creator = f" (creator: {_py(h5md['creator'].attrs.get('name', '?'))})"
-        raise StoreError(f"{path} was not written by this package{creator}: no /h5md group "
-                         f"with a particles_schema attribute")
+        raise StoreError(
+            f"{path} was not written by this package{creator}: no /h5md group with a particles_schema attribute"
+        )
     found = _py(attrs["particles_schema"])
     if found != kind:
-        raise StoreError(f"{path} holds {found!r} data, expected {kind!r} "
-                         f"({'load' if found == 'trajectory' else 'ResultStore'} reads it)")
+        raise StoreError(
+            f"{path} holds {found!r} data, expected {kind!r} "
+            f"({'load' if found == 'trajectory' else 'ResultStore'} reads it)"
+        )
     version = _py(attrs.get("particles_schema_version"))
     if version != SCHEMA_VERSION:
-        raise StoreError(f"{path} has schema version {version}, this version of the package "
-                         f"reads version {SCHEMA_VERSION}; use a matching package version")
+        raise StoreError(
+            f"{path} has schema version {version}, this version of the package "
+            f"reads version {SCHEMA_VERSION}; use a matching package version"
+        )
     if kind == "trajectory":
         for name in (_VALUE, _STEP, _TIME, "parameters", f"{_CKPT}/state", f"{_CKPT}/frame"):
             if name not in f:
@@ -1198,8 +1237,7 @@ def _check_value(name, value):
         if value.dtype.kind not in "biufc":
             raise TypeError(f"{name} must be a numeric or bool array, got dtype {value.dtype}")
         return value
-    raise TypeError(f"{name} must be a scalar, a str, None or a numeric array, got "
-                    f"{type(value).__name__}")
+    raise TypeError(f"{name} must be a scalar, a str, None or a numeric array, got {type(value).__name__}")
 
 
 def _check_config(config):
@@ -1208,8 +1246,7 @@ def _check_config(config):
     out = {}
     for key, value in config.items():
         if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
-            raise ValueError(f"config keys must be non-empty str without '/' or a leading "
-                             f"'.', got {key!r}")
+            raise ValueError(f"config keys must be non-empty str without '/' or a leading '.', got {key!r}")
         if isinstance(value, dict):
             raise TypeError(f"config must be flat: config[{key!r}] is a dict")
         out[key] = _check_value(f"config[{key!r}]", value)
@@ -1241,8 +1278,7 @@ def _check_name(argname, name):
     if not isinstance(name, str):
         raise TypeError(f"{argname} must be a str, got {type(name).__name__} {name!r}")
     if not name or "/" in name or name in (".", "..") or name.startswith("."):
-        raise ValueError(f"{argname} must be a non-empty str without '/' or a leading '.', "
-                         f"got {name!r}")
+        raise ValueError(f"{argname} must be a non-empty str without '/' or a leading '.', got {name!r}")
     return name
 
 
@@ -1271,8 +1307,7 @@ def _frame_chunks(frame_shape, dtype, total_frames):
         block = tuple(frame_shape)
     block_bytes = int(np.prod(block)) * itemsize
     frame_bytes = int(np.prod(frame_shape)) * itemsize
-    frames = max(1, min(_CHUNK_BYTES // block_bytes, (_CACHE_BYTES // 2) // frame_bytes,
-                        total_frames))
+    frames = max(1, min(_CHUNK_BYTES // block_bytes, (_CACHE_BYTES // 2) // frame_bytes, total_frames))
     return (frames,) + block
 
 
@@ -1330,22 +1365,21 @@ def _open_read(path):
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if not h5py.is_hdf5(path):
-        raise StoreError(f"{path} is not an HDF5 file (empty, truncated at the start, or "
-                         f"another format)")
+        raise StoreError(f"{path} is not an HDF5 file (empty, truncated at the start, or another format)")
     try:
         f = _open_retrying(path, "r", _READ_LOCK_TIMEOUT)
     except OSError as e:
         if _LOCKED in str(e):
-            raise RuntimeError(f"cannot open {path}: another process holds it open for "
-                               f"writing ({e})") from e
+            raise RuntimeError(f"cannot open {path}: another process holds it open for writing ({e})") from e
         if "already open for write" not in str(e):
             raise StoreError(f"cannot open {path}: it is truncated or damaged ({e})") from e
         # Marked as being written: a live SWMR writer or one that was killed. SWMR
         # reading retries damaged metadata for a long time, so rule out truncation first.
         eof = _superblock_eof(path)
         if eof is not None and os.path.getsize(path) < eof:
-            raise StoreError(f"cannot open {path}: it is truncated ({os.path.getsize(path)} "
-                             f"bytes, {eof} expected)") from e
+            raise StoreError(
+                f"cannot open {path}: it is truncated ({os.path.getsize(path)} bytes, {eof} expected)"
+            ) from e
         try:
             f = h5py.File(path, "r", swmr=True)
         except OSError as e2:
@@ -1366,10 +1400,11 @@ def _open_write(path, lock_timeout=0.0):
         if _LOCKED in message:
             raise RuntimeError(f"{path} is in use by another process ({e})") from e
         if "already open for write" in message:
-            raise StoreError(f"{path} is still being written, or its writer was killed; "
-                             f"resume the run or call particles.io.repair(path)") from e
-        raise StoreError(f"cannot open {path} for writing: it is truncated or "
-                         f"damaged ({e})") from e
+            raise StoreError(
+                f"{path} is still being written, or its writer was killed; "
+                f"resume the run or call particles.io.repair(path)"
+            ) from e
+        raise StoreError(f"cannot open {path} for writing: it is truncated or damaged ({e})") from e
     with f:
         yield f
 
@@ -1384,5 +1419,4 @@ def _h5_errors(path, action):
     except (OSError, KeyError, RuntimeError) as e:
         if isinstance(e, (FileNotFoundError, FileExistsError)):
             raise
-        raise StoreError(f"cannot {action} {path}: the file is damaged or incomplete "
-                         f"({type(e).__name__}: {e})") from e
+        raise StoreError(f"cannot {action} {path}: the file is damaged or incomplete ({type(e).__name__}: {e})") from e

@@ -5,6 +5,7 @@ Their theorem: tokens that start in k well-separated caps stay there until a tim
 T_2 >= (eps / n) e^{(1 - alpha) beta}, with alpha the largest inner product between caps, so
 the logarithm of a plateau's length grows at least like (1 - alpha) beta.
 """
+
 import dataclasses
 
 import numpy as np
@@ -98,8 +99,9 @@ def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler"):
     x, done = np.asarray(x0), 0
     for s in steps:
         if s > done:
-            x = simulate(x, beta=beta, t_max=(s - done) * dt, dt=dt, dynamics=dynamics,
-                         method=method, save_every=s - done).final
+            x = simulate(
+                x, beta=beta, t_max=(s - done) * dt, dt=dt, dynamics=dynamics, method=method, save_every=s - done
+            ).final
             done = s
         counts[s] = count_clusters(x, tol=tol)
     return np.stack([counts[s] for s in np.ceil(ts / dt - 1e-9).astype(np.int64)])

@@ -20,6 +20,7 @@ Every token keeps one colour for the whole movie: the single-linkage cluster
 largest clusters in tab10 colours and the rest grey. Short fading trails show the last
 ``trail`` movie frames of each token.
 """
+
 import collections
 import dataclasses
 from pathlib import Path
@@ -155,8 +156,7 @@ def movie_frames(
     subtitle = _subtitle(params, final.shape[0], d, n_clusters, ts[-1])
 
     def generate():
-        scene = _Scene(size=size, dim=min(d, 3), colours=colours, trail=trail,
-                       subtitle=subtitle)
+        scene = _Scene(size=size, dim=min(d, 3), colours=colours, trail=trail, subtitle=subtitle)
         n_frames = len(indices)
         for i, k in enumerate(indices):
             x = read(k)
@@ -207,21 +207,20 @@ def save_movie(traj, paths, *, progress=False, **options):
     size = options.get("size", 480)
     indices, frames = movie_frames(traj, **options)
     swatches = _swatches(traj, options)
-    writers = [_Mp4Writer(p, size, fps) if p.suffix.lower() == ".mp4"
-               else _GifWriter(p, size, fps, swatches) for p in paths]
+    writers = [
+        _Mp4Writer(p, size, fps) if p.suffix.lower() == ".mp4" else _GifWriter(p, size, fps, swatches) for p in paths
+    ]
     for p in paths:
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        for frame in tqdm(frames, total=len(indices), unit="frame", desc="render movie",
-                          disable=not progress):
+        for frame in tqdm(frames, total=len(indices), unit="frame", desc="render movie", disable=not progress):
             for w in writers:
                 w.append(frame)
     finally:
         for w in writers:
             w.close()
     ts = np.asarray(traj.ts, dtype=np.float64)[indices]
-    return Movie(paths=tuple(paths), n_frames=len(indices), size=(size, size), fps=fps,
-                 frames=indices, ts=ts)
+    return Movie(paths=tuple(paths), n_frames=len(indices), size=(size, size), fps=fps, frames=indices, ts=ts)
 
 
 # --- input checks -------------------------------------------------------------------------
@@ -229,8 +228,7 @@ def save_movie(traj, paths, *, progress=False, **options):
 
 def _check_trajectory(traj):
     if not (hasattr(traj, "ts") and hasattr(traj, "xs")):
-        raise TypeError(f"traj must be a particles.Trajectory (with .ts and .xs), got "
-                        f"{type(traj).__name__}")
+        raise TypeError(f"traj must be a particles.Trajectory (with .ts and .xs), got {type(traj).__name__}")
     xs = traj.xs
     shape = tuple(getattr(xs, "shape", np.shape(xs)))
     ts = np.asarray(traj.ts, dtype=np.float64)
@@ -239,8 +237,7 @@ def _check_trajectory(traj):
     if shape[-1] < 2:
         raise ValueError(f"traj.xs must have dimension d >= 2, got shape {shape}")
     if ts.shape != (shape[0],) or len(ts) < 1:
-        raise ValueError(f"traj.ts must have shape ({shape[0]},) to match traj.xs {shape}, "
-                         f"got shape {ts.shape}")
+        raise ValueError(f"traj.ts must have shape ({shape[0]},) to match traj.xs {shape}, got shape {ts.shape}")
     if not isinstance(xs, np.ndarray) and not hasattr(xs, "__getitem__"):
         raise TypeError(f"traj.xs must be an array, got {type(xs).__name__}")
     return xs, ts, len(shape) == 4
@@ -249,8 +246,9 @@ def _check_trajectory(traj):
 def _check_system(system, xs, batched):
     if not batched:
         if system not in (None, 0):
-            raise ValueError(f"system only applies to a batched trajectory, got system={system!r} "
-                             f"for xs of shape {tuple(xs.shape)}")
+            raise ValueError(
+                f"system only applies to a batched trajectory, got system={system!r} for xs of shape {tuple(xs.shape)}"
+            )
         return None
     if system is None:
         return 0
@@ -330,10 +328,8 @@ class _Scene:
         self.ax = ax
         # Text and markers scale with the frame, but stay legible in small test frames.
         scale = max(size / 480, 0.5)
-        self.title = self.fig.text(0.5, 0.965, "", ha="center", va="top",
-                                   fontsize=15 * scale)
-        self.fig.text(0.5, 0.905, subtitle, ha="center", va="top", fontsize=8.5 * scale,
-                      color="0.3")
+        self.title = self.fig.text(0.5, 0.965, "", ha="center", va="top", fontsize=15 * scale)
+        self.fig.text(0.5, 0.905, subtitle, ha="center", va="top", fontsize=8.5 * scale, color="0.3")
         self.history = collections.deque(maxlen=trail + 1)
         marker = 42 * scale**2
         lw = 1.6 * scale
@@ -345,18 +341,16 @@ class _Scene:
             self.back_trails = ax.add_collection(LineCollection([], linewidths=lw, zorder=1))
             self.back_tokens = ax.scatter([], [], s=marker * 0.7, zorder=2, linewidths=0)
             self.back_wire = ax.add_collection(
-                LineCollection([], colors=[(0.2, 0.25, 0.35, 0.12)], linewidths=0.6 * scale,
-                               zorder=1))
-            ax.imshow(_shaded_disc(2 * size), extent=(-1, 1, -1, 1), origin="lower",
-                      zorder=3, interpolation="bilinear")
+                LineCollection([], colors=[(0.2, 0.25, 0.35, 0.12)], linewidths=0.6 * scale, zorder=1)
+            )
+            ax.imshow(_shaded_disc(2 * size), extent=(-1, 1, -1, 1), origin="lower", zorder=3, interpolation="bilinear")
             self.front_wire = ax.add_collection(
-                LineCollection([], colors=[(0.15, 0.2, 0.3, 0.28)], linewidths=0.6 * scale,
-                               zorder=4))
+                LineCollection([], colors=[(0.15, 0.2, 0.3, 0.28)], linewidths=0.6 * scale, zorder=4)
+            )
             self.wire = _wireframe()
             self.view = None
         self.front_trails = ax.add_collection(LineCollection([], linewidths=lw, zorder=5))
-        self.front_tokens = ax.scatter([], [], s=marker, zorder=6, edgecolors="black",
-                                       linewidths=0.5 * scale)
+        self.front_tokens = ax.scatter([], [], s=marker, zorder=6, edgecolors="black", linewidths=0.5 * scale)
 
     def draw(self, x, t, *, elevation, azimuth):
         if self.dim == 2:
@@ -424,8 +418,7 @@ def _wireframe():
     for phi in np.arange(12) * np.pi / 6:
         curves.append(np.stack([np.cos(s) * np.cos(phi), np.cos(s) * np.sin(phi), np.sin(s)], -1))
     for lat in np.deg2rad([-60, -30, 0, 30, 60]):
-        curves.append(np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s),
-                                np.full_like(s, np.sin(lat))], -1))
+        curves.append(np.stack([np.cos(lat) * np.cos(s), np.cos(lat) * np.sin(s), np.full_like(s, np.sin(lat))], -1))
     return np.stack(curves)
 
 
@@ -454,15 +447,23 @@ class _Mp4Writer:
         try:
             import imageio_ffmpeg
         except ImportError as err:
-            raise ImportError("writing MP4 needs imageio-ffmpeg, which ships an ffmpeg binary: "
-                              "pip install imageio-ffmpeg (or the 'movies' extra)") from err
+            raise ImportError(
+                "writing MP4 needs imageio-ffmpeg, which ships an ffmpeg binary: "
+                "pip install imageio-ffmpeg (or the 'movies' extra)"
+            ) from err
         path.parent.mkdir(parents=True, exist_ok=True)
         # H.264 at constant quality; yuv420p plays everywhere. macro_block_size=2 keeps the
         # requested (even) size instead of rescaling to a multiple of 16.
         self.gen = imageio_ffmpeg.write_frames(
-            str(path), (size, size), fps=fps, codec="libx264", macro_block_size=2,
-            quality=None, ffmpeg_log_level="error",
-            output_params=["-crf", "26", "-preset", "medium", "-movflags", "+faststart"])
+            str(path),
+            (size, size),
+            fps=fps,
+            codec="libx264",
+            macro_block_size=2,
+            quality=None,
+            ffmpeg_log_level="error",
+            output_params=["-crf", "26", "-preset", "medium", "-movflags", "+faststart"],
+        )
         self.gen.send(None)
 
     def append(self, frame):
@@ -488,8 +489,7 @@ class _GifWriter:
             # tokens cover too few pixels for median cut to keep their colours otherwise.
             strip = self.swatches(frame.shape[1])
             sample = np.concatenate([frame, strip], axis=0)
-            quantized = self.Image.fromarray(sample).quantize(
-                colors=128, method=self.Image.Quantize.MEDIANCUT)
+            quantized = self.Image.fromarray(sample).quantize(colors=128, method=self.Image.Quantize.MEDIANCUT)
             pal = np.array(quantized.getpalette()[: 3 * 128], dtype=np.int64).reshape(-1, 3)
             # Median cut returns box averages: snap entries to the exact colours they stand
             # for (white would otherwise come out as 252).
@@ -500,8 +500,7 @@ class _GifWriter:
             self.palette = pal
         # Exact nearest palette entry per distinct colour (Pillow's palette lookup is
         # approximate and maps white to a grey).
-        keys = (frame[..., 0].astype(np.int64) << 16) | (frame[..., 1].astype(np.int64) << 8) \
-            | frame[..., 2]
+        keys = (frame[..., 0].astype(np.int64) << 16) | (frame[..., 1].astype(np.int64) << 8) | frame[..., 2]
         uniq, inverse = np.unique(keys.ravel(), return_inverse=True)
         colours = np.stack([(uniq >> 16) & 255, (uniq >> 8) & 255, uniq & 255], axis=-1)
         nearest = ((colours[:, None, :] - self.palette[None]) ** 2).sum(axis=-1).argmin(axis=1)
@@ -517,8 +516,9 @@ class _GifWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # GIF stores delays in hundredths of a second.
         delay = max(int(round(100 / self.fps)), 2) * 10
-        self.frames[0].save(self.path, save_all=True, append_images=self.frames[1:],
-                            duration=delay, loop=0, optimize=True, disposal=1)
+        self.frames[0].save(
+            self.path, save_all=True, append_images=self.frames[1:], duration=delay, loop=0, optimize=True, disposal=1
+        )
 
 
 def _swatches(traj, options):
@@ -527,8 +527,7 @@ def _swatches(traj, options):
     def strip(width):
         xs, ts, batched = _check_trajectory(traj)
         system = _check_system(options.get("system"), xs, batched)
-        final = np.asarray(xs[len(ts) - 1, system] if batched else xs[len(ts) - 1],
-                           dtype=np.float64)
+        final = np.asarray(xs[len(ts) - 1, system] if batched else xs[len(ts) - 1], dtype=np.float64)
         colours, _ = _cluster_colours(final, options.get("cluster_tol", 1e-2))
         # Exact white (the background) and black (text, outlines) too: median cut would
         # otherwise average them with their neighbours.

@@ -3,6 +3,7 @@
 All functions take states of shape (..., n, d) (one system, a batch, a trajectory, ...) and
 return one value per configuration, shape (...).
 """
+
 import numpy as np
 
 from . import _observable_kernels
@@ -37,8 +38,7 @@ def _pair_statistics(x, density_threshold, link_threshold):
     labels = np.empty((M, n), np.int64)
     counts = np.empty(M, np.int64)
     rows, stacks = _observable_kernels.scratch(M, n)
-    _observable_kernels.pair_statistics(packed, density_threshold, link_threshold, rows, stacks,
-                                        close, labels, counts)
+    _observable_kernels.pair_statistics(packed, density_threshold, link_threshold, rows, stacks, close, labels, counts)
     return close.reshape(lead), labels.reshape(lead + (n,)), counts.reshape(lead)
 
 
@@ -112,8 +112,10 @@ def energy(x, beta, *, shifted=False):
     x = _configurations(x)
     beta = check_real("beta", beta, low=0.0)
     if beta == 0.0 and not shifted:
-        raise ValueError("beta = 0 makes E_beta = 1/(2 beta) + ... infinite; pass shifted=True "
-                         "for E_beta - 1/(2 beta), whose limit is |sum_i x_i|^2 / (2 n^2)")
+        raise ValueError(
+            "beta = 0 makes E_beta = 1/(2 beta) + ... infinite; pass shifted=True "
+            "for E_beta - 1/(2 beta), whose limit is |sum_i x_i|^2 / (2 n^2)"
+        )
     n = x.shape[-2]
     gram = x.astype(np.float64) @ np.swapaxes(x, -1, -2).astype(np.float64)
     if shifted:

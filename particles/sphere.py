@@ -1,4 +1,5 @@
 """Points on the unit sphere S^{d-1}: sampling and Gram matrices."""
+
 import numpy as np
 
 from ._checks import as_float_array, check_dtype, check_int

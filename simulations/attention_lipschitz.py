@@ -31,7 +31,9 @@ from hessian.experiments.lipschitz import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--tokens", type=int, default=16, help="L, number of tokens")
     p.add_argument("--d", type=int, default=16, help="token width (d_K = d_V = d)")
     p.add_argument("--draws", type=int, default=8, help="random draws of weights and tokens")
@@ -42,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eps", type=float, default=1e-5, help="LayerNorm epsilon")
     p.add_argument("--method", choices=("dense", "lanczos"), default="dense")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (speed only; one is fastest for these small matrices)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (speed only; one is fastest for these small matrices)"
+    )
     p.add_argument("--out", type=Path, default=Path("results/attention_lipschitz"))
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -50,8 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> LipschitzConfig:
     return LipschitzConfig(
-        L=args.tokens, d=args.d, draws=args.draws, s_min=args.s_min, s_max=args.s_max, num_scales=args.num_scales,
-        s_fit=args.s_fit, eps=args.eps, method=args.method, seed=args.seed,
+        L=args.tokens,
+        d=args.d,
+        draws=args.draws,
+        s_min=args.s_min,
+        s_max=args.s_max,
+        num_scales=args.num_scales,
+        s_fit=args.s_fit,
+        eps=args.eps,
+        method=args.method,
+        seed=args.seed,
     )
 
 
@@ -65,7 +77,9 @@ def main(argv=None) -> Path:
     rows = res.slopes()
     table = format_slopes(rows)
     path.with_name(path.stem + "_slopes.json").write_text(json.dumps(rows, indent=1))
-    print(f"{config.name()}: {res.seconds:.1f} s of Jacobian computation\nlarge-s exponents of ||dF/dX||_2 ~ s^p (s >= {config.s_fit:g}):\n{table}")
+    print(
+        f"{config.name()}: {res.seconds:.1f} s of Jacobian computation\nlarge-s exponents of ||dF/dX||_2 ~ s^p (s >= {config.s_fit:g}):\n{table}"
+    )
     print(f"saved {path}, {png} and {path.stem}_slopes.json")
     return path
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hessian import dense_hessian
 from hessian.block import (
     ZERO_RTOL,
     BlockConfig,
@@ -37,11 +38,12 @@ from hessian.block import (
     plot_block_map,
     run_block_curvature,
 )
-from hessian import dense_hessian
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="d_model 16, d_mlp 64, batch 64, 20 sigmas, 5 seeds")
     p.add_argument("--d-model", type=int, default=None, help="default 8; --full: 16")
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
@@ -93,15 +95,32 @@ def main(argv=None) -> Path:
     G = len(res.groups)
     order = np.argsort(-np.diagonal(init[0]))
     lines = [config.name(), f"{res.seconds:.1f} s of Hessian computation", ""]
-    lines.append("diagonal blocks of H at initialisation, largest first: " + ", ".join(f"{res.groups[i]} {init[0, i, i]:.2e}" for i in order))
+    lines.append(
+        "diagonal blocks of H at initialisation, largest first: "
+        + ", ".join(f"{res.groups[i]} {init[0, i, i]:.2e}" for i in order)
+    )
     off = [(init[0, i, j], res.groups[i], res.groups[j]) for i in range(G) for j in range(i + 1, G)]
     off.sort(reverse=True)
     lines.append("largest off-diagonal group blocks of H: " + ", ".join(f"{a}-{b} {v:.2e}" for v, a, b in off[:5]))
-    zeros = [f"{res.groups[i]}-{res.groups[j]}" for i in range(G) for j in range(i, G) if init[2, i, j] <= ZERO_RTOL * init[0, i, j]]
-    lines.append(f"group blocks with H_f = 0 up to round-off (<= {ZERO_RTOL:g} of the H block): " + (", ".join(zeros) if zeros else "none"))
+    zeros = [
+        f"{res.groups[i]}-{res.groups[j]}"
+        for i in range(G)
+        for j in range(i, G)
+        if init[2, i, j] <= ZERO_RTOL * init[0, i, j]
+    ]
+    lines.append(
+        f"group blocks with H_f = 0 up to round-off (<= {ZERO_RTOL:g} of the H block): "
+        + (", ".join(zeros) if zeros else "none")
+    )
     if config.layer_norm:
-        lines.append(f"closed-form assembly of the LN2 and FFN blocks vs autograd: max abs deviation {assembly_error(config):.1e}")
-    lines += ["", "log-log slopes of the diagonal group blocks (mean over seeds) against sigma:", format_growth_table(rows)]
+        lines.append(
+            f"closed-form assembly of the LN2 and FFN blocks vs autograd: max abs deviation {assembly_error(config):.1e}"
+        )
+    lines += [
+        "",
+        "log-log slopes of the diagonal group blocks (mean over seeds) against sigma:",
+        format_growth_table(rows),
+    ]
     summary = "\n".join(lines) + "\n"
     path.with_name(path.stem + "_summary.txt").write_text(summary)
     path.with_name(path.stem + "_slopes.json").write_text(json.dumps(rows, indent=1))

@@ -19,6 +19,7 @@ ascent ratio of the stalled state.
 Results go to HDF5 (one entry per configuration and per simulated beta; a rerun skips
 finished entries); the figure is drawn from that file, next to it.
 """
+
 import argparse
 from pathlib import Path
 
@@ -51,28 +52,45 @@ CONFIGURATIONS = [
     ("3 clusters d=3", 3, None, 3),
     ("uniform 12-gon", 12, 1, 2),
 ]
-PLATEAU_FIELDS = ("system", "start", "end", "censored", "clusters", "alpha", "alpha_critical",
-                  "displacement", "converged", "merged_gradient", "merged_ratio",
-                  "critical_kind", "critical_index", "critical_ratio")
+PLATEAU_FIELDS = (
+    "system",
+    "start",
+    "end",
+    "censored",
+    "clusters",
+    "alpha",
+    "alpha_critical",
+    "displacement",
+    "converged",
+    "merged_gradient",
+    "merged_ratio",
+    "critical_kind",
+    "critical_index",
+    "critical_ratio",
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--betas", type=float, nargs="+", default=list(np.arange(0.0, 20.5, 1.0)))
     p.add_argument("--tokens-per-vertex", type=int, default=4)
     p.add_argument("--tol", type=float, default=1e-8, help="relative classification tolerance")
     p.add_argument("--fit-beta-min", type=float, default=4.0)
-    p.add_argument("--ratio-floor", type=float, default=1e-10,
-                   help="smallest ascent ratio fitted (rounding is ~1e-15)")
+    p.add_argument("--ratio-floor", type=float, default=1e-10, help="smallest ascent ratio fitted (rounding is ~1e-15)")
     p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
     p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
     p.add_argument("--prepared-betas", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
     p.add_argument("--prepared-t-max", type=float, default=2000.0)
     p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
-    p.add_argument("--prepared-ratio-max", type=float, default=0.2,
-                   help="prepared runs with a larger ascent ratio are not fitted (the escape "
-                        "is not slow against the collapse into the caps)")
+    p.add_argument(
+        "--prepared-ratio-max",
+        type=float,
+        default=0.2,
+        help="prepared runs with a larger ascent ratio are not fitted (the escape "
+        "is not slow against the collapse into the caps)",
+    )
     p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--d", type=int, default=2)
@@ -89,15 +107,29 @@ def parse_args(argv=None):
 
 def make_config(args):
     """The run's parameters, stored with the results (a rerun must match them)."""
-    return dict(betas=np.asarray(args.betas, dtype=float), tokens_per_vertex=args.tokens_per_vertex,
-                tol=args.tol, fit_beta_min=args.fit_beta_min, ratio_floor=args.ratio_floor,
-                prepared_ks=np.asarray(args.prepared_ks), prepared_n=args.prepared_n,
-                prepared_betas=np.asarray(args.prepared_betas, dtype=float),
-                prepared_t_max=args.prepared_t_max, spread=args.spread,
-                prepared_ratio_max=args.prepared_ratio_max,
-                sim_betas=np.asarray(args.sim_betas, dtype=float), n=args.n, d=args.d,
-                batch=args.batch, t_max=args.t_max, dt=args.dt, save_every=args.save_every,
-                link_tol=args.link_tol, dynamics=args.dynamics, seed=args.seed)
+    return dict(
+        betas=np.asarray(args.betas, dtype=float),
+        tokens_per_vertex=args.tokens_per_vertex,
+        tol=args.tol,
+        fit_beta_min=args.fit_beta_min,
+        ratio_floor=args.ratio_floor,
+        prepared_ks=np.asarray(args.prepared_ks),
+        prepared_n=args.prepared_n,
+        prepared_betas=np.asarray(args.prepared_betas, dtype=float),
+        prepared_t_max=args.prepared_t_max,
+        spread=args.spread,
+        prepared_ratio_max=args.prepared_ratio_max,
+        sim_betas=np.asarray(args.sim_betas, dtype=float),
+        n=args.n,
+        d=args.d,
+        batch=args.batch,
+        t_max=args.t_max,
+        dt=args.dt,
+        save_every=args.save_every,
+        link_tol=args.link_tol,
+        dynamics=args.dynamics,
+        seed=args.seed,
+    )
 
 
 def theory_alpha(k):
@@ -108,46 +140,75 @@ def theory_alpha(k):
 def scan_configuration(k, m, d, betas, tol):
     x = polygon_configuration(k, m, d)
     points = [classify_critical_point(x, beta, tol) for beta in betas]
-    return dict(k=k, tokens_per_vertex=m, d=d, alpha=theory_alpha(k), betas=np.asarray(betas),
-                kind=np.array([KINDS.index(c.kind) for c in points]),
-                index=np.array([c.index for c in points]),
-                orbit_dimension=np.array([c.orbit_dimension for c in points]),
-                gradient_norm=np.array([c.gradient_norm for c in points]),
-                top_eigenvalue=np.array([c.top_eigenvalue for c in points]),
-                scale=np.array([c.scale for c in points]),
-                ratio=np.array([c.ascent_ratio for c in points]),
-                eigenvalues=np.stack([c.eigenvalues for c in points]))
+    return dict(
+        k=k,
+        tokens_per_vertex=m,
+        d=d,
+        alpha=theory_alpha(k),
+        betas=np.asarray(betas),
+        kind=np.array([KINDS.index(c.kind) for c in points]),
+        index=np.array([c.index for c in points]),
+        orbit_dimension=np.array([c.orbit_dimension for c in points]),
+        gradient_norm=np.array([c.gradient_norm for c in points]),
+        top_eigenvalue=np.array([c.top_eigenvalue for c in points]),
+        scale=np.array([c.scale for c in points]),
+        ratio=np.array([c.ascent_ratio for c in points]),
+        eigenvalues=np.stack([c.eigenvalues for c in points]),
+    )
 
 
 def scan_prepared(beta, args):
     """Duration of the first k-cluster plateau from caps around the k-gon, one run per k."""
     m = [args.prepared_n // k for k in args.prepared_ks]
-    x0 = np.stack([polygon_configuration(k, mk, 2, spread=args.spread, seed=args.seed + k)
-                   for k, mk in zip(args.prepared_ks, m)])
-    traj = simulate(x0, beta=beta, t_max=args.prepared_t_max, dt=args.dt,
-                    dynamics=args.dynamics, save_every=args.save_every)
+    x0 = np.stack(
+        [polygon_configuration(k, mk, 2, spread=args.spread, seed=args.seed + k) for k, mk in zip(args.prepared_ks, m)]
+    )
+    traj = simulate(
+        x0, beta=beta, t_max=args.prepared_t_max, dt=args.dt, dynamics=args.dynamics, save_every=args.save_every
+    )
     ts, counts = traj.ts[1:], count_clusters(traj.xs[1:], tol=args.link_tol)
     start, end = np.full(len(m), np.nan), np.full(len(m), np.nan)
     for j, k in enumerate(args.prepared_ks):
         plateaus = [p for p in find_plateaus(ts, counts[:, j]) if p.clusters == k]
         if plateaus:
             start[j], end[j] = plateaus[0].start, plateaus[0].end
-    ratio = [classify_critical_point(polygon_configuration(k, mk), beta, args.tol).ascent_ratio
-             for k, mk in zip(args.prepared_ks, m)]
-    return dict(beta=beta, k=np.asarray(args.prepared_ks), start=start, end=end,
-                censored=end >= ts[-1], ratio=np.asarray(ratio),
-                alpha=np.array([theory_alpha(k) for k in args.prepared_ks]))
+    ratio = [
+        classify_critical_point(polygon_configuration(k, mk), beta, args.tol).ascent_ratio
+        for k, mk in zip(args.prepared_ks, m)
+    ]
+    return dict(
+        beta=beta,
+        k=np.asarray(args.prepared_ks),
+        start=start,
+        end=end,
+        censored=end >= ts[-1],
+        ratio=np.asarray(ratio),
+        alpha=np.array([theory_alpha(k) for k in args.prepared_ks]),
+    )
 
 
 def scan_plateaus(x0, beta, args):
-    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics,
-                    save_every=args.save_every)
-    found = plateau_critical_points(traj.ts[1:], traj.xs[1:], beta, link_tol=args.link_tol,
-                                    tol=args.tol)
-    rows = [(s, p.start, p.end, c, p.clusters, r.alpha, r.alpha_critical, r.displacement,
-             r.converged, r.merged.gradient_norm / r.merged.scale, r.merged.ascent_ratio,
-             KINDS.index(r.critical.kind), r.critical.index, r.critical.ascent_ratio)
-            for s, p, c, r in found]
+    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics, save_every=args.save_every)
+    found = plateau_critical_points(traj.ts[1:], traj.xs[1:], beta, link_tol=args.link_tol, tol=args.tol)
+    rows = [
+        (
+            s,
+            p.start,
+            p.end,
+            c,
+            p.clusters,
+            r.alpha,
+            r.alpha_critical,
+            r.displacement,
+            r.converged,
+            r.merged.gradient_norm / r.merged.scale,
+            r.merged.ascent_ratio,
+            KINDS.index(r.critical.kind),
+            r.critical.index,
+            r.critical.ascent_ratio,
+        )
+        for s, p, c, r in found
+    ]
     table = np.array(rows, dtype=float).reshape(len(rows), len(PLATEAU_FIELDS))
     return dict(beta=beta, **{f: table[:, j] for j, f in enumerate(PLATEAU_FIELDS)})
 
@@ -180,8 +241,12 @@ def eigen_fits(store, config):
     rows = []
     for j, _ in enumerate(CONFIGURATIONS):
         e = store.load(f"config_{j:02d}")
-        use = (e["betas"] >= config["fit_beta_min"]) & (e["ratio"] > config["ratio_floor"]) \
-            & (e["ratio"] < 1.0) & (e["kind"] != KINDS.index("maximum"))
+        use = (
+            (e["betas"] >= config["fit_beta_min"])
+            & (e["ratio"] > config["ratio_floor"])
+            & (e["ratio"] < 1.0)
+            & (e["kind"] != KINDS.index("maximum"))
+        )
         b, log_ratio = e["betas"][use], np.log(e["ratio"][use])
         rows.append((e["alpha"], *slope_fit(b, log_ratio), use.sum(), *prefactor_fit(b, log_ratio)))
     return np.array(rows)
@@ -232,12 +297,14 @@ def plateau_fits(cols):
     ok = cols["censored"] == 0
     log_t = np.log(cols["end"] - cols["start"])[ok]
     beta, alpha = cols["beta"][ok], cols["alpha"][ok]
-    return np.array([
-        (*slope_fit(beta, log_t), float(np.mean(1 - alpha)) if ok.any() else np.nan),
-        (*slope_fit((1 - alpha) * beta, log_t), 1.0),
-        (*slope_fit(-np.log(np.abs(cols["merged_ratio"][ok])), log_t), 1.0),
-        (*slope_fit(-np.log(np.abs(cols["critical_ratio"][ok])), log_t), 1.0),
-    ])
+    return np.array(
+        [
+            (*slope_fit(beta, log_t), float(np.mean(1 - alpha)) if ok.any() else np.nan),
+            (*slope_fit((1 - alpha) * beta, log_t), 1.0),
+            (*slope_fit(-np.log(np.abs(cols["merged_ratio"][ok])), log_t), 1.0),
+            (*slope_fit(-np.log(np.abs(cols["critical_ratio"][ok])), log_t), 1.0),
+        ]
+    )
 
 
 def plot(path, config, out):
@@ -261,18 +328,24 @@ def plot(path, config, out):
             continue
         e = store.load(f"config_{j:02d}")
         keep = e["ratio"] > 0
-        line, = ax.semilogy(e["betas"][keep], e["ratio"][keep], "o", ms=4,
-                            label=f"{label}: fit {slope:.2f}, -(1 - alpha) = {alpha - 1:.2f}")
+        (line,) = ax.semilogy(
+            e["betas"][keep],
+            e["ratio"][keep],
+            "o",
+            ms=4,
+            label=f"{label}: fit {slope:.2f}, -(1 - alpha) = {alpha - 1:.2f}",
+        )
         b = e["betas"][e["betas"] >= config["fit_beta_min"]]
         ax.semilogy(b, np.exp(intercept + slope * b), "-", color=line.get_color())
-        ax.semilogy(b, np.exp(intercept + slope * b[-1] + (alpha - 1) * (b - b[-1])), ":",
-                    color=line.get_color())
+        ax.semilogy(b, np.exp(intercept + slope * b[-1] + (alpha - 1) * (b - b[-1])), ":", color=line.get_color())
     ax.axhline(config["tol"], color="grey", lw=0.8)
     ax.set_ylim(bottom=config["ratio_floor"] / 10)
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel("largest eigenvalue / largest |eigenvalue|")
-    ax.set_title(f"k-gon, {config['tokens_per_vertex']} tokens per vertex: fit (solid), "
-                 "theory slope (dotted), tol (grey)", fontsize=9)
+    ax.set_title(
+        f"k-gon, {config['tokens_per_vertex']} tokens per vertex: fit (solid), theory slope (dotted), tol (grey)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
 
     ax = axes[0, 1]
@@ -280,18 +353,24 @@ def plot(path, config, out):
     for j, k in enumerate(config["prepared_ks"]):
         alpha, slope, se, intercept, _, product, _ = pfits[j]
         duration, censored, ratio = durations[:, j], censoreds[:, j], ratios[:, j]
-        line, = ax.semilogy(beta[~censored], duration[~censored], "o",
-                            label=f"k = {k}: slope {slope:.2f} +- {se:.2f}, 1 - alpha = {1 - alpha:.2f}")
+        (line,) = ax.semilogy(
+            beta[~censored],
+            duration[~censored],
+            "o",
+            label=f"k = {k}: slope {slope:.2f} +- {se:.2f}, 1 - alpha = {1 - alpha:.2f}",
+        )
         ax.semilogy(beta[censored], duration[censored], "^", mfc="none", color=line.get_color())
         if not np.isnan(slope):
             ax.semilogy(beta, np.exp(intercept + slope * beta), "-", color=line.get_color())
             ax.semilogy(beta, np.exp(product) / ratio, ":", color=line.get_color())
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel(f"duration of the k-cluster plateau ({config['dynamics']} time)")
-    ax.set_title(f"caps of radius {config['spread']:g} around the k-gon, n = {config['prepared_n']}: "
-                 f"fit (solid), C / ascent ratio (dotted), censored (open)\n"
-                 f"log T vs -log ratio, all k: slope {pfits[-1][0]:.2f} +- {pfits[-1][1]:.2f}",
-                 fontsize=9)
+    ax.set_title(
+        f"caps of radius {config['spread']:g} around the k-gon, n = {config['prepared_n']}: "
+        f"fit (solid), C / ascent ratio (dotted), censored (open)\n"
+        f"log T vs -log ratio, all k: slope {pfits[-1][0]:.2f} +- {pfits[-1][1]:.2f}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
 
     cols = plateau_table(store, config)
@@ -300,21 +379,22 @@ def plot(path, config, out):
     ax = axes[1, 0]
     x = (1 - cols["alpha"]) * cols["beta"]
     sc = ax.scatter(x[ok], duration[ok], c=cols["beta"][ok], s=14, cmap="plasma")
-    ax.scatter(x[~ok], duration[~ok], marker="^", facecolors="none", edgecolors="grey", s=18,
-               label="censored at t_max")
+    ax.scatter(x[~ok], duration[~ok], marker="^", facecolors="none", edgecolors="grey", s=18, label="censored at t_max")
     fig.colorbar(sc, ax=ax, label=r"$\beta$")
     slope, se, intercept, _ = ufits[1]
     if not np.isnan(slope):
         grid = np.linspace(x[ok].min(), x[ok].max(), 20)
-        ax.plot(grid, np.exp(intercept + slope * grid), "k-",
-                label=f"fit slope {slope:.2f} +- {se:.2f}")
+        ax.plot(grid, np.exp(intercept + slope * grid), "k-", label=f"fit slope {slope:.2f} +- {se:.2f}")
         mid = grid.mean()
         ax.plot(grid, np.exp(intercept + slope * mid + (grid - mid)), "k:", label="slope 1")
     ax.set_yscale("log")
     ax.set_xlabel(r"$(1 - \alpha)\,\beta$, alpha at the plateau midpoint")
     ax.set_ylabel("plateau duration (>= 2 clusters)")
-    ax.set_title(f"uniform starts, n = {config['n']}, d = {config['d']}; log T vs beta alone: "
-                 f"slope {ufits[0][0]:.2f} +- {ufits[0][1]:.2f} (alpha varies)", fontsize=9)
+    ax.set_title(
+        f"uniform starts, n = {config['n']}, d = {config['d']}; log T vs beta alone: "
+        f"slope {ufits[0][0]:.2f} +- {ufits[0][1]:.2f} (alpha varies)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
 
     ax = axes[1, 1]
@@ -337,8 +417,10 @@ def plot(path, config, out):
 def print_tables(store, config, fits, pfits, ufits):
     betas = config["betas"]
     shown = [b for b in (1.0, 4.0, 10.0) if b in betas] or list(betas[:3])
-    print(f"\n{'configuration':20s} {'n':>3s} {'orbit':>5s} " +
-          " ".join(f"{'beta=' + format(b, 'g'):>27s}" for b in shown))
+    print(
+        f"\n{'configuration':20s} {'n':>3s} {'orbit':>5s} "
+        + " ".join(f"{'beta=' + format(b, 'g'):>27s}" for b in shown)
+    )
     for j, (label, k, _, _) in enumerate(CONFIGURATIONS):
         e = store.load(f"config_{j:02d}")
         cells = []
@@ -347,23 +429,34 @@ def print_tables(store, config, fits, pfits, ufits):
             cells.append(f"{KINDS[e['kind'][i]]} i={e['index'][i]} r={e['ratio'][i]:.1e}")
         n = k * e["tokens_per_vertex"]
         print(f"{label:20s} {n:3d} {e['orbit_dimension'][-1]:5d} " + " ".join(f"{c:>27s}" for c in cells))
-    print(f"\n{'log ascent ratio vs beta':24s} {'alpha':>6s} {'slope':>8s} {'+-SE':>6s} "
-          f"{'-(1-alpha)':>10s} {'points':>6s} {'slope|+p log b':>14s} {'+-SE':>6s} {'p':>6s} {'+-SE':>6s}")
+    print(
+        f"\n{'log ascent ratio vs beta':24s} {'alpha':>6s} {'slope':>8s} {'+-SE':>6s} "
+        f"{'-(1-alpha)':>10s} {'points':>6s} {'slope|+p log b':>14s} {'+-SE':>6s} {'p':>6s} {'+-SE':>6s}"
+    )
     for (label, _, _, _), row in zip(CONFIGURATIONS, fits):
         alpha, slope, se, _, npts, s2, se2, power, se_p = row
         if not np.isnan(slope):
-            print(f"{label:24s} {alpha:6.2f} {slope:8.3f} {se:6.3f} {alpha - 1:10.2f} {int(npts):6d} "
-                  f"{s2:14.3f} {se2:6.3f} {power:6.2f} {se_p:6.2f}")
-    print(f"\n{'prepared caps':14s} {'alpha':>6s} {'log T slope':>11s} {'+-SE':>6s} "
-          f"{'-ratio slope':>12s} {'1-alpha':>7s} {'<log T*ratio>':>13s} {'points':>6s}")
+            print(
+                f"{label:24s} {alpha:6.2f} {slope:8.3f} {se:6.3f} {alpha - 1:10.2f} {int(npts):6d} "
+                f"{s2:14.3f} {se2:6.3f} {power:6.2f} {se_p:6.2f}"
+            )
+    print(
+        f"\n{'prepared caps':14s} {'alpha':>6s} {'log T slope':>11s} {'+-SE':>6s} "
+        f"{'-ratio slope':>12s} {'1-alpha':>7s} {'<log T*ratio>':>13s} {'points':>6s}"
+    )
     for k, (alpha, slope, se, _, ratio_slope, product, npts) in zip(config["prepared_ks"], pfits):
-        print(f"{'k = ' + str(k):14s} {alpha:6.2f} {slope:11.3f} {se:6.3f} {ratio_slope:12.3f} "
-              f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}")
+        print(
+            f"{'k = ' + str(k):14s} {alpha:6.2f} {slope:11.3f} {se:6.3f} {ratio_slope:12.3f} "
+            f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}"
+        )
     slope, se, _, _, _, _, npts = pfits[-1]
-    print(f"prepared caps, all k: log T vs -log ratio slope {slope:.3f} +- {se:.3f} "
-          f"(reference 1, {int(npts)} points)")
-    names = ["log T vs beta", "log T vs (1-alpha) beta", "log T vs -log ratio (stalled)",
-             "log T vs -log ratio (critical)"]
+    print(f"prepared caps, all k: log T vs -log ratio slope {slope:.3f} +- {se:.3f} (reference 1, {int(npts)} points)")
+    names = [
+        "log T vs beta",
+        "log T vs (1-alpha) beta",
+        "log T vs -log ratio (stalled)",
+        "log T vs -log ratio (critical)",
+    ]
     print(f"\n{'uniform starts':32s} {'slope':>7s} {'+-SE':>6s} {'reference':>9s}")
     for name, (slope, se, _, ref) in zip(names, ufits):
         print(f"{name:32s} {slope:7.3f} {se:6.3f} {ref:9.3f}")
@@ -377,8 +470,7 @@ def run(args):
     for j, (label, k, m, d) in enumerate(tqdm(CONFIGURATIONS, desc="configurations")):
         if not store.done(f"config_{j:02d}"):
             m = args.tokens_per_vertex if m is None else m
-            store.save(f"config_{j:02d}", label=label,
-                       **scan_configuration(k, m, d, args.betas, args.tol))
+            store.save(f"config_{j:02d}", label=label, **scan_configuration(k, m, d, args.betas, args.tol))
     for i, beta in enumerate(tqdm(args.prepared_betas, desc="prepared starts")):
         if not store.done(f"prepared_{i:02d}"):
             store.save(f"prepared_{i:02d}", **scan_prepared(beta, args))
@@ -389,18 +481,36 @@ def run(args):
     fits = eigen_fits(store, config)
     pfits = prepared_fits(store, config)
     ufits = plateau_fits(plateau_table(store, config))
-    store.save_observable("eigen_fits", fits, overwrite=True, attrs=dict(
-        columns="alpha, slope, stderr, intercept, points, slope with p log beta, its stderr, "
-                "p, its stderr",
-        rows="; ".join(c[0] for c in CONFIGURATIONS)))
-    store.save_observable("prepared_fits", pfits, overwrite=True, attrs=dict(
-        columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
-        rows="k = " + ", ".join(str(k) for k in args.prepared_ks)
-             + "; last: log T vs -log ratio over all k (slope, stderr, intercept, ..., points)"))
-    store.save_observable("plateau_fits", ufits, overwrite=True, attrs=dict(
-        columns="slope, stderr, intercept, reference",
-        rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "
-             "log T vs -log ratio of the merged state; log T vs -log ratio at the critical point"))
+    store.save_observable(
+        "eigen_fits",
+        fits,
+        overwrite=True,
+        attrs=dict(
+            columns="alpha, slope, stderr, intercept, points, slope with p log beta, its stderr, p, its stderr",
+            rows="; ".join(c[0] for c in CONFIGURATIONS),
+        ),
+    )
+    store.save_observable(
+        "prepared_fits",
+        pfits,
+        overwrite=True,
+        attrs=dict(
+            columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
+            rows="k = "
+            + ", ".join(str(k) for k in args.prepared_ks)
+            + "; last: log T vs -log ratio over all k (slope, stderr, intercept, ..., points)",
+        ),
+    )
+    store.save_observable(
+        "plateau_fits",
+        ufits,
+        overwrite=True,
+        attrs=dict(
+            columns="slope, stderr, intercept, reference",
+            rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "
+            "log T vs -log ratio of the merged state; log T vs -log ratio at the critical point",
+        ),
+    )
     png = path.with_suffix(".png")
     plot(path, config, png)
     print_tables(store, config, fits, pfits, ufits)
@@ -412,8 +522,7 @@ def main(argv=None):
     args = parse_args(argv)
     for k in args.prepared_ks:
         if k < 2 or args.prepared_n % k:
-            raise ValueError(f"--prepared-ks must be >= 2 and divide --prepared-n = "
-                             f"{args.prepared_n}, got {k}")
+            raise ValueError(f"--prepared-ks must be >= 2 and divide --prepared-n = {args.prepared_n}, got {k}")
     # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
     with threadpool_limits(1, user_api="blas"):
         return run(args)

@@ -31,7 +31,9 @@ from hessian.flow import CLUSTER_EXPONENTS, LOSSES, along_trajectory, cluster_po
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--from", dest="source", type=Path, default=None, help="stored run to analyse instead of simulating")
     p.add_argument("--n", type=int, default=32, help="tokens")
     p.add_argument("--d", type=int, default=8, help="dimension")
@@ -55,16 +57,34 @@ def run_file(args: argparse.Namespace) -> Path:
     """The HDF5 file of the run: --from, or a simulation named by a hash of its settings (reused if complete)."""
     if args.source is not None:
         return args.source
-    config = dict(n=args.n, d=args.d, systems=args.systems, beta=args.beta, dynamics=args.dynamics, t_max=args.t_max,
-                  dt=args.dt, method=args.method, seed=args.seed)
+    config = dict(
+        n=args.n,
+        d=args.d,
+        systems=args.systems,
+        beta=args.beta,
+        dynamics=args.dynamics,
+        t_max=args.t_max,
+        dt=args.dt,
+        method=args.method,
+        seed=args.seed,
+    )
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     path = args.out / f"{args.dynamics}_n{args.n}_d{args.d}_beta{args.beta:g}_{digest}.h5"
     args.out.mkdir(parents=True, exist_ok=True)
     if path.exists() and particles.io.info(path)["complete"]:
         return path
     x0 = np.stack([particles.sample_sphere(args.n, args.d, seed=args.seed + s) for s in range(args.systems)])
-    particles.simulate(x0, beta=args.beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics, method=args.method,
-                       store=path, resume=path.exists(), progress=not args.no_progress)
+    particles.simulate(
+        x0,
+        beta=args.beta,
+        t_max=args.t_max,
+        dt=args.dt,
+        dynamics=args.dynamics,
+        method=args.method,
+        store=path,
+        resume=path.exists(),
+        progress=not args.no_progress,
+    )
     return path
 
 
@@ -73,8 +93,9 @@ def main(argv=None) -> Path:
     path = run_file(args)
     stored = f"curvature.{args.loss}.norms" in particles.io.info(path)["observables"]
     if args.overwrite or not stored:
-        along_trajectory(path, loss=args.loss, every=args.every, dense=args.dense, overwrite=stored,
-                         progress=not args.no_progress)
+        along_trajectory(
+            path, loss=args.loss, every=args.every, dense=args.dense, overwrite=stored, progress=not args.no_progress
+        )
     curv = read_curvature(path, args.loss)
     rows = cluster_power_law(curv)
     stem = path.with_name(f"{path.stem}_{args.loss}")
@@ -88,10 +109,12 @@ def main(argv=None) -> Path:
 
 def format_slopes(curv, rows) -> str:
     s = curv.settings
-    lines = [f"loss {curv.loss} ({s['loss_definition']}); {s['dynamics']}, beta = {s['beta']:g}, n = {s['n']}, "
-             f"d = {s['d']}, {s['systems']} systems, {len(curv.frames)} frames",
-             "block norm ~ lambda_2(Sigma_xx)^p at one cluster (fit over 1e-26 < lambda_2 < 1e-4, pooled systems):",
-             f"{'kind':5s} {'block':5s} {'fitted p':>9s} {'theory':>7s} {'points':>7s}"]
+    lines = [
+        f"loss {curv.loss} ({s['loss_definition']}); {s['dynamics']}, beta = {s['beta']:g}, n = {s['n']}, "
+        f"d = {s['d']}, {s['systems']} systems, {len(curv.frames)} frames",
+        "block norm ~ lambda_2(Sigma_xx)^p at one cluster (fit over 1e-26 < lambda_2 < 1e-4, pooled systems):",
+        f"{'kind':5s} {'block':5s} {'fitted p':>9s} {'theory':>7s} {'points':>7s}",
+    ]
     lines += [f"{r['kind']:5s} {r['block']:5s} {r['slope']:9.3f} {r['theory']:7.2f} {r['points']:7d}" for r in rows]
     counts = np.atleast_2d(curv.cluster_count.T).T
     med = lambda kind, b: np.median(np.atleast_2d(curv.block_norm(kind, b).T).T, axis=1)  # noqa: E731
@@ -99,8 +122,9 @@ def format_slopes(curv, rows) -> str:
     lam2 = np.median(np.atleast_2d(curv.sigma_eigenvalues[..., 1].T).T, axis=1)
     columns = [med("H_o", "Q"), med("H_o", "K"), med("H_o", "V"), med("H", "Q"), lam2]
     for k in np.unique(np.geomspace(1, len(curv.ts) - 1, 12).astype(int)):
-        lines.append(f"  t = {curv.ts[k]:7.2f}  {np.median(counts[k]):5.1f}  "
-                     + "  ".join(f"{c[k]:.3e}" for c in columns))
+        lines.append(
+            f"  t = {curv.ts[k]:7.2f}  {np.median(counts[k]):5.1f}  " + "  ".join(f"{c[k]:.3e}" for c in columns)
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +164,9 @@ def plot(curv, rows, png: Path) -> Path:
                 continue
             ax.plot(t, np.median(norm, axis=1), color=colors[b], label=f"{kind}({b},{b})")
             ax.fill_between(t, norm.min(axis=1), norm.max(axis=1), color=colors[b], alpha=0.2, lw=0)
-        ax.set(xscale="log", yscale="log", xlabel="t", ylabel="Frobenius norm", title=f"{kind} blocks, loss {curv.loss}")
+        ax.set(
+            xscale="log", yscale="log", xlabel="t", ylabel="Frobenius norm", title=f"{kind} blocks, loss {curv.loss}"
+        )
         ax.set_ylim(bottom=max(1e-40, ax.get_ylim()[0]))
         ax.legend(fontsize=8)
     ax = axes[1, 2]
@@ -151,17 +177,27 @@ def plot(curv, rows, png: Path) -> Path:
         norm = np.asarray(curv.block_norm(kind, b)).reshape(-1)
         ok = one & (lam2 > 1e-26) & (norm > 0)
         p, theory = slopes[(kind, b + b)], CLUSTER_EXPONENTS[kind][(b, b)]
-        ax.loglog(lam2[ok], norm[ok], style, ms=3, alpha=0.5, color=colors[b] if kind == "H_o" else "tab:red",
-                  label=f"{kind}({b},{b}): fit p = {p:.2f}, note {theory:g}")
+        ax.loglog(
+            lam2[ok],
+            norm[ok],
+            style,
+            ms=3,
+            alpha=0.5,
+            color=colors[b] if kind == "H_o" else "tab:red",
+            label=f"{kind}({b},{b}): fit p = {p:.2f}, note {theory:g}",
+        )
         if ok.sum() >= 3 and theory > 0:
             x = np.geomspace(lam2[ok].min(), lam2[ok].max(), 10)
             c = np.median(norm[ok] / lam2[ok] ** theory)
             ax.loglog(x, c * x**theory, "k--", lw=0.8)
-    ax.set(xlabel="lambda_2(Sigma_xx) (largest non-leading)", ylabel="block norm",
-           title="one cluster: norm ~ lambda_2^p")
+    ax.set(
+        xlabel="lambda_2(Sigma_xx) (largest non-leading)", ylabel="block norm", title="one cluster: norm ~ lambda_2^p"
+    )
     ax.legend(fontsize=7)
-    fig.suptitle(f"curvature along the flow: {curv.settings['dynamics']}, beta = {curv.settings['beta']:g}, "
-                 f"n = {curv.settings['n']}, d = {curv.settings['d']}, {curv.settings['systems']} systems")
+    fig.suptitle(
+        f"curvature along the flow: {curv.settings['dynamics']}, beta = {curv.settings['beta']:g}, "
+        f"n = {curv.settings['n']}, d = {curv.settings['d']}, {curv.settings['systems']} systems"
+    )
     fig.savefig(png, dpi=90)
     plt.close(fig)
     return png

@@ -23,14 +23,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hessian.dataset_size import THEORY_RATE, DatasetConfig, load_dataset_convergence, plot_dataset_convergence, run_dataset_convergence
+from hessian.dataset_size import (
+    THEORY_RATE,
+    DatasetConfig,
+    load_dataset_convergence,
+    plot_dataset_convergence,
+    run_dataset_convergence,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="N = 5000, groups Q,V,LN1,W1")
     p.add_argument("--samples", type=int, default=None, help="N (default 1000; --full: 5000)")
-    p.add_argument("--groups", default=None, help="comma-separated groups of hessian.block.GROUPS (default Q,V; --full: Q,V,LN1,W1)")
+    p.add_argument(
+        "--groups",
+        default=None,
+        help="comma-separated groups of hessian.block.GROUPS (default Q,V; --full: Q,V,LN1,W1)",
+    )
     p.add_argument("--d-model", type=int, default=8)
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
     p.add_argument("--chunk", type=int, default=100, help="samples per saved chunk")
@@ -62,7 +74,10 @@ def main(argv=None) -> Path:
     res = load_dataset_convergence(path)
     png = plot_dataset_convergence(path, k_min=args.k_min)
     rates = res.rates(k_min=args.k_min)
-    rows = {key: dict(slope=fit.slope, ci=fit.ci, theory=THEORY_RATE, bins=int(fit.centres.size)) for key, fit in rates.items()}
+    rows = {
+        key: dict(slope=fit.slope, ci=fit.ci, theory=THEORY_RATE, bins=int(fit.centres.size))
+        for key, fit in rates.items()
+    }
     lines = [
         config.name(),
         f"{res.seconds:.1f} s of Hessian computation, {len(config.blocks())} parameter tensors ({config.groups}), N = {config.num_samples}",

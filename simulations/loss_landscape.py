@@ -33,7 +33,9 @@ from hessian.experiments.landscape import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="1000 Adam steps, 101-point line, 51 x 51 planes")
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
@@ -78,11 +80,15 @@ def main(argv=None) -> Path:
         line = data[f"{point}_{PIECES[0]}"]
         lam = line["eigenvalues"]
         seconds = sum(float(data[f"{point}_{pc}"]["seconds"]) for pc in PIECES)
-        lines.append(f"{point:8s} L0 = {float(line['loss0']):.4f}  lambda_1, lambda_2 = {lam[0]:.4g}, {lam[1]:.4g}  ({seconds:.1f} s)")
+        lines.append(
+            f"{point:8s} L0 = {float(line['loss0']):.4f}  lambda_1, lambda_2 = {lam[0]:.4g}, {lam[1]:.4g}  ({seconds:.1f} s)"
+        )
         for pc in PIECES:
             d = data[f"{point}_{pc}"]
             rel = np.max(np.abs(d["values"] - d["quadratic"])) / max(float(np.ptp(d["values"])), 1e-300)
-            lines.append(f"    {pc:13s} loss in [{d['values'].min():.4f}, {d['values'].max():.4f}], max |L - q| / range {rel:.3f}")
+            lines.append(
+                f"    {pc:13s} loss in [{d['values'].min():.4f}, {d['values'].max():.4f}], max |L - q| / range {rel:.3f}"
+            )
     summary = "\n".join(lines) + "\n"
     path.with_name(path.stem + "_summary.txt").write_text(summary)
     print(summary)

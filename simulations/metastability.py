@@ -6,6 +6,7 @@ plateaus, and how their lengths grow with beta (theory note, section 4).
 Results go to HDF5 (one entry per beta; a rerun skips finished betas); the figure is drawn
 from that file, next to it.
 """
+
 import argparse
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from particles.metastability import find_plateaus, log_time_grid, staircase
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--betas", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--d", type=int, default=2)
@@ -36,9 +38,18 @@ def parse_args(argv=None):
 
 def make_config(args):
     """The run's parameters, stored with the results (a rerun must match them)."""
-    return dict(betas=np.asarray(args.betas, dtype=float), n=args.n, d=args.d, batch=args.batch,
-                t_max=args.t_max, dt=args.dt, tol=args.tol, dynamics=args.dynamics,
-                seed=args.seed, points_per_decade=args.points_per_decade)
+    return dict(
+        betas=np.asarray(args.betas, dtype=float),
+        n=args.n,
+        d=args.d,
+        batch=args.batch,
+        t_max=args.t_max,
+        dt=args.dt,
+        tol=args.tol,
+        dynamics=args.dynamics,
+        seed=args.seed,
+        points_per_decade=args.points_per_decade,
+    )
 
 
 def main(argv=None):
@@ -61,10 +72,11 @@ def main(argv=None):
     print(f"saved {path} and {path.with_suffix('.png')}")
     for k, beta in enumerate(args.betas):
         entry = store.load(f"beta_{k:04d}")
-        lengths = [max((p.log_length for p in find_plateaus(entry["ts"], c) if p.clusters >= 2),
-                       default=0.0) for c in entry["counts"].T]
-        print(f"beta = {beta:5.2f}: median log-length of the longest multi-cluster plateau "
-              f"{np.median(lengths):.2f}")
+        lengths = [
+            max((p.log_length for p in find_plateaus(entry["ts"], c) if p.clusters >= 2), default=0.0)
+            for c in entry["counts"].T
+        ]
+        print(f"beta = {beta:5.2f}: median log-length of the longest multi-cluster plateau {np.median(lengths):.2f}")
 
 
 if __name__ == "__main__":

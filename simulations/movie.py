@@ -14,6 +14,7 @@ Files go to ``<out>/<name>.mp4`` and ``<out>/<name>.gif`` (default ``movies/``).
     python -m simulations.movie --d 3 --n 48 --beta 9 --spin 60 --name sphere
     python -m simulations.movie --from run.h5 --system 3 --duration 10 --format gif
 """
+
 import argparse
 import hashlib
 import json
@@ -25,13 +26,18 @@ from particles.movie import FORMATS, save_movie
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     src = p.add_argument_group("what to show")
-    src.add_argument("--from", dest="source", type=Path, default=None,
-                     help="HDF5 run written by simulate(..., store=...) instead of simulating")
-    src.add_argument("--system", type=int, default=None,
-                     help="which system of a batched run to show (default 0)")
+    src.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="HDF5 run written by simulate(..., store=...) instead of simulating",
+    )
+    src.add_argument("--system", type=int, default=None, help="which system of a batched run to show (default 0)")
     src.add_argument("--d", type=int, default=2, help="dimension (2: circle, 3: sphere, >= 4: projected)")
     src.add_argument("--n", type=int, default=32, help="number of tokens")
     src.add_argument("--beta", type=float, default=4.0)
@@ -40,20 +46,23 @@ def parse_args(argv=None):
     src.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
     src.add_argument("--method", choices=("euler", "rk4", "dopri5"), default="rk4")
     src.add_argument("--seed", type=int, default=0, help="seed of the uniform initial tokens")
-    src.add_argument("--store", type=Path, default=None,
-                     help="also write the simulated run to this HDF5 file")
+    src.add_argument("--store", type=Path, default=None, help="also write the simulated run to this HDF5 file")
     look = p.add_argument_group("how to show it")
     look.add_argument("--fps", type=int, default=20, help="frames per second")
-    look.add_argument("--duration", type=float, default=6.0,
-                      help="seconds; 0 shows every saved frame once")
+    look.add_argument("--duration", type=float, default=6.0, help="seconds; 0 shows every saved frame once")
     look.add_argument("--size", type=int, default=480, help="width = height in pixels (even)")
     look.add_argument("--trail", type=int, default=6, help="trail length in movie frames")
-    look.add_argument("--cluster-tol", type=float, default=1e-2,
-                      help="final clusters (that colour the tokens) link at <x_i, x_j> > 1 - tol")
+    look.add_argument(
+        "--cluster-tol",
+        type=float,
+        default=1e-2,
+        help="final clusters (that colour the tokens) link at <x_i, x_j> > 1 - tol",
+    )
     look.add_argument("--elevation", type=float, default=20.0, help="sphere view elevation (deg)")
     look.add_argument("--azimuth", type=float, default=-60.0, help="sphere view azimuth (deg)")
-    look.add_argument("--spin", type=float, default=0.0,
-                      help="degrees the sphere view turns over the movie (GIFs grow with it)")
+    look.add_argument(
+        "--spin", type=float, default=0.0, help="degrees the sphere view turns over the movie (GIFs grow with it)"
+    )
     look.add_argument("--projection-seed", type=int, default=0, help="random 3-D projection, d >= 4")
     out = p.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS + ("both",), default="both")
@@ -74,11 +83,17 @@ def load_or_simulate(args):
         return traj, f"{args.source.stem}{system}"
     x0 = particles.sample_sphere(args.n, args.d, seed=args.seed)
     store = {} if args.store is None else {"store": args.store, "overwrite": True}
-    traj = particles.simulate(x0, beta=args.beta, t_max=args.t_max, dt=args.dt,
-                              dynamics=args.dynamics, method=args.method, progress=True,
-                              **store)
-    config = {k: getattr(args, k) for k in ("d", "n", "beta", "t_max", "dt", "dynamics",
-                                             "method", "seed")}
+    traj = particles.simulate(
+        x0,
+        beta=args.beta,
+        t_max=args.t_max,
+        dt=args.dt,
+        dynamics=args.dynamics,
+        method=args.method,
+        progress=True,
+        **store,
+    )
+    config = {k: getattr(args, k) for k in ("d", "n", "beta", "t_max", "dt", "dynamics", "method", "seed")}
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     shape = {2: "circle", 3: "sphere"}.get(args.d, f"d{args.d}")
     return traj, f"{shape}_n{args.n}_beta{args.beta:g}_{args.dynamics}_{digest}"
@@ -90,14 +105,25 @@ def main(argv=None):
     formats = FORMATS if args.format == "both" else (args.format,)
     paths = [args.out / f"{args.name or stem}.{ext}" for ext in formats]
     movie = save_movie(
-        traj, paths, progress=True, system=args.system, fps=args.fps,
-        duration=args.duration or None, size=args.size, trail=args.trail,
-        cluster_tol=args.cluster_tol, elevation=args.elevation, azimuth=args.azimuth,
-        spin=args.spin, projection_seed=args.projection_seed,
+        traj,
+        paths,
+        progress=True,
+        system=args.system,
+        fps=args.fps,
+        duration=args.duration or None,
+        size=args.size,
+        trail=args.trail,
+        cluster_tol=args.cluster_tol,
+        elevation=args.elevation,
+        azimuth=args.azimuth,
+        spin=args.spin,
+        projection_seed=args.projection_seed,
     )
     for path in movie.paths:
-        print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB, {movie.n_frames} frames, "
-              f"{movie.size[0]}x{movie.size[1]}, {movie.fps} fps)")
+        print(
+            f"saved {path} ({path.stat().st_size / 1e6:.2f} MB, {movie.n_frames} frames, "
+            f"{movie.size[0]}x{movie.size[1]}, {movie.fps} fps)"
+        )
     return movie
 
 

@@ -9,6 +9,7 @@ already finished); the figure is drawn from that file, next to it.
 
     python -m simulations.phase_diagram [--full] [--dynamics USA --t-max 1] [--out DIR]
 """
+
 import argparse
 import hashlib
 import json
@@ -21,11 +22,18 @@ from particles.figures import plot_phase_diagram
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="the authors' defaults: 90 betas, 2048 systems, 200 checkpoints")
-    p.add_argument("--betas", type=float, nargs=3, metavar=("START", "STOP", "NUM"), default=None,
-                   help="linspace of betas (default 0.1 9 45; --full: 0.1 9 90)")
+    p.add_argument(
+        "--betas",
+        type=float,
+        nargs=3,
+        metavar=("START", "STOP", "NUM"),
+        default=None,
+        help="linspace of betas (default 0.1 9 45; --full: 0.1 9 90)",
+    )
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--d", type=int, default=2)
     p.add_argument("--batch", type=int, default=None, help="systems per beta (default 512; --full: 2048)")
@@ -37,8 +45,11 @@ def parse_args(argv=None):
     p.add_argument("--value", choices=ensembles.VALUES, default="identity", help="V")
     p.add_argument("--draw", choices=PhaseDiagramConfig.DRAWS, default="system", help="one draw of (B, V) per ...")
     p.add_argument("--regen-period", type=float, default=None, help="re-draw (B, V) every this much time")
-    p.add_argument("--usa-step-correction", action="store_true",
-                   help="the authors' USA step dt / max(sqrt(beta) e^(beta - 1/2), 1)")
+    p.add_argument(
+        "--usa-step-correction",
+        action="store_true",
+        help="the authors' USA step dt / max(sqrt(beta) e^(beta - 1/2), 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--out", type=Path, default=Path("results/phase_diagram"))
@@ -48,11 +59,19 @@ def parse_args(argv=None):
 def config_from_args(args):
     start, stop, num = args.betas or (0.1, 9.0, 90 if args.full else 45)
     return PhaseDiagramConfig(
-        betas=tuple(np.linspace(start, stop, int(num))), n=args.n, d=args.d,
-        batch=args.batch or (2048 if args.full else 512), t_max=args.t_max, dt=args.dt,
-        checkpoints=args.checkpoints or (200 if args.full else 100), dynamics=args.dynamics,
-        interaction=args.interaction, value=args.value, draw=args.draw,
-        regen_period=args.regen_period, usa_step_correction=args.usa_step_correction,
+        betas=tuple(np.linspace(start, stop, int(num))),
+        n=args.n,
+        d=args.d,
+        batch=args.batch or (2048 if args.full else 512),
+        t_max=args.t_max,
+        dt=args.dt,
+        checkpoints=args.checkpoints or (200 if args.full else 100),
+        dynamics=args.dynamics,
+        interaction=args.interaction,
+        value=args.value,
+        draw=args.draw,
+        regen_period=args.regen_period,
+        usa_step_correction=args.usa_step_correction,
         seed=args.seed,
     )
 
@@ -74,9 +93,11 @@ def main(argv=None):
     final = result.density[:, -1]
     print(f"saved {store} and {stem.with_suffix('.png')}")
     print("final density at t = %g:" % result.ts[-1])
-    for beta, dens, clus in zip(result.betas[:: max(1, len(result.betas) // 9)],
-                                final[:: max(1, len(result.betas) // 9)],
-                                result.clusters[:, -1][:: max(1, len(result.betas) // 9)]):
+    for beta, dens, clus in zip(
+        result.betas[:: max(1, len(result.betas) // 9)],
+        final[:: max(1, len(result.betas) // 9)],
+        result.clusters[:, -1][:: max(1, len(result.betas) // 9)],
+    ):
         print(f"  beta = {beta:5.2f}: density {dens:.3f}, median clusters {clus:g}")
 
 

@@ -30,7 +30,9 @@ from hessian.experiments.size_sweep import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="d_model 8..128, 1-3 layers")
     p.add_argument("--d-models", type=int, nargs="+", default=None, help="default 8 16 32; --full: 8 16 32 64 128")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="default 1 2; --full: 1 2 3")

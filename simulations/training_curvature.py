@@ -27,7 +27,9 @@ from hessian.training import TrainingConfig, load_training_curvature, plot_train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--full", action="store_true", help="d_model 16, 3000 steps, batch 64, top 10, 8 x 50 SLQ")
     p.add_argument("--d-model", type=int, default=None, help="default 8; --full: 16")
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
@@ -72,7 +74,9 @@ def main(argv=None) -> Path:
     res = load_training_curvature(path)
     png_spectrum, png_density = plot_training_curvature(path)
     lines = [config.name(), f"P = {res.num_params} parameters, {res.seconds:.1f} s of curvature computation", ""]
-    lines.append(f"{'step':>6s} {'eval loss':>9s} {'lambda_1':>9s} {'lambda_k':>9s} {'lambda_min':>10s} {'trace':>16s}  largest diagonal group block")
+    lines.append(
+        f"{'step':>6s} {'eval loss':>9s} {'lambda_1':>9s} {'lambda_k':>9s} {'lambda_min':>10s} {'trace':>16s}  largest diagonal group block"
+    )
     for c, s in enumerate(res.steps):
         g = int(np.argmax(res.block_norms[c]))
         lines.append(

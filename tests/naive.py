@@ -1,4 +1,5 @@
 """Slow, obviously correct NumPy references for the particle kernels."""
+
 import numpy as np
 
 

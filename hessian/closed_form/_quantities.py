@@ -74,7 +74,9 @@ def loss_derivatives(F: Tensor, Y: Tensor, loss: str) -> tuple[Tensor, Tensor]:
         return G, Lam
     if loss == "cross_entropy":
         if not isinstance(Y, Tensor) or Y.is_floating_point() or Y.shape != (L,):
-            raise ValueError(f"Y must be integer targets of shape ({L},) for cross_entropy, got {getattr(Y, 'shape', type(Y))}")
+            raise ValueError(
+                f"Y must be integer targets of shape ({L},) for cross_entropy, got {getattr(Y, 'shape', type(Y))}"
+            )
         p = torch.softmax(F, dim=-1)
         G = (p - torch.nn.functional.one_hot(Y, K).to(F.dtype)) / L
         Lam = (torch.diag_embed(p) - p[:, :, None] * p[:, None, :]) / L

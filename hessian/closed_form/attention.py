@@ -63,7 +63,8 @@ def _functional(qt: AttentionQuantities, W_K: Tensor) -> dict[tuple[str, str], T
         {
             ("W_Q", "W_Q"): beta**2 * _flat(torch.einsum("ia,ib,icd,de->acbe", qt.X, qt.X, KM3, W_K)),
             ("W_K", "W_K"): beta**2 * _flat(torch.einsum("iab,ic,ie->acbe", qt.M3u, qt.q, qt.q)),
-            ("W_Q", "W_K"): beta**2 * _flat(torch.einsum("ia,icb,ie->acbe", qt.X, KM3, qt.q)) + beta * _flat(t_functional),
+            ("W_Q", "W_K"): beta**2 * _flat(torch.einsum("ia,icb,ie->acbe", qt.X, KM3, qt.q))
+            + beta * _flat(t_functional),
             ("W_V", "W_V"): torch.zeros(d * dV, d * dV, dtype=W_K.dtype),
             ("W_Q", "W_V"): beta * _flat(torch.einsum("ia,icb,if->acbf", qt.X, KM2, qt.G)),
             ("W_K", "W_V"): beta * _flat(torch.einsum("iba,ic,if->acbf", qt.M2, qt.q, qt.G)),
@@ -101,7 +102,9 @@ _DOC_ARGS = """
     """
 
 
-def outer_product_blocks(X, Y, W_Q, W_K, W_V, *, loss="mse", attention="softmax", causal=False, beta=None) -> BlockMatrix:
+def outer_product_blocks(
+    X, Y, W_Q, W_K, W_V, *, loss="mse", attention="softmax", causal=False, beta=None
+) -> BlockMatrix:
     qt, W_K64, W_V64 = _prepare(X, Y, W_Q, W_K, W_V, loss, attention, causal, beta)
     return _assemble(_outer(qt, W_K64, W_V64), W_Q, W_V)
 
@@ -139,10 +142,7 @@ functional_blocks.__doc__ = (
     + _DOC_ARGS
 )
 hessian_blocks.__doc__ = "Full Hessian H = H_o + H_f of the single-head layer.\n" + _DOC_ARGS
-t_functional_term.__doc__ = (
-    """The T-functional part of H_f(Q,K): ``beta * grad_{W_QK} l (x) I_{d_K}`` as a (d d_K, d d_K) matrix.
+t_functional_term.__doc__ = """The T-functional part of H_f(Q,K): ``beta * grad_{W_QK} l (x) I_{d_K}`` as a (d d_K, d d_K) matrix.
 
     ``grad_{W_QK} l = sum_i x_i s_i^T`` is the gradient w.r.t. the product ``W_QK = beta W_Q W_K^T``.
-"""
-    + _DOC_ARGS.replace("BlockMatrix over", "(Instead of a BlockMatrix: a Tensor.) Layout as a BlockMatrix over")
-)
+""" + _DOC_ARGS.replace("BlockMatrix over", "(Instead of a BlockMatrix: a Tensor.) Layout as a BlockMatrix over")

@@ -65,7 +65,9 @@ def _activation(activation: object) -> Activation:
         raise ValueError(f"activation must be one of {[a.value for a in Activation]}, got {activation!r}") from None
 
 
-def feedforward(Y: Tensor, W_1: Tensor, b_1: Tensor, W_2: Tensor, b_2: Tensor, *, activation: Activation | str = "relu") -> Tensor:
+def feedforward(
+    Y: Tensor, W_1: Tensor, b_1: Tensor, W_2: Tensor, b_2: Tensor, *, activation: Activation | str = "relu"
+) -> Tensor:
     """``phi(Y W_1 + b_1) W_2 + b_2`` with Y (..., d), W_1 (d, m), b_1 (m,), W_2 (m, K), b_2 (K,) -> (..., K)."""
     phi = torch.relu if _activation(activation) is Activation.RELU else torch.nn.functional.gelu
     return phi(Y @ W_1 + b_1) @ W_2 + b_2
@@ -101,7 +103,9 @@ def feedforward_blocks(
         unknown activation.
     """
     kind = _activation(activation)
-    Y, W_1, b_1, W_2, b_2 = (_tensor(t, name) for t, name in ((Y, "Y"), (W_1, "W_1"), (b_1, "b_1"), (W_2, "W_2"), (b_2, "b_2")))
+    Y, W_1, b_1, W_2, b_2 = (
+        _tensor(t, name) for t, name in ((Y, "Y"), (W_1, "W_1"), (b_1, "b_1"), (W_2, "W_2"), (b_2, "b_2"))
+    )
     if Y.ndim != 2:
         raise ValueError(f"Y must have shape (L, d), got {tuple(Y.shape)}")
     L, d = Y.shape

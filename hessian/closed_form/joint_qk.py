@@ -22,7 +22,15 @@ def _n(t: Tensor) -> Tensor:
 
 
 def joint_qk_blocks(
-    X: Tensor, Y: Tensor, W_QK: Tensor, W_V: Tensor, *, beta: float = 1.0, loss: str = "mse", attention: str = "softmax", causal: bool = False
+    X: Tensor,
+    Y: Tensor,
+    W_QK: Tensor,
+    W_V: Tensor,
+    *,
+    beta: float = 1.0,
+    loss: str = "mse",
+    attention: str = "softmax",
+    causal: bool = False,
 ) -> tuple[BlockMatrix, BlockMatrix]:
     """(H_o, H_f) over ("W_QK", "W_V") for ``F = A X W_V`` with scores ``beta X W_QK X^T``.
 

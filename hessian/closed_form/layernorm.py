@@ -45,7 +45,9 @@ def _normalise(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """(P (n, n), z (..., n), s (...,)) for tokens x (..., n)."""
     n = x.shape[-1]
     if n < 2:
-        raise ValueError(f"x must have at least 2 features on its last axis (LayerNorm of 1 feature is constant), got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have at least 2 features on its last axis (LayerNorm of 1 feature is constant), got shape {tuple(x.shape)}"
+        )
     c = x - x.mean(-1, keepdim=True)
     s = torch.sqrt((c * c).mean(-1) + eps)
     if bool((s == 0).any()):
@@ -118,7 +120,9 @@ def layer_norm_hessian(x: Tensor, *, weight: Tensor | None = None, eps: float = 
     return -(w[:, None, None] / n) * bracket / (s**2)[..., None, None, None]
 
 
-def compose_layer_norm(x: Tensor, dx: Tensor, d2x: Tensor, *, weight: Tensor | None = None, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+def compose_layer_norm(
+    x: Tensor, dx: Tensor, d2x: Tensor, *, weight: Tensor | None = None, eps: float = 1e-5
+) -> tuple[Tensor, Tensor]:
     """First and second derivatives of ``Z(w) = LN(S(w))`` by the second-order chain rule (theory note §4.4).
 
     ``d^2 Z / dw_p dw_q = J_LN(S) d^2 S / dw_p dw_q + H_LN(S)[dS/dw_p, dS/dw_q]``, token by token.
@@ -168,7 +172,9 @@ def output_curvature(G: object, Lam: object, L: int, K: int) -> tuple[Tensor, Te
         full[idx, :, idx, :] = Lam
         Lam = full
     elif Lam.shape != (L, K, L, K):
-        raise ValueError(f"Lam (loss Hessian at the output) must have shape ({L}, {K}, {K}) or ({L}, {K}, {L}, {K}), got {tuple(Lam.shape)}")
+        raise ValueError(
+            f"Lam (loss Hessian at the output) must have shape ({L}, {K}, {K}) or ({L}, {K}, {L}, {K}), got {tuple(Lam.shape)}"
+        )
     Lam = Lam.reshape(L * K, L * K)
     if not torch.allclose(Lam, Lam.T, rtol=1e-10, atol=1e-12 * float(Lam.abs().max().clamp_min(1.0))):
         raise ValueError("Lam must be symmetric (a Hessian)")

@@ -19,7 +19,9 @@ from ._quantities import check_weights
 from .attention import _assemble, _complete
 
 
-def linear_attention_outer_product_blocks(X: Tensor, W_Q: Tensor, W_K: Tensor, W_V: Tensor, *, beta: float | None = None) -> BlockMatrix:
+def linear_attention_outer_product_blocks(
+    X: Tensor, W_Q: Tensor, W_K: Tensor, W_V: Tensor, *, beta: float | None = None
+) -> BlockMatrix:
     """H_o of unmasked linear attention with the paper's MSE, from Sigma_xx alone (independent of Y).
 
     Args:

@@ -15,7 +15,9 @@ from torch import Tensor
 from ._quantities import check_weights
 
 
-def uniform_attention_outer_product_blocks(X: Tensor, W_K: Tensor, W_V: Tensor, *, beta: float | None = None) -> dict[str, Tensor]:
+def uniform_attention_outer_product_blocks(
+    X: Tensor, W_K: Tensor, W_V: Tensor, *, beta: float | None = None
+) -> dict[str, Tensor]:
     """``{"W_Q": H_o(Q,Q), "W_V": H_o(V,V)}`` under uniform attention (exact when A = 1 1^T / L).
 
     Args:

@@ -64,7 +64,9 @@ def check_samples(num_samples: object, n: int, name: str = "num_samples", *, at_
     """Positive int; with ``at_most_dim`` also <= n (sketches and Krylov spaces cannot exceed the dimension)."""
     check_positive_int(num_samples, name)
     if at_most_dim and num_samples > n:
-        raise ValueError(f"{name}={num_samples} exceeds the dimension n={n} of the operator; use at most {n} (or an exact method)")
+        raise ValueError(
+            f"{name}={num_samples} exceeds the dimension n={n} of the operator; use at most {n} (or an exact method)"
+        )
     return num_samples
 
 

@@ -9,7 +9,9 @@ from .._checks import check_positive_int
 from ._base import Estimate, as_matmat
 
 
-def top_eigenvalues(A: object, k: int = 1, *, which: str = "LA", tol: float = 1e-10, seed: int = 0, maxiter: int | None = None) -> Estimate:
+def top_eigenvalues(
+    A: object, k: int = 1, *, which: str = "LA", tol: float = 1e-10, seed: int = 0, maxiter: int | None = None
+) -> Estimate:
     """The k extreme eigenvalues of a symmetric operator.
 
     Args:
@@ -33,7 +35,14 @@ def top_eigenvalues(A: object, k: int = 1, *, which: str = "LA", tol: float = 1e
 
 
 def lanczos_eigenpairs(
-    A: object, k: int, *, which: str = "LA", tol: float = 1e-10, seed: int = 0, maxiter: int | None = None, ncv: int | None = None
+    A: object,
+    k: int,
+    *,
+    which: str = "LA",
+    tol: float = 1e-10,
+    seed: int = 0,
+    maxiter: int | None = None,
+    ncv: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``top_eigenvalues`` with the eigenvectors: (values (k,), unit vectors (n, k), residual norms (k,), products).
 
@@ -43,7 +52,9 @@ def lanczos_eigenpairs(
     matmat, n, dtype = as_matmat(A)
     check_positive_int(k, "k")
     if k >= n:
-        raise ValueError(f"k={k} must be smaller than the dimension n={n} for Lanczos; use numpy.linalg.eigvalsh on the dense matrix")
+        raise ValueError(
+            f"k={k} must be smaller than the dimension n={n} for Lanczos; use numpy.linalg.eigvalsh on the dense matrix"
+        )
     if which not in ("LA", "SA", "LM"):
         raise ValueError(f"which must be 'LA', 'SA' or 'LM', got {which!r}")
     count = [0]

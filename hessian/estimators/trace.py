@@ -74,7 +74,9 @@ def trace(A: object, *, method: str = "hutchpp", num_samples: int = 99, seed: in
     """
     if method == "exact":
         matmat, n, dtype = as_matmat(A)
-        total = sum(float(np.trace(cols[start : start + cols.shape[1]])) for start, cols in exact_columns(matmat, n, dtype))
+        total = sum(
+            float(np.trace(cols[start : start + cols.shape[1]])) for start, cols in exact_columns(matmat, n, dtype)
+        )
         return Estimate(total, 0.0, n)
     if method in ("hutchinson", "hutchpp"):
         # n unit vectors give the exact trace, so more random products than n is a mistake

@@ -174,7 +174,11 @@ def _mlp(model: Transformer, params: Mapping[str, Tensor], resid: Tensor, l: int
         return resid
     p = f"blocks.{l}."
     h = layer_norm(resid, params[p + "ln2.w"], params[p + "ln2.b"], model.ln_eps) if model.layer_norm else resid
-    return resid + torch.relu(h @ params[p + "mlp.W_in"] + params[p + "mlp.b_in"]) @ params[p + "mlp.W_out"] + params[p + "mlp.b_out"]
+    return (
+        resid
+        + torch.relu(h @ params[p + "mlp.W_in"] + params[p + "mlp.b_in"]) @ params[p + "mlp.W_out"]
+        + params[p + "mlp.b_out"]
+    )
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,9 @@ def last_layer_taps(model: Transformer, params: Mapping[str, Tensor], tokens: Te
         LastLayerTaps; ``after_attention(attend(scores))`` equals ``model(params, tokens)``.
     """
     if model.readout is None or model.n_heads != 1:
-        raise ValueError(f"the exact path needs a transformer with a readout and one head, got readout={model.readout}, n_heads={model.n_heads}")
+        raise ValueError(
+            f"the exact path needs a transformer with a readout and one head, got readout={model.readout}, n_heads={model.n_heads}"
+        )
     start, stop = model.readout
     tokens = tokens[..., :stop]  # causal attention: later tokens cannot reach the read-out logits
     T = tokens.shape[-1]
@@ -239,10 +245,20 @@ def last_layer_taps(model: Transformer, params: Mapping[str, Tensor], tokens: Te
             r = layer_norm(r, params["ln_final.w"], params["ln_final.b"], model.ln_eps)
         return r @ params["unembed.W_U"] + params["unembed.b_U"]
 
-    return LastLayerTaps(x=x, m=pattern(scores) @ h, keys=k, beta=beta, scores=scores, attend=lambda s: pattern(s) @ v, after_attention=after_attention)
+    return LastLayerTaps(
+        x=x,
+        m=pattern(scores) @ h,
+        keys=k,
+        beta=beta,
+        scores=scores,
+        attend=lambda s: pattern(s) @ v,
+        after_attention=after_attention,
+    )
 
 
-def transformer_last_layer_norms(model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> dict[str, SplitNorms]:
+def transformer_last_layer_norms(
+    model: Transformer, params: Mapping[str, Tensor], tokens: Tensor, loss_fn: Callable[[Tensor], Tensor]
+) -> dict[str, SplitNorms]:
     """Exact ``||.||_F`` of the W_Q and W_V blocks of H, H_o, H_f of the last attention layer.
 
     V: ``z_t = m_t W_V + b_V`` gives ``H_WV = sum_t m_t m_t^T ⊗ C^z_t`` with C^z_t = d^2 l / dz_t^2.
@@ -283,7 +299,9 @@ def transformer_last_layer_norms(model: Transformer, params: Mapping[str, Tensor
     }
 
 
-def mlp_layer_norms(model: LinearMLP, params: Mapping[str, Tensor], tokens: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> list[SplitNorms]:
+def mlp_layer_norms(
+    model: LinearMLP, params: Mapping[str, Tensor], tokens: Tensor, loss_fn: Callable[[Tensor], Tensor]
+) -> list[SplitNorms]:
     """Exact norms of every ``layers.{i}.W`` block of the per-token linear MLP.
 
     Args:
@@ -319,7 +337,14 @@ def mlp_layer_norms(model: LinearMLP, params: Mapping[str, Tensor], tokens: Tens
 
 
 def hutchpp_split_norms(
-    hvp: Callable[[Tensor], Tensor], ggnvp: Callable[[Tensor], Tensor], dim: int, *, sketch: int, probes: int, seed: int, dtype: torch.dtype
+    hvp: Callable[[Tensor], Tensor],
+    ggnvp: Callable[[Tensor], Tensor],
+    dim: int,
+    *,
+    sketch: int,
+    probes: int,
+    seed: int,
+    dtype: torch.dtype,
 ) -> SplitNorms:
     """Norms of H, H_o and H_f = H - H_o by Hutch++ on ``||B||_F^2 = tr(B^T B)``, one sketch for all three.
 

@@ -69,7 +69,9 @@ def plot_growth(path: str | Path, out: str | Path | None = None) -> Path:
                     k0 = int(np.argmax(ok))
                     for offset in (1.0, 1e-2, 1e2):
                         ax.plot(s, offset * m[k0] * (s / s[k0]) ** p, "--", color="gray", lw=0.8, alpha=0.7)
-                    ax.plot([], [], "--", color="gray", label=f"$\\sigma^{{{p:g}}}$ ({'fitted' if fitted else 'theory'})")
+                    ax.plot(
+                        [], [], "--", color="gray", label=f"$\\sigma^{{{p:g}}}$ ({'fitted' if fitted else 'theory'})"
+                    )
                     guide_done.add(p)
             ax.set_yscale("log")
             if log_x:
@@ -113,7 +115,10 @@ def plot_heatmap(path: str | Path, out: str | Path | None = None) -> Path:
     names, bounds = res["names"], res["boundaries"]
     attn = [i for i, n in enumerate(names) if ".attn.W_" in n]
     lo, hi = bounds[attn[0]], bounds[attn[-1] + 1]
-    panels = [(H, names, bounds, "whole model"), (H[lo:hi, lo:hi], [names[i] for i in attn], bounds[attn[0] : attn[-1] + 2] - lo, "W_Q, W_K, W_V, W_O")]
+    panels = [
+        (H, names, bounds, "whole model"),
+        (H[lo:hi, lo:hi], [names[i] for i in attn], bounds[attn[0] : attn[-1] + 2] - lo, "W_Q, W_K, W_V, W_O"),
+    ]
     imgs = [uniform_filter(np.log10(np.abs(M) + 1e-6), size=5, mode="nearest") for M, *_ in panels]
     vmin, vmax = min(i.min() for i in imgs), max(i.max() for i in imgs)
     fig, axes = plt.subplots(1, 2, figsize=(15, 7))

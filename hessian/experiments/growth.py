@@ -113,7 +113,16 @@ class GrowthConfig:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        for name, minimum in (("n_layers", 1), ("d_model", 1), ("d_mlp", 1), ("num_sigmas", 2), ("repeats", 1), ("batch", 1), ("probes", 2), ("sketch", 0)):
+        for name, minimum in (
+            ("n_layers", 1),
+            ("d_model", 1),
+            ("d_mlp", 1),
+            ("num_sigmas", 2),
+            ("repeats", 1),
+            ("batch", 1),
+            ("probes", 2),
+            ("sketch", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -134,7 +143,11 @@ class GrowthConfig:
         if not (isinstance(self.residual_scaling, (int, float)) and math.isfinite(self.residual_scaling)):
             raise ValueError(f"residual_scaling must be a finite float, got {self.residual_scaling!r}")
         for name in ("data_seed", "model_seed"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+            if (
+                isinstance(getattr(self, name), bool)
+                or not isinstance(getattr(self, name), int)
+                or getattr(self, name) < 0
+            ):
                 raise ValueError(f"{name} must be an int >= 0, got {getattr(self, name)!r}")
 
     @property
@@ -226,7 +239,9 @@ def _param_name(config: GrowthConfig, layer: int, block: str) -> str:
     return f"layers.{layer}.W" if block == "W" else f"blocks.{layer}.attn.W_{block}"
 
 
-def measure_point(config: GrowthConfig, setup: Setup, params: dict[str, Tensor], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+def measure_point(
+    config: GrowthConfig, setup: Setup, params: dict[str, Tensor], *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Norms of every measured block at one parameter point.
 
     Returns:
@@ -255,7 +270,15 @@ def measure_point(config: GrowthConfig, setup: Setup, params: dict[str, Tensor],
                 hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
                 sketch = 0 if config.method == Method.HUTCHINSON else config.sketch
-                res = hutchpp_split_norms(hvp, ggnvp, hvp.dim, sketch=sketch, probes=config.probes, seed=seed + 7919 * l + b, dtype=config.torch_dtype)
+                res = hutchpp_split_norms(
+                    hvp,
+                    ggnvp,
+                    hvp.dim,
+                    sketch=sketch,
+                    probes=config.probes,
+                    seed=seed + 7919 * l + b,
+                    dtype=config.torch_dtype,
+                )
             norms[l, b], stderr[l, b] = res.value, res.stderr
             used += res.num_products
     return norms, stderr, used
@@ -374,10 +397,24 @@ def slope_table(results, *, sigma_max: float = 1.0) -> list[dict]:
                 whole = fit_slope(results.sigmas, mean[:, l, b, q])
                 p = theory_exponent(config, l, block, kind)
                 # an exact power law has ci ~ 0: allow rounding-level deviations
-                agrees = None if p is None or not np.isfinite(small.slope) else bool(abs(small.slope - p) <= max(small.ci, 1e-6))
+                agrees = (
+                    None
+                    if p is None or not np.isfinite(small.slope)
+                    else bool(abs(small.slope - p) <= max(small.ci, 1e-6))
+                )
                 rows.append(
-                    dict(layer=l, block=block, kind=kind, theory=p, slope=small.slope, ci=small.ci, n=small.num_points,
-                         slope_all=whole.slope, ci_all=whole.ci, agrees=agrees)
+                    dict(
+                        layer=l,
+                        block=block,
+                        kind=kind,
+                        theory=p,
+                        slope=small.slope,
+                        ci=small.ci,
+                        n=small.num_points,
+                        slope_all=whole.slope,
+                        ci_all=whole.ci,
+                        agrees=agrees,
+                    )
                 )
     return rows
 

@@ -67,7 +67,14 @@ class HeterogeneityConfig:
 def _model(config: HeterogeneityConfig, attention: str) -> Transformer:
     a0, a1 = answer_positions()
     # read-out of the scored logits: the same Hessian as the full model with the position-selecting loss
-    return Transformer(n_layers=1, d_model=config.d_model, d_head=config.d_model, d_mlp=config.d_mlp, attention=attention, readout=(a0 - 1, a1 - 1))
+    return Transformer(
+        n_layers=1,
+        d_model=config.d_model,
+        d_head=config.d_model,
+        d_mlp=config.d_mlp,
+        attention=attention,
+        readout=(a0 - 1, a1 - 1),
+    )
 
 
 def heterogeneity(config: HeterogeneityConfig, *, dtype: torch.dtype = torch.float64) -> dict:
@@ -82,15 +89,24 @@ def heterogeneity(config: HeterogeneityConfig, *, dtype: torch.dtype = torch.flo
     tokens = addition_data(config.batch, seed=config.data_seed)[0]
     model = _model(config, "softmax")
     params = model.init(seed=config.seed, dtype=dtype)
-    H = dense_hessian(model, loss, params, tokens, tokens[:, a0:a1], HEATMAP_BLOCKS, dtype=dtype, max_params=8192, chunk_size=64)
+    H = dense_hessian(
+        model, loss, params, tokens, tokens[:, a0:a1], HEATMAP_BLOCKS, dtype=dtype, max_params=8192, chunk_size=64
+    )
     # 8 batches of 8 with equal sizes: the mean loss over the 64 sequences is the mean of the batch losses
-    hist_tokens = addition_data(config.hist_batch, num_batches=config.hist_batches, seed=config.data_seed).reshape(-1, tokens.shape[-1])
+    hist_tokens = addition_data(config.hist_batch, num_batches=config.hist_batches, seed=config.data_seed).reshape(
+        -1, tokens.shape[-1]
+    )
     blocks = {}
     for attention in ("softmax", "linear"):
         m = _model(config, attention)
         p = m.init(seed=config.seed, dtype=dtype)
-        B = dense_hessian(m, loss, p, hist_tokens, hist_tokens[:, a0:a1], ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"], dtype=dtype)
-        blocks[attention] = {"Q": B.block("blocks.0.attn.W_Q", "blocks.0.attn.W_Q"), "V": B.block("blocks.0.attn.W_V", "blocks.0.attn.W_V")}
+        B = dense_hessian(
+            m, loss, p, hist_tokens, hist_tokens[:, a0:a1], ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"], dtype=dtype
+        )
+        blocks[attention] = {
+            "Q": B.block("blocks.0.attn.W_Q", "blocks.0.attn.W_Q"),
+            "V": B.block("blocks.0.attn.W_V", "blocks.0.attn.W_V"),
+        }
     return dict(hessian=H.matrix, names=list(H.names), boundaries=list(H.boundaries), blocks=blocks)
 
 

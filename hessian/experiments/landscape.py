@@ -87,8 +87,14 @@ class LandscapeConfig:
     def training(self) -> TrainingConfig:
         """The training run (its model is this experiment's model)."""
         return TrainingConfig(
-            d_model=self.d_model, d_mlp=self.d_mlp, layer_norm=False, steps=max(self.train_steps, 1), batch=self.train_batch, lr=self.lr,
-            model_seed=self.model_seed, data_seed=self.train_seed,
+            d_model=self.d_model,
+            d_mlp=self.d_mlp,
+            layer_norm=False,
+            steps=max(self.train_steps, 1),
+            batch=self.train_batch,
+            lr=self.lr,
+            model_seed=self.model_seed,
+            data_seed=self.train_seed,
         )
 
     @property
@@ -174,7 +180,9 @@ def run_landscape(config: LandscapeConfig, path: str | Path, *, progress: bool =
                 grid = (axis, axis)
             else:
                 if eig is None:
-                    eig = top_eigenvector_directions(model, loss, params, tokens, target, k=2, tol=config.lanczos_tol, seed=config.direction_seed)
+                    eig = top_eigenvector_directions(
+                        model, loss, params, tokens, target, k=2, tol=config.lanczos_tol, seed=config.direction_seed
+                    )
                 span = config.eig_span * math.sqrt(2 / max(eig.eigenvalues[0], 1e-12))
                 extra = {"eigenvalues": eig.eigenvalues, "residuals": eig.residuals}
                 if piece == "eig_line":
@@ -186,8 +194,16 @@ def run_landscape(config: LandscapeConfig, path: str | Path, *, progress: bool =
             quad = quadratic_model(model, loss, params, tokens, target, dirs, grid)
             axes = {f"axes_{k}": a for k, a in enumerate(land.axes)}
             store.save(
-                _key(point, piece), values=land.values, quadratic=quad.values, loss0=land.loss0, slopes=quad.slopes, curvature=quad.curvature,
-                seconds=time.perf_counter() - t0, chunk_size=land.chunk_size, **axes, **extra,
+                _key(point, piece),
+                values=land.values,
+                quadratic=quad.values,
+                loss0=land.loss0,
+                slopes=quad.slopes,
+                curvature=quad.curvature,
+                seconds=time.perf_counter() - t0,
+                chunk_size=land.chunk_size,
+                **axes,
+                **extra,
             )
             bar.update(1)
             bar.set_postfix(point=point, piece=piece)
@@ -254,7 +270,9 @@ def plot_landscape(path: str | Path) -> list[Path]:
         ax.set_xlabel("|t|")
         ax.set_title("$|L - q|$ along $v_1$")
         ax.legend(fontsize=8)
-        for col, (piece, d, label) in enumerate(((PIECES[1], eplane, ("$v_1$", "$v_2$")), (PIECES[2], rplane, ("random $d_1$", "random $d_2$")))):
+        for col, (piece, d, label) in enumerate(
+            ((PIECES[1], eplane, ("$v_1$", "$v_2$")), (PIECES[2], rplane, ("random $d_1$", "random $d_2$")))
+        ):
             a, b = d["axes_0"], d["axes_1"]
             A, B = np.meshgrid(a, b, indexing="ij")
             levels = _levels(d["values"])
@@ -270,7 +288,9 @@ def plot_landscape(path: str | Path) -> list[Path]:
             ax = fig.add_subplot(2, 3, 5 + col, projection="3d")
             Z = np.minimum(d["values"], levels[-1] * 1.5)
             ax.plot_surface(A, B, Z, cmap="viridis", linewidth=0, alpha=0.9)
-            ax.plot_wireframe(A, B, np.clip(d["quadratic"], None, levels[-1] * 1.5), color="C3", linewidth=0.4, rstride=2, cstride=2)
+            ax.plot_wireframe(
+                A, B, np.clip(d["quadratic"], None, levels[-1] * 1.5), color="C3", linewidth=0.4, rstride=2, cstride=2
+            )
             ax.set_xlabel(label[0])
             ax.set_ylabel(label[1])
             ax.set_zlabel("loss")

@@ -41,8 +41,18 @@ KIND = "attention_lipschitz"
 LAYERS = ("attention", "ln_attention")
 TOKENS = ("generic", "zero_token")
 #: large-s exponents derived in the module docstring, keyed (layer, tokens)
-THEORY = {("attention", "generic"): 0.0, ("attention", "zero_token"): 2.0, ("ln_attention", "generic"): -1.0, ("ln_attention", "zero_token"): 0.0}
-LABELS = {"attention": "softmax attention", "ln_attention": "LayerNorm, then attention", "generic": "Gaussian tokens", "zero_token": "Gaussian tokens, one at the origin (Kim et al.)"}
+THEORY = {
+    ("attention", "generic"): 0.0,
+    ("attention", "zero_token"): 2.0,
+    ("ln_attention", "generic"): -1.0,
+    ("ln_attention", "zero_token"): 0.0,
+}
+LABELS = {
+    "attention": "softmax attention",
+    "ln_attention": "LayerNorm, then attention",
+    "generic": "Gaussian tokens",
+    "zero_token": "Gaussian tokens, one at the origin (Kim et al.)",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +114,9 @@ def draw(config: LipschitzConfig, r: int, tokens: str) -> tuple[dict[str, Tensor
     if tokens not in TOKENS:
         raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
     params = SelfAttention(d_model=config.d).init(seed=config.seed + r)
-    X = torch.randn(config.L, config.d, generator=torch.Generator().manual_seed(10_000 + config.seed + r), dtype=torch.float64)
+    X = torch.randn(
+        config.L, config.d, generator=torch.Generator().manual_seed(10_000 + config.seed + r), dtype=torch.float64
+    )
     if tokens == "zero_token":
         X[0] = 0.0
     return params, X
@@ -147,7 +159,12 @@ def run_lipschitz(config: LipschitzConfig, path: str | Path, *, progress: bool =
     for tokens, r in tqdm(todo, desc="attention Lipschitz", disable=not progress):
         t0 = time.perf_counter()
         params, X = draw(config, r, tokens)
-        out = np.array([[input_spectral_norm(models[name], params, s * X, config.method) for s in config.scales()] for name in LAYERS])
+        out = np.array(
+            [
+                [input_spectral_norm(models[name], params, s * X, config.method) for s in config.scales()]
+                for name in LAYERS
+            ]
+        )
         store.save(_key(tokens, r), norms=out[..., 0], bounds=out[..., 1], seconds=time.perf_counter() - t0)
     return path
 
@@ -175,15 +192,33 @@ class LipschitzResults:
         rows = []
         for t, tokens in enumerate(TOKENS):
             for l, name in enumerate(LAYERS):
-                per_draw = [stats.linregress(np.log(self.scales[keep]), np.log(y[keep])).slope for y in self.norms[t, :, l] if np.isfinite(y[keep]).all()]
+                per_draw = [
+                    stats.linregress(np.log(self.scales[keep]), np.log(y[keep])).slope
+                    for y in self.norms[t, :, l]
+                    if np.isfinite(y[keep]).all()
+                ]
                 n = len(per_draw)
                 if keep.sum() < 2 or n == 0:
                     slope, sem = float("nan"), float("nan")
                 else:
-                    slope, sem = float(np.mean(per_draw)), float(np.std(per_draw, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+                    slope, sem = (
+                        float(np.mean(per_draw)),
+                        float(np.std(per_draw, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                    )
                 with np.errstate(invalid="ignore"):
                     peak = float(np.nanmedian(np.nanmax(self.norms[t, :, l], axis=1)))
-                rows.append({"layer": name, "tokens": tokens, "slope": slope, "sem": sem, "draws": n, "points": int(keep.sum()), "theory": THEORY[(name, tokens)], "peak": peak})
+                rows.append(
+                    {
+                        "layer": name,
+                        "tokens": tokens,
+                        "slope": slope,
+                        "sem": sem,
+                        "draws": n,
+                        "points": int(keep.sum()),
+                        "theory": THEORY[(name, tokens)],
+                        "peak": peak,
+                    }
+                )
         return rows
 
 
@@ -212,7 +247,9 @@ def load_lipschitz(path: str | Path) -> LipschitzResults:
 
 def format_slopes(rows: list[dict]) -> str:
     """One line per (tokens, layer): fitted exponent +- s.e.m. and the theory exponent."""
-    lines = [f"{'tokens':<11} {'layer':<13} {'fitted exponent +- s.e.m.':>27}  theory  {'max over s (median of draws)':>28}"]
+    lines = [
+        f"{'tokens':<11} {'layer':<13} {'fitted exponent +- s.e.m.':>27}  theory  {'max over s (median of draws)':>28}"
+    ]
     for row in rows:
         lines.append(
             f"{row['tokens']:<11} {row['layer']:<13} {row['slope']:>+15.4f} +- {row['sem']:.1e}  {row['theory']:+6.0f}  {row['peak']:>28.4g}"
@@ -241,7 +278,15 @@ def plot_lipschitz(path: str | Path, out: str | Path | None = None) -> Path:
             with np.errstate(invalid="ignore"):
                 mean = np.exp(np.nanmean(np.log(y), axis=0))
             row = rows[(name, tokens)]
-            ax.loglog(s, mean, "o-", color=color, ms=3, lw=1.8, label=f"{LABELS[name]}: slope {row['slope']:+.3f} $\\pm$ {row['sem']:.1e} (theory {row['theory']:+.0f})")
+            ax.loglog(
+                s,
+                mean,
+                "o-",
+                color=color,
+                ms=3,
+                lw=1.8,
+                label=f"{LABELS[name]}: slope {row['slope']:+.3f} $\\pm$ {row['sem']:.1e} (theory {row['theory']:+.0f})",
+            )
             if np.isfinite(row["slope"]) and keep.sum() >= 2:
                 c = np.exp(np.mean(np.log(mean[keep]) - row["slope"] * np.log(s[keep])))
                 ax.loglog(s[keep], 1.6 * c * s[keep] ** row["slope"], "--", color=color, lw=1)

@@ -46,7 +46,9 @@ class GrowthWriter:
                         "choose another output path or delete the file"
                     )
             else:
-                f.attrs.update(schema=SCHEMA, kind="hessian_growth", config=text, kinds=list(KINDS), blocks=list(config.blocks))
+                f.attrs.update(
+                    schema=SCHEMA, kind="hessian_growth", config=text, kinds=list(KINDS), blocks=list(config.blocks)
+                )
                 f.create_dataset("sigmas", data=config.sigmas)
             self._done = {name for name in self._points(f)}
 
@@ -57,7 +59,9 @@ class GrowthWriter:
     def has(self, k: int, r: int) -> bool:
         return _group(k, r) in self._done
 
-    def write(self, k: int, r: int, norms: np.ndarray, stderr: np.ndarray, *, seconds: float, num_products: int) -> None:
+    def write(
+        self, k: int, r: int, norms: np.ndarray, stderr: np.ndarray, *, seconds: float, num_products: int
+    ) -> None:
         with h5py.File(self.path, "a") as f:
             g = f.create_group(_group(k, r))
             g.create_dataset("norms", data=norms)
@@ -139,7 +143,11 @@ def has_heterogeneity(path: str | Path, config) -> bool:
     if not path.is_file():
         return False
     with h5py.File(path, "r") as f:
-        return f.attrs.get("kind") == "hessian_heterogeneity" and f.attrs.get("config") == _config_text(config) and bool(f.attrs.get("complete", False))
+        return (
+            f.attrs.get("kind") == "hessian_heterogeneity"
+            and f.attrs.get("config") == _config_text(config)
+            and bool(f.attrs.get("complete", False))
+        )
 
 
 def save_heterogeneity(path: str | Path, config, data: dict) -> None:
@@ -148,7 +156,9 @@ def save_heterogeneity(path: str | Path, config, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.attrs.update(schema=SCHEMA, kind="hessian_heterogeneity", config=_config_text(config), complete=False)
-        f.create_dataset("hessian", data=data["hessian"].numpy().astype(np.float32), compression="gzip", compression_opts=1)
+        f.create_dataset(
+            "hessian", data=data["hessian"].numpy().astype(np.float32), compression="gzip", compression_opts=1
+        )
         f.create_dataset("names", data=np.array(data["names"], dtype="S"))
         f.create_dataset("boundaries", data=np.asarray(data["boundaries"], dtype=np.int64))
         for attention, blocks in data["blocks"].items():

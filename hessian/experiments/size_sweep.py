@@ -47,7 +47,17 @@ from .block_norms import KINDS
 from .growth import GrowthConfig, build
 from .results import _config_text
 
-QUANTITIES = ("frobenius", "trace", "largest", "smallest", "kappa", "rank", "abs_smallest", "negative_fraction", "negative_mass")
+QUANTITIES = (
+    "frobenius",
+    "trace",
+    "largest",
+    "smallest",
+    "kappa",
+    "rank",
+    "abs_smallest",
+    "negative_fraction",
+    "negative_mass",
+)
 SCHEMA = 1
 FILE_KIND = "hessian_size_sweep"
 
@@ -106,7 +116,18 @@ class SizeSweepConfig:
                 raise ValueError(f"{name} must be among {allowed}, got {bad}")
         if self.loss not in ("ce", "mse"):
             raise ValueError(f"loss must be 'ce' or 'mse', got {self.loss!r}")
-        for name, minimum in (("batch", 1), ("dense_threshold", 0), ("lanczos_maxiter", 1), ("slq_probes", 2), ("slq_steps", 2), ("trace_samples", 3), ("frobenius_samples", 2), ("seed", 0), ("data_seed", 0), ("model_seed", 0)):
+        for name, minimum in (
+            ("batch", 1),
+            ("dense_threshold", 0),
+            ("lanczos_maxiter", 1),
+            ("slq_probes", 2),
+            ("slq_steps", 2),
+            ("trace_samples", 3),
+            ("frobenius_samples", 2),
+            ("seed", 0),
+            ("data_seed", 0),
+            ("model_seed", 0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -130,8 +151,16 @@ def row_key(d_model: int, n_layers: int, attention: str) -> str:
 
 def row_setup(config: SizeSweepConfig, d_model: int, n_layers: int, attention: str):
     """``(growth.Setup, params)`` of one row: the reference transformer at its GPT-2 initialisation, float64."""
-    growth = GrowthConfig(n_layers=n_layers, d_model=d_model, d_mlp=4 * d_model, attention=attention, loss=config.loss,
-                          batch=config.batch, data_seed=config.data_seed, model_seed=config.model_seed)
+    growth = GrowthConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        d_mlp=4 * d_model,
+        attention=attention,
+        loss=config.loss,
+        batch=config.batch,
+        data_seed=config.data_seed,
+        model_seed=config.model_seed,
+    )
     setup = build(growth)
     return setup, setup.model.init(seed=config.model_seed, dtype=torch.float64)
 
@@ -147,7 +176,17 @@ def dense_summary(M: np.ndarray, rtol: float | None) -> tuple[np.ndarray, np.nda
     lam = np.linalg.eigvalsh(M)
     c = conditioning_from_eigenvalues(lam, rtol=rtol)
     neg = negative_mass_from_eigenvalues(lam, rtol=rtol)
-    values = [np.linalg.norm(M), np.trace(M), c.largest, c.smallest, c.kappa, c.rank, c.abs_smallest, neg.fraction, neg.mass]
+    values = [
+        np.linalg.norm(M),
+        np.trace(M),
+        c.largest,
+        c.smallest,
+        c.kappa,
+        c.rank,
+        c.abs_smallest,
+        neg.fraction,
+        neg.mass,
+    ]
     return np.array(values, dtype=np.float64), np.zeros(len(QUANTITIES)), ["dense"] * len(QUANTITIES)
 
 
@@ -157,11 +196,28 @@ def operator_summary(op, config: SizeSweepConfig) -> tuple[np.ndarray, np.ndarra
     for which in ("smallest", "largest"):
         # each end on its own: a PSD block's bottom (a cluster at 0) may not converge while its top does
         try:
-            ends.append(extreme_eigenvalues(op, 1, which, dense_threshold=0, tol=config.lanczos_tol, seed=config.seed, maxiter=config.lanczos_maxiter).values[0])
+            ends.append(
+                extreme_eigenvalues(
+                    op,
+                    1,
+                    which,
+                    dense_threshold=0,
+                    tol=config.lanczos_tol,
+                    seed=config.seed,
+                    maxiter=config.lanczos_maxiter,
+                ).values[0]
+            )
         except ArpackNoConvergence:
             ends.append(float("nan"))
     c = conditioning_from_extremes(*ends, op.shape[0], rtol=config.rtol)
-    neg = negative_mass(op, rtol=config.rtol, dense_threshold=0, num_probes=config.slq_probes, num_steps=config.slq_steps, seed=config.seed)
+    neg = negative_mass(
+        op,
+        rtol=config.rtol,
+        dense_threshold=0,
+        num_probes=config.slq_probes,
+        num_steps=config.slq_steps,
+        seed=config.seed,
+    )
     tr = trace(op, method="hutchpp", num_samples=config.trace_samples, seed=config.seed)
     fro = frobenius_norm(op, method="hutchinson", num_samples=config.frobenius_samples, seed=config.seed)
     ok = ["lanczos" if np.isfinite(e) else "unconverged" for e in ends]
@@ -204,7 +260,9 @@ def _open_checked(path: Path, config: SizeSweepConfig, mode: str):
     text = _config_text(config)
     if "config" in f.attrs and f.attrs["config"] != text:
         f.close()
-        raise ValueError(f"path {path} holds a size sweep of another config ({f.attrs['config']}), expected {text}; choose another output path or delete the file")
+        raise ValueError(
+            f"path {path} holds a size sweep of another config ({f.attrs['config']}), expected {text}; choose another output path or delete the file"
+        )
     return f
 
 
@@ -224,7 +282,9 @@ def run_size_sweep(config: SizeSweepConfig, path: str | Path, *, progress: bool 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _open_checked(path, config, "a") as f:
-        f.attrs.update(schema=SCHEMA, kind=FILE_KIND, config=_config_text(config), kinds=list(KINDS), quantities=list(QUANTITIES))
+        f.attrs.update(
+            schema=SCHEMA, kind=FILE_KIND, config=_config_text(config), kinds=list(KINDS), quantities=list(QUANTITIES)
+        )
         done = set(f.keys())
     todo = [row for row in config.rows() if row_key(*row) not in done]
     bar = tqdm(todo, desc="size sweep", disable=not progress)
@@ -255,7 +315,17 @@ class SizeSweepResults:
     config: SizeSweepConfig
     rows: dict
 
-    def get(self, d_model: int, n_layers: int, attention: str, block: str, kind: str, quantity: str, *, layer: int | None = None) -> tuple[float, str]:
+    def get(
+        self,
+        d_model: int,
+        n_layers: int,
+        attention: str,
+        block: str,
+        kind: str,
+        quantity: str,
+        *,
+        layer: int | None = None,
+    ) -> tuple[float, str]:
         """``(value, method)`` of one number; ``layer`` None means the last layer. NaN, "" if the row is missing."""
         row = self.rows.get((d_model, n_layers, attention))
         if row is None:
@@ -295,8 +365,10 @@ def load_size_sweep(path: str | Path) -> SizeSweepResults:
 
 def format_size_table(results: SizeSweepResults) -> str:
     """Plain-text table, one line per (row, block): norms of H, H_o, H_f, tr H, extreme eigenvalues, kappa, rank, mu_-."""
-    head = (f"{'d':>4} {'L':>2} {'attn':>7} {'block':>16} | {'|H|_F':>9} {'|H_o|_F':>9} {'|H_f|_F':>9} {'tr H':>10} | "
-            f"{'lmax H':>10} {'lmin H':>10} {'kappa H':>9} {'kappa H_o':>9} {'rk H_o/P':>9} | {'mu- H':>6} | method")
+    head = (
+        f"{'d':>4} {'L':>2} {'attn':>7} {'block':>16} | {'|H|_F':>9} {'|H_o|_F':>9} {'|H_f|_F':>9} {'tr H':>10} | "
+        f"{'lmax H':>10} {'lmin H':>10} {'kappa H':>9} {'kappa H_o':>9} {'rk H_o/P':>9} | {'mu- H':>6} | method"
+    )
     lines = [head, "-" * len(head)]
     Q = QUANTITIES.index
     for (d, n, a), row in sorted(results.rows.items()):
@@ -362,7 +434,10 @@ def plot_size_sweep(path: str | Path, out: str | Path | None = None) -> Path:
     axes[1, 0].set_ylabel(r"$\kappa(H)$ (solid), $\kappa(H_o)$ on its range (dashed)")
     axes[2, 0].set_ylabel(r"negative mass $\sum_{\lambda<0}|\lambda| / \sum|\lambda|$ of H")
     axes[0, -1].legend(fontsize=7)
-    fig.suptitle(f"Hessian blocks at initialisation vs size ({cfg.loss.upper()}, batch {cfg.batch}); dense where P <= {cfg.dense_threshold}, else Lanczos/SLQ", fontsize=10)
+    fig.suptitle(
+        f"Hessian blocks at initialisation vs size ({cfg.loss.upper()}, batch {cfg.batch}); dense where P <= {cfg.dense_threshold}, else Lanczos/SLQ",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

@@ -8,4 +8,12 @@ from .mlp import LinearMLP as LinearMLP
 from .transformer import Transformer as Transformer
 from .transformer import layer_norm as layer_norm
 
-__all__ = ["AttentionKind", "SelfAttention", "Transformer", "LinearMLP", "attention_pattern", "multi_head_attention", "layer_norm"]
+__all__ = [
+    "AttentionKind",
+    "SelfAttention",
+    "Transformer",
+    "LinearMLP",
+    "attention_pattern",
+    "multi_head_attention",
+    "layer_norm",
+]

@@ -250,7 +250,12 @@ class SelfAttention:
 
 
 def apply_attention(
-    layer: SelfAttention, params: Mapping[str, Tensor], X: Tensor, *, prefix: str, query_rows: tuple[int, int] | None = None
+    layer: SelfAttention,
+    params: Mapping[str, Tensor],
+    X: Tensor,
+    *,
+    prefix: str,
+    query_rows: tuple[int, int] | None = None,
 ) -> Tensor:
     """``layer`` applied with parameters looked up as ``prefix + name`` (used inside transformers).
 
@@ -263,7 +268,9 @@ def apply_attention(
         raise ValueError(f"params is missing {missing} (has {sorted(params)})")
     for name, shape in layer.param_shapes().items():
         if tuple(params[prefix + name].shape) != shape:
-            raise ValueError(f"params[{prefix + name!r}] must have shape {shape}, got {tuple(params[prefix + name].shape)}")
+            raise ValueError(
+                f"params[{prefix + name!r}] must have shape {shape}, got {tuple(params[prefix + name].shape)}"
+            )
     # look up only this configuration's names: extra entries in params (e.g. W_O of another layer) are ignored
     used = {n: params[prefix + n] for n in layer.param_shapes()}
     out = multi_head_attention(

@@ -81,9 +81,15 @@ class Transformer:
         if not self.ln_eps >= 0:
             raise ValueError(f"ln_eps must be >= 0, got {self.ln_eps}")
         if self.readout is not None:
-            ok = isinstance(self.readout, tuple) and len(self.readout) == 2 and all(isinstance(r, int) for r in self.readout)
+            ok = (
+                isinstance(self.readout, tuple)
+                and len(self.readout) == 2
+                and all(isinstance(r, int) for r in self.readout)
+            )
             if not (ok and 0 <= self.readout[0] < self.readout[1] <= self.n_ctx):
-                raise ValueError(f"readout must be None or (start, stop) with 0 <= start < stop <= n_ctx={self.n_ctx}, got {self.readout!r}")
+                raise ValueError(
+                    f"readout must be None or (start, stop) with 0 <= start < stop <= n_ctx={self.n_ctx}, got {self.readout!r}"
+                )
 
     @property
     def attn(self) -> SelfAttention:
@@ -162,11 +168,15 @@ class Transformer:
         if not isinstance(tokens, Tensor) or tokens.is_floating_point() or tokens.is_complex():
             raise TypeError(f"tokens must be an integer torch.Tensor, got {getattr(tokens, 'dtype', type(tokens))}")
         if tokens.ndim < 1 or tokens.shape[-1] > self.n_ctx:
-            raise ValueError(f"tokens must have shape (..., T) with 1 <= T <= n_ctx={self.n_ctx}, got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens must have shape (..., T) with 1 <= T <= n_ctx={self.n_ctx}, got {tuple(tokens.shape)}"
+            )
         rows = None
         if self.readout is not None:
             if tokens.shape[-1] < self.readout[1]:
-                raise ValueError(f"readout={self.readout} needs at least {self.readout[1]} tokens, got {tokens.shape[-1]}")
+                raise ValueError(
+                    f"readout={self.readout} needs at least {self.readout[1]} tokens, got {tokens.shape[-1]}"
+                )
             # causal attention: positions >= stop cannot influence the logits we return
             tokens = tokens[..., : self.readout[1]]
             rows = self.readout
@@ -183,7 +193,11 @@ class Transformer:
                 resid = resid[..., last[0] : last[1], :]
             resid = r * resid + attn_out
             if not self.attn_only:
-                h = layer_norm(resid, params[p + "ln2.w"], params[p + "ln2.b"], self.ln_eps) if self.layer_norm else resid
+                h = (
+                    layer_norm(resid, params[p + "ln2.w"], params[p + "ln2.b"], self.ln_eps)
+                    if self.layer_norm
+                    else resid
+                )
                 hidden = torch.relu(h @ params[p + "mlp.W_in"] + params[p + "mlp.b_in"])
                 resid = resid + hidden @ params[p + "mlp.W_out"] + params[p + "mlp.b_out"]
         if self.layer_norm:

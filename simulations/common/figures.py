@@ -1,5 +1,6 @@
 """Figure conventions of the studies: a matplotlib ``Figure`` built without pyplot (no global
 backend switch, safe in threads and notebooks), saved as PNG next to the data it shows."""
+
 from pathlib import Path
 
 from matplotlib.figure import Figure

@@ -3,6 +3,7 @@
 Growth rates (``|H| ~ sigma^p``), decay rates (``log ratio ~ s beta``) and scaling laws are
 all a straight line through transformed points; :func:`fit_line` fits it and
 :func:`fit_power_law` is the log-log case."""
+
 from typing import NamedTuple
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Result files named by their configuration: a readable head and a digest of every field,
 so two configurations never share a file (the store also refuses a mismatching config)."""
+
 import dataclasses
 import hashlib
 import json

@@ -20,10 +20,15 @@ def draw(L, d, dK, dV, seed=0, scale=1.0):
 
 def layer_fn(beta, causal, linear=False):
     """F = pattern(beta X W_Q W_K^T X^T) X W_V written directly (no library code)."""
+
     def F(X, W_Q, W_K, W_V):
         T = beta * X @ W_Q @ W_K.T @ X.T
         keep = torch.ones_like(T, dtype=torch.bool).tril() if causal else torch.ones_like(T, dtype=torch.bool)
-        A = torch.where(keep, T, torch.zeros_like(T)) if linear else torch.softmax(T.masked_fill(~keep, -math.inf), dim=-1)
+        A = (
+            torch.where(keep, T, torch.zeros_like(T))
+            if linear
+            else torch.softmax(T.masked_fill(~keep, -math.inf), dim=-1)
+        )
         return A @ X @ W_V
 
     return F
@@ -72,7 +77,9 @@ def test_kronecker_structure():
     A = torch.softmax(X @ W_Q @ W_K.T @ X.T / math.sqrt(2), dim=-1)
     torch.testing.assert_close(J["W_V"], torch.kron(A @ X, torch.eye(3, dtype=torch.float64)), atol=1e-14, rtol=0)
     J0 = attention_jacobians(X, torch.zeros_like(W_Q), W_K, W_V)
-    torch.testing.assert_close(J0["X"], torch.kron(torch.full((4, 4), 0.25, dtype=torch.float64), W_V.T.contiguous()), atol=1e-14, rtol=0)
+    torch.testing.assert_close(
+        J0["X"], torch.kron(torch.full((4, 4), 0.25, dtype=torch.float64), W_V.T.contiguous()), atol=1e-14, rtol=0
+    )
     # row block i (3 rows) of dF/dW_Q has rank 1 in the (a, c) split: entries beta x_ia B_fc
     block = J["W_Q"][3:6].reshape(3, 3, 2)  # [f, a, c]
     assert torch.linalg.matrix_rank(block.permute(1, 0, 2).reshape(3, 6)) == 1

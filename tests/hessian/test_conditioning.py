@@ -163,7 +163,9 @@ def test_transformer_blocks_lanczos_equals_dense():
     # (the W_V block's bottom is a cluster near 0 that takes ~1800 products to resolve to 1e-12: tested on SelfAttention)
     for block in ("blocks.0.attn.W_Q",):
         ref = torch.linalg.eigvalsh(dense_hessian(model, loss, params, tokens, target, [block]).matrix).numpy()
-        res = extreme_eigenvalues(hessian_operator(model, loss, params, tokens, target, [block]), 1, "both", dense_threshold=0, tol=1e-12)
+        res = extreme_eigenvalues(
+            hessian_operator(model, loss, params, tokens, target, [block]), 1, "both", dense_threshold=0, tol=1e-12
+        )
         np.testing.assert_allclose(res.values, [ref[0], ref[-1]], rtol=0, atol=EIG_TOL * np.abs(ref).max())
 
 

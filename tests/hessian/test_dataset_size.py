@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hessian import MSELoss, SelfAttention, dense_hessian
+from hessian import CrossEntropyLoss, MSELoss, SelfAttention, dense_hessian
 from hessian.dataset_size import DatasetConfig, fit_rate, per_sample_hessians, running_differences
 from hessian.experiments import addition_data, answer_positions
-from hessian import CrossEntropyLoss
 
 
 def attention_samples(N, seed=0):
@@ -35,7 +34,12 @@ def test_per_sample_hessians_equal_dense():
     for i in range(3):
         ref = dense_hessian(model, CrossEntropyLoss(), params, tokens[i : i + 1], tokens[i : i + 1, a0:a1], blocks)
         torch.testing.assert_close(H[i], ref.matrix, rtol=0, atol=1e-12)
-        assert abs(float(losses[i]) - float(CrossEntropyLoss()(model(params, tokens[i : i + 1]), tokens[i : i + 1, a0:a1]))) < 1e-14
+        assert (
+            abs(
+                float(losses[i]) - float(CrossEntropyLoss()(model(params, tokens[i : i + 1]), tokens[i : i + 1, a0:a1]))
+            )
+            < 1e-14
+        )
 
 
 def test_identities_and_rate():

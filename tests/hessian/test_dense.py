@@ -111,7 +111,9 @@ def test_size_guard_refuses_before_allocating():
     with pytest.raises(ValueError, match=r"P=8192.*max_params=4096"):
         dense_hessian(model, CrossEntropyLoss(), params, tokens, tokens, ["blocks.0.attn.W_Q", "blocks.0.attn.W_K"])
     with pytest.raises(ValueError, match="max_params=10"):
-        gauss_newton(model, CrossEntropyLoss(), params, tokens, tokens, ["unembed.b_U", "blocks.0.mlp.b_in"], max_params=10)
+        gauss_newton(
+            model, CrossEntropyLoss(), params, tokens, tokens, ["unembed.b_U", "blocks.0.mlp.b_in"], max_params=10
+        )
 
 
 def test_bad_inputs(tiny_attention):

@@ -12,7 +12,18 @@ from hessian import LinearMLP, MSELoss, Transformer, gauss_newton, hessian_split
 def test_linear_attention_depth_exponents(n_layers):
     """Linear attention, residual 0, zero biases: logits are a degree-3^n form in the embeddings, so every
     layer's H_o(W_Q) scales exactly as s^(2 * 3^n); the log2 ratio is exact up to float64 round-off (1e-6)."""
-    model = Transformer(n_layers=n_layers, d_model=3, d_head=3, d_mlp=3, d_vocab=4, n_ctx=4, attention="linear", residual_scaling=0.0, attn_only=True, init_std=0.7)
+    model = Transformer(
+        n_layers=n_layers,
+        d_model=3,
+        d_head=3,
+        d_mlp=3,
+        d_vocab=4,
+        n_ctx=4,
+        attention="linear",
+        residual_scaling=0.0,
+        attn_only=True,
+        init_std=0.7,
+    )
     params = model.init(seed=0)
     tokens = torch.randint(0, 4, (2, 4), generator=torch.Generator().manual_seed(0))
     Y = torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -41,7 +52,9 @@ def test_linear_mlp_singh_forms():
     H_o, H_f = split.H_o, split.H_f
     tol = dict(atol=1e-13, rtol=0)
     torch.testing.assert_close(H_o.block("layers.0.W"), 2 / K * torch.kron(Sigma, W2 @ W2.T), **tol)
-    torch.testing.assert_close(H_o.block("layers.1.W"), 2 / K * torch.kron(W1.T @ Sigma @ W1, torch.eye(3, dtype=torch.float64)), **tol)
+    torch.testing.assert_close(
+        H_o.block("layers.1.W"), 2 / K * torch.kron(W1.T @ Sigma @ W1, torch.eye(3, dtype=torch.float64)), **tol
+    )
     torch.testing.assert_close(H_o.block("layers.0.W", "layers.1.W"), 2 / K * torch.kron(Sigma @ W1, W2), **tol)
     assert H_f.block("layers.0.W").abs().max() < 1e-14 and H_f.block("layers.1.W").abs().max() < 1e-14
     Omega = 2 / K * X.T @ (X @ W1 @ W2 - Y) / N

@@ -102,9 +102,7 @@ def make_cases() -> dict[str, Case]:
     @functools.cache
     def slq(seed):
         grid = np.array([x0])
-        return spectral_density(
-            slq_matrix, num_probes=20, num_steps=12, grid=grid, kernel_width=width, seed=seed
-        )
+        return spectral_density(slq_matrix, num_probes=20, num_steps=12, grid=grid, kernel_width=width, seed=seed)
 
     def slq_logdet(seed):
         est = slq(seed).expectation(np.log)
@@ -128,9 +126,7 @@ def make_cases() -> dict[str, Case]:
 CASES = make_cases()
 
 
-def calibration_failures(
-    values: np.ndarray, stderrs: np.ndarray, exact: float, num_probes: int
-) -> dict[str, str]:
+def calibration_failures(values: np.ndarray, stderrs: np.ndarray, exact: float, num_probes: int) -> dict[str, str]:
     """Failed checks, name -> message, among "coverage", "mean" and "spread" (module docstring)."""
     R = values.size
     failures = {}
@@ -140,23 +136,18 @@ def calibration_failures(
     low = stats.binom.ppf(ALPHA_PER_CHECK / 2, R, nominal)
     high = stats.binom.isf(ALPHA_PER_CHECK / 2, R, nominal)
     if not low <= covered <= high:
-        failures["coverage"] = (
-            f"{covered}/{R} intervals cover, band [{low:.0f}, {high:.0f}] at p={nominal:.4f}"
-        )
+        failures["coverage"] = f"{covered}/{R} intervals cover, band [{low:.0f}, {high:.0f}] at p={nominal:.4f}"
     spread = np.std(values, ddof=1)
     t = (np.mean(values) - exact) / (spread / np.sqrt(R))
     t_max = stats.t.isf(ALPHA_PER_CHECK / 2, R - 1)
     if not abs(t) <= t_max:
-        failures["mean"] = (
-            f"mean {np.mean(values):.6g} vs exact {exact:.6g}: |t|={abs(t):.2f} > {t_max:.2f}"
-        )
+        failures["mean"] = f"mean {np.mean(values):.6g} vs exact {exact:.6g}: |t|={abs(t):.2f} > {t_max:.2f}"
     q = (R - 1) * spread**2 / np.mean(stderrs**2)
     q_low = stats.chi2.ppf(ALPHA_PER_CHECK / 2, R - 1)
     q_high = stats.chi2.isf(ALPHA_PER_CHECK / 2, R - 1)
     if not q_low <= q <= q_high:
         failures["spread"] = (
-            f"var(values)/mean(stderr^2) = {q / (R - 1):.3f}, "
-            f"band [{q_low / (R - 1):.3f}, {q_high / (R - 1):.3f}]"
+            f"var(values)/mean(stderr^2) = {q / (R - 1):.3f}, band [{q_low / (R - 1):.3f}, {q_high / (R - 1):.3f}]"
         )
     return failures
 

@@ -75,7 +75,10 @@ def test_frobenius_norm_hutchinson_on_hessian_block():
     layer = SelfAttention(d_model=8, d_k=8, d_v=8)
     params = layer.init(seed=0, std=1.0)
     g = torch.Generator().manual_seed(0)
-    X, Y = torch.randn(2, 6, 8, generator=g, dtype=torch.float64), torch.randn(2, 6, 8, generator=g, dtype=torch.float64)
+    X, Y = (
+        torch.randn(2, 6, 8, generator=g, dtype=torch.float64),
+        torch.randn(2, 6, 8, generator=g, dtype=torch.float64),
+    )
     op = hessian_operator(layer, MSELoss(), params, X, Y, ["W_Q"])
     exact = np.linalg.norm(op @ np.eye(64))
     est = frobenius_norm(op, method="hutchinson", num_samples=64, seed=0)

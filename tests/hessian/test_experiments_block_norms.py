@@ -107,7 +107,10 @@ def test_hutchpp_unbiased_within_its_standard_error(rng):
     A = rng.standard_normal((n, n))
     H, G = torch.as_tensor(A + A.T), torch.as_tensor(A @ A.T / n)
     want = np.array([float(torch.linalg.norm(M)) for M in (H, G, H - G)])
-    runs = [hutchpp_split_norms(lambda V: V @ H, lambda V: V @ G, n, sketch=2, probes=20, seed=s, dtype=torch.float64) for s in range(20)]
+    runs = [
+        hutchpp_split_norms(lambda V: V @ H, lambda V: V @ G, n, sketch=2, probes=20, seed=s, dtype=torch.float64)
+        for s in range(20)
+    ]
     sq = np.array([r.value**2 for r in runs])
     se_sq = np.array([2 * r.value * r.stderr for r in runs])
     pooled_se = np.sqrt((se_sq**2).sum(0)) / len(runs)

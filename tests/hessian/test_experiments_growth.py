@@ -69,7 +69,9 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
 def test_hutchpp_path_is_exact_when_the_sketch_spans_the_block():
     # P = d_model * d_head = 16 for layer 0; sketch 8 -> [H Omega, H_o Omega] has 16 columns = the whole
     # space, so Hutch++ returns the exact norms. Reference: dense hessian_split of the full model.
-    config = GrowthConfig(n_layers=2, d_model=4, d_mlp=8, batch=4, num_sigmas=3, repeats=1, sketch=8, probes=2, method="hutchpp")
+    config = GrowthConfig(
+        n_layers=2, d_model=4, d_mlp=8, batch=4, num_sigmas=3, repeats=1, sketch=8, probes=2, method="hutchpp"
+    )
     setup = build(config)
     params = point_params(config, setup, 0, 2)
     norms, _, _ = measure_point(config, setup, params)
@@ -86,7 +88,9 @@ def test_linear_attention_mse_exponent_is_exactly_six(tmp_path):
     # 1 layer, linear attention, residual 0, no LayerNorm, zero biases: the logits are homogeneous of degree
     # 3 in the embeddings (ReLU MLP is 1-homogeneous), so with one embedding draw rescaled by sigma the exact
     # H = H_o blocks of W_Q and W_V scale exactly as sigma^6 (theory note §2.5, §5.16).
-    config = GrowthConfig(attention="linear", residual_scaling=0.0, loss="mse", grid="log_short", embedding="rescaled", **TINY)
+    config = GrowthConfig(
+        attention="linear", residual_scaling=0.0, loss="mse", grid="log_short", embedding="rescaled", **TINY
+    )
     res = load_growth(run_growth(config, tmp_path / "lin.h5", progress=False))
     for row in slope_table(res):
         if row["kind"] == "H_f":
@@ -100,7 +104,13 @@ def test_linear_attention_mse_exponent_is_exactly_six(tmp_path):
 def test_linear_attention_fresh_draws_agree_within_ci(tmp_path):
     # the authors' protocol (fresh embeddings at every sigma): the exponent is still 6 on average; the
     # repeat mean scatters, and the fit's 95% interval must contain 6
-    config = GrowthConfig(attention="linear", residual_scaling=0.0, loss="mse", grid="log_short", **{**TINY, "repeats": 4, "num_sigmas": 8})
+    config = GrowthConfig(
+        attention="linear",
+        residual_scaling=0.0,
+        loss="mse",
+        grid="log_short",
+        **{**TINY, "repeats": 4, "num_sigmas": 8},
+    )
     res = load_growth(run_growth(config, tmp_path / "f.h5", progress=False))
     for row in slope_table(res):
         if row["theory"] is not None:

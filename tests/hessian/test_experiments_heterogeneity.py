@@ -11,7 +11,6 @@ from hessian.experiments.addition import addition_data
 from hessian.experiments.heterogeneity import HEATMAP_BLOCKS, HeterogeneityConfig, heterogeneity, run_heterogeneity
 from hessian.experiments.results import has_heterogeneity, load_heterogeneity
 
-
 TINY = HeterogeneityConfig(d_model=4, d_mlp=8, batch=5, hist_batches=2, hist_batch=3)
 
 

@@ -28,12 +28,15 @@ def reference(X, Q, K, V, Y, beta, dynamics, loss):
         return torch.einsum("ij,ga,ja->ig", weights, Vw, X)
 
     if loss == "energy":
+
         def loss_fn(F):
             G = F @ F.T
             return (torch.expm1(beta * G) / beta).sum() / (2 * n * n) if beta > 0 else G.sum() / (2 * n * n)
     else:
+
         def loss_fn(F):
             return ((F - Y) ** 2).sum() / (n * d)
+
     w = torch.cat([Q.reshape(-1), K.reshape(-1), V.reshape(-1)])
     H = torch.func.hessian(lambda w: loss_fn(output(w)))(w)
     F = output(w)
@@ -106,14 +109,17 @@ def test_driver_dense_norms_trace_eigenvalues_match_reference(tmp_path):
     for f, frame in enumerate(curv.frames):
         for b in range(B):
             X = torch.from_numpy(np.asarray(traj.xs[frame, b]))
-            ref = reference(X, *(torch.from_numpy(M[b]) for M in (Q, K, V)), torch.from_numpy(Y[b]), 1.5, "SA", "target")
+            ref = reference(
+                X, *(torch.from_numpy(M[b]) for M in (Q, K, V)), torch.from_numpy(Y[b]), 1.5, "SA", "target"
+            )
             scale = float(ref[0].abs().max())
             np.testing.assert_allclose(curv.H[f, b], ref[0].numpy(), rtol=0, atol=1e-10 * scale)
             np.testing.assert_allclose(curv.H_o[f, b], ref[1].numpy(), rtol=0, atol=1e-10 * scale)
             for k, M in enumerate(ref):
                 blocks = M.numpy().reshape(3, P // 3, 3, P // 3)
-                np.testing.assert_allclose(curv.norms[f, b, k], np.sqrt((blocks**2).sum(axis=(1, 3))), rtol=1e-10,
-                                           atol=1e-12 * scale)
+                np.testing.assert_allclose(
+                    curv.norms[f, b, k], np.sqrt((blocks**2).sum(axis=(1, 3))), rtol=1e-10, atol=1e-12 * scale
+                )
                 np.testing.assert_allclose(curv.trace[f, b, k], np.trace(M.numpy()), rtol=1e-10, atol=1e-12 * scale)
             ev = np.linalg.eigvalsh(ref[0].numpy())
             np.testing.assert_allclose(curv.top_eigenvalue[f, b], ev[-1], rtol=0, atol=1e-10 * scale)
@@ -203,8 +209,14 @@ def test_query_key_curvature_collapses_as_clusters_merge(clustering_run):
 
 
 # exponents in lambda_2(Sigma_xx) ~ spread^2 near one cluster: M2 ~ spread^2, M3 ~ spread^3 (note §2.12)
-CLUSTER_POWER = {("H_o", "Q", "Q"): 2.0, ("H_o", "K", "K"): 2.0, ("H_o", "Q", "V"): 1.0, ("H_f", "Q", "Q"): 1.5,
-                 ("H_f", "Q", "K"): 1.0, ("H_f", "Q", "V"): 1.0}
+CLUSTER_POWER = {
+    ("H_o", "Q", "Q"): 2.0,
+    ("H_o", "K", "K"): 2.0,
+    ("H_o", "Q", "V"): 1.0,
+    ("H_f", "Q", "Q"): 1.5,
+    ("H_f", "Q", "K"): 1.0,
+    ("H_f", "Q", "V"): 1.0,
+}
 
 
 @pytest.mark.parametrize("key", sorted(CLUSTER_POWER))
@@ -222,8 +234,14 @@ def test_cluster_power_law_in_sigma(clustering_run, key):
 
 
 # hessian.md §2.4: block norm ~ s^p for X -> s X (s -> 0), weights and target fixed; (H_o, H_f, H)
-DEGREES = {("Q", "Q"): (6, 5, 5), ("K", "K"): (6, 5, 5), ("Q", "K"): (6, 3, 3), ("Q", "V"): (4, 3, 3),
-           ("K", "V"): (4, 3, 3), ("V", "V"): (2, None, 2)}
+DEGREES = {
+    ("Q", "Q"): (6, 5, 5),
+    ("K", "K"): (6, 5, 5),
+    ("Q", "K"): (6, 3, 3),
+    ("Q", "V"): (4, 3, 3),
+    ("K", "V"): (4, 3, 3),
+    ("V", "V"): (2, None, 2),
+}
 
 
 def test_scaled_configuration_follows_the_x_degrees_of_the_note():

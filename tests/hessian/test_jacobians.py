@@ -23,6 +23,7 @@ def layer_problem():
 
 def reference(model, params, X, names):
     """(N, P) by torch.func.jacrev on the unflattened arguments, concatenated in the order of ``names``."""
+
     def f(args):
         merged = {**params, **{k: v for k, v in args.items() if k != "X"}}
         return model(merged, args.get("X", X))

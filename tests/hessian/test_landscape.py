@@ -22,7 +22,10 @@ def problem():
     params = model.init(seed=3)
     gen = torch.Generator().manual_seed(5)
     # random biases: no parameter sits at a symmetric point where the cubic Taylor term could vanish
-    params = {k: v + 0.3 * torch.randn(v.shape, generator=gen, dtype=v.dtype) if k.rsplit(".", 1)[1].startswith("b") else v for k, v in params.items()}
+    params = {
+        k: v + 0.3 * torch.randn(v.shape, generator=gen, dtype=v.dtype) if k.rsplit(".", 1)[1].startswith("b") else v
+        for k, v in params.items()
+    }
     tokens = addition_data(3, seed=7)[0]
     target = tokens[:, 12:18]
     loss = CrossEntropyLoss()
@@ -31,7 +34,9 @@ def problem():
 
 def _random_direction(params, seed, names=None):
     gen = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items() if names is None or k in names}
+    return {
+        k: torch.randn(v.shape, generator=gen, dtype=v.dtype) for k, v in params.items() if names is None or k in names
+    }
 
 
 def _loop(model, loss, params, tokens, target, directions, axes):
@@ -59,7 +64,9 @@ def test_line_and_plane_match_plain_loop(problem):
     np.testing.assert_allclose(line.values, _loop(model, loss, params, tokens, target, [d1], (t,)), rtol=1e-12, atol=0)
     plane = loss_landscape(f, params, [d1, d2], (a, b), chunk_size=7)
     assert plane.values.shape == (5, 4)
-    np.testing.assert_allclose(plane.values, _loop(model, loss, params, tokens, target, [d1, d2], (a, b)), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        plane.values, _loop(model, loss, params, tokens, target, [d1, d2], (a, b)), rtol=1e-12, atol=0
+    )
     # automatic chunk size gives the same numbers, and the centre value is the loss at w
     auto = loss_landscape(f, params, [d1, d2], (a, b))
     np.testing.assert_allclose(auto.values, plane.values, rtol=1e-12, atol=0)
@@ -81,9 +88,13 @@ def test_filter_normalisation(problem):
                 np.testing.assert_allclose(d[n].norm(dim=-2).numpy(), w.norm(dim=-2).numpy(), rtol=1e-12, atol=0)
             else:
                 assert torch.count_nonzero(d[n]) == 0, n
-    inc = random_filter_normalized_directions(params, seed=0, include_vectors=True, blocks=["blocks.0.mlp.b_in", "unembed.W_U"])
+    inc = random_filter_normalized_directions(
+        params, seed=0, include_vectors=True, blocks=["blocks.0.mlp.b_in", "unembed.W_U"]
+    )
     assert set(inc[0]) == {"blocks.0.mlp.b_in", "unembed.W_U"}
-    assert float(inc[0]["blocks.0.mlp.b_in"].norm()) == pytest.approx(float(params["blocks.0.mlp.b_in"].norm()), rel=1e-12)
+    assert float(inc[0]["blocks.0.mlp.b_in"].norm()) == pytest.approx(
+        float(params["blocks.0.mlp.b_in"].norm()), rel=1e-12
+    )
 
 
 def test_top_eigenvectors_match_dense_eigh(problem):
@@ -111,7 +122,9 @@ def test_quadratic_model_coefficients_match_dense(problem):
     g = torch.func.grad(lambda p: loss(model(p, tokens), target))(params)
     g = torch.cat([g[n].reshape(-1) for n in names]).numpy()
     d1, d2 = _random_direction(params, 1), _random_direction(params, 2, names={"blocks.0.attn.W_V"})
-    V = np.stack([torch.cat([d.get(n, torch.zeros_like(params[n])).reshape(-1) for n in names]).numpy() for d in (d1, d2)])
+    V = np.stack(
+        [torch.cat([d.get(n, torch.zeros_like(params[n])).reshape(-1) for n in names]).numpy() for d in (d1, d2)]
+    )
     a, b = np.linspace(-0.2, 0.2, 3), np.linspace(-0.1, 0.3, 4)
     q = quadratic_model(model, loss, params, tokens, target, [d1, d2], (a, b))
     np.testing.assert_allclose(q.slopes, V @ g, rtol=1e-10)
@@ -171,7 +184,9 @@ def test_bad_inputs(problem):
     # memory: the message names the size asked for and the limit; nothing is evaluated
     with pytest.raises(ValueError, match=r"one grid point needs \d+ bytes .* above max_memory=1000 bytes"):
         loss_landscape(f, params, d, t, max_memory=1000)
-    with pytest.raises(ValueError, match=r"chunk_size=1000000 grid points need \d+ bytes .* above max_memory=1073741824 bytes"):
+    with pytest.raises(
+        ValueError, match=r"chunk_size=1000000 grid points need \d+ bytes .* above max_memory=1073741824 bytes"
+    ):
         loss_landscape(f, params, d, t, chunk_size=1_000_000)
     with pytest.raises(ValueError, match="k=392 must be smaller"):
         top_eigenvector_directions(model, loss, params, tokens, target, k=392)

@@ -83,7 +83,9 @@ def test_identities(token):
     J0 = layer_norm_jacobian(x, eps=0.0)
     assert (J0 @ x).abs().max() < 1e-13
     torch.testing.assert_close(layer_norm_jacobian(3 * x, eps=0.0), J0 / 3, rtol=1e-13, atol=0)
-    torch.testing.assert_close(layer_norm_hessian(3 * x, eps=0.0), layer_norm_hessian(x, eps=0.0) / 9, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(
+        layer_norm_hessian(3 * x, eps=0.0), layer_norm_hessian(x, eps=0.0) / 9, rtol=1e-12, atol=1e-15
+    )
 
 
 @pytest.mark.parametrize("per_token_loss", [True, False])
@@ -97,9 +99,11 @@ def test_loss_blocks_equal_autograd(per_token_loss):
     R = torch.randn(L * n, 3, generator=g, dtype=torch.float64)
 
     if per_token_loss:
+
         def loss(Z):
             return -torch.log_softmax(Z, -1).gather(-1, targets[:, None]).mean()
     else:
+
         def loss(Z):
             return torch.tanh(Z.reshape(-1) @ R).sum() + 0.1 * (Z.sum() ** 2)
 

@@ -25,7 +25,9 @@ def test_cross_entropy_on_answer_positions():
     want = F.cross_entropy(out[:, -7:-1].reshape(-1, 12), tokens[:, 12:].reshape(-1))
     got = CrossEntropyLoss(positions=(11, 17), target_shift=1)(out, tokens)
     assert got.item() == pytest.approx(want.item(), rel=1e-14)
-    assert CrossEntropyLoss()(out, tokens).item() == pytest.approx(F.cross_entropy(out.reshape(-1, 12), tokens.reshape(-1)).item(), rel=1e-14)
+    assert CrossEntropyLoss()(out, tokens).item() == pytest.approx(
+        F.cross_entropy(out.reshape(-1, 12), tokens.reshape(-1)).item(), rel=1e-14
+    )
 
 
 def test_bad_losses():

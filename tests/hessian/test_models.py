@@ -50,7 +50,10 @@ def test_heads_output_and_residual():
     p = multi.init(seed=3, std=1.0)
     X = randn(3, 5, 4)  # leading batch axis
     single = SelfAttention(d_model=4, d_k=2, d_v=2)
-    heads = [single({"W_Q": p["W_Q"][h : h + 1], "W_K": p["W_K"][h : h + 1], "W_V": p["W_V"][h : h + 1]}, X) for h in range(2)]
+    heads = [
+        single({"W_Q": p["W_Q"][h : h + 1], "W_K": p["W_K"][h : h + 1], "W_V": p["W_V"][h : h + 1]}, X)
+        for h in range(2)
+    ]
     want = 0.5 * X + sum(heads[h] @ p["W_O"][h] for h in range(2))
     torch.testing.assert_close(multi(p, X), want, atol=1e-14, rtol=0)
     concat = SelfAttention(d_model=4, n_heads=2, d_k=2, d_v=2)
@@ -58,7 +61,9 @@ def test_heads_output_and_residual():
 
 
 def test_transformer_matches_manual_forward():
-    model = Transformer(d_model=4, d_head=2, n_heads=2, d_mlp=6, d_vocab=5, n_ctx=7, layer_norm=True, residual_scaling=0.3)
+    model = Transformer(
+        d_model=4, d_head=2, n_heads=2, d_mlp=6, d_vocab=5, n_ctx=7, layer_norm=True, residual_scaling=0.3
+    )
     p = model.init(seed=0)
     p = {k: v + 0.1 * randn(*v.shape) for k, v in p.items()}  # non-trivial biases and LayerNorm weights
     tokens = torch.randint(0, 5, (2, 6), generator=gen)
@@ -76,7 +81,11 @@ def test_transformer_matches_manual_forward():
     attn = torch.einsum("bhlf,hfo->blo", z, p["blocks.0.attn.W_O"]) + p["blocks.0.attn.b_O"]
     mid = 0.3 * x + attn
     h2 = ln(mid, p["blocks.0.ln2.w"], p["blocks.0.ln2.b"])
-    post = mid + torch.relu(h2 @ p["blocks.0.mlp.W_in"] + p["blocks.0.mlp.b_in"]) @ p["blocks.0.mlp.W_out"] + p["blocks.0.mlp.b_out"]
+    post = (
+        mid
+        + torch.relu(h2 @ p["blocks.0.mlp.W_in"] + p["blocks.0.mlp.b_in"]) @ p["blocks.0.mlp.W_out"]
+        + p["blocks.0.mlp.b_out"]
+    )
     logits = ln(post, p["ln_final.w"], p["ln_final.b"]) @ p["unembed.W_U"] + p["unembed.b_U"]
     torch.testing.assert_close(model(p, tokens), logits, atol=1e-13, rtol=0)
 
@@ -110,7 +119,9 @@ def test_bad_configs():
     with pytest.raises(TypeError, match="d_model must be an int"):
         SelfAttention(d_model=3.0)
     with pytest.raises(ValueError, match="n_ctx=18"):
-        Transformer(d_model=4, d_head=4, d_mlp=4)(Transformer(d_model=4, d_head=4, d_mlp=4).init(), torch.zeros(1, 19, dtype=torch.long))
+        Transformer(d_model=4, d_head=4, d_mlp=4)(
+            Transformer(d_model=4, d_head=4, d_mlp=4).init(), torch.zeros(1, 19, dtype=torch.long)
+        )
     with pytest.raises(TypeError, match="tokens must be an integer"):
         Transformer(d_model=4, d_head=4, d_mlp=4)(Transformer(d_model=4, d_head=4, d_mlp=4).init(), torch.zeros(1, 3))
     layer = SelfAttention(d_model=3)
@@ -122,7 +133,9 @@ def test_bad_configs():
 def test_transformer_readout_equals_sliced_logits(attention):
     import dataclasses
 
-    model = Transformer(d_model=8, d_head=4, n_heads=2, d_mlp=16, n_layers=2, layer_norm=True, attention=attention, residual_scaling=0.5)
+    model = Transformer(
+        d_model=8, d_head=4, n_heads=2, d_mlp=16, n_layers=2, layer_norm=True, attention=attention, residual_scaling=0.5
+    )
     p = model.init(seed=0)
     tokens = torch.randint(0, 12, (3, 18), generator=gen)
     short = dataclasses.replace(model, readout=(11, 17))

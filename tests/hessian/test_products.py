@@ -90,7 +90,9 @@ def test_transformer_readout_gives_the_same_hvp():
     tokens = torch.randint(0, 12, (4, 18), generator=torch.Generator().manual_seed(0))
     blocks = ["blocks.0.attn.W_Q", "blocks.1.attn.W_Q"]
     full = make_hvp(model, CrossEntropyLoss(positions=(11, 17), target_shift=1), params, tokens, tokens, blocks)
-    short = make_hvp(dataclasses.replace(model, readout=(11, 17)), CrossEntropyLoss(), params, tokens, tokens[:, 12:], blocks)
+    short = make_hvp(
+        dataclasses.replace(model, readout=(11, 17)), CrossEntropyLoss(), params, tokens, tokens[:, 12:], blocks
+    )
     V = torch.randn(3, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     want = full(V)
     torch.testing.assert_close(short(V), want, atol=1e-12 * want.abs().max().item(), rtol=0)

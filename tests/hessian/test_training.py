@@ -14,7 +14,14 @@ import torch
 
 from hessian import dense_hessian
 from hessian.block import addition_problem, block_groups
-from hessian.training import TrainingConfig, adam_step, checkpoint_curvature, load_training_curvature, run_training_curvature, KIND
+from hessian.training import (
+    KIND,
+    TrainingConfig,
+    adam_step,
+    checkpoint_curvature,
+    load_training_curvature,
+    run_training_curvature,
+)
 from particles.io import ResultStore
 
 TINY = dict(d_model=4, d_mlp=8, eval_batch=4, batch=4, top_k=2, trace_matvecs=30, slq_probes=2, slq_steps=8)
@@ -23,7 +30,10 @@ TINY = dict(d_model=4, d_mlp=8, eval_batch=4, batch=4, top_k=2, trace_matvecs=30
 def test_adam_matches_torch_optim():
     config = TrainingConfig(lr=0.01)
     g = torch.Generator().manual_seed(0)
-    params = {"a": torch.randn(3, 2, generator=g, dtype=torch.float64), "b": torch.randn(4, generator=g, dtype=torch.float64)}
+    params = {
+        "a": torch.randn(3, 2, generator=g, dtype=torch.float64),
+        "b": torch.randn(4, generator=g, dtype=torch.float64),
+    }
     ref = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.Adam(ref.values(), lr=0.01, betas=(0.9, 0.999), eps=1e-8)
     m = {k: torch.zeros_like(v) for k, v in params.items()}

@@ -12,7 +12,14 @@ import torch
 
 from hessian.closed_form import functional_blocks, hessian_blocks, outer_product_blocks
 
-PAIRS = {"QQ": ("W_Q", "W_Q"), "KK": ("W_K", "W_K"), "QK": ("W_Q", "W_K"), "QV": ("W_Q", "W_V"), "KV": ("W_K", "W_V"), "VV": ("W_V", "W_V")}
+PAIRS = {
+    "QQ": ("W_Q", "W_Q"),
+    "KK": ("W_K", "W_K"),
+    "QK": ("W_Q", "W_K"),
+    "QV": ("W_Q", "W_V"),
+    "KV": ("W_K", "W_V"),
+    "VV": ("W_V", "W_V"),
+}
 SOFTMAX = {  # pair: (H_o, H_f, H); None = identically zero
     "QQ": (6, 5, 5),
     "KK": (6, 5, 5),
@@ -52,11 +59,17 @@ def test_linear_attention_exponents():
     X, Y, W = instance()
     for pair in PAIRS:
         for s1 in (1e-3, 0.37):
-            assert exponent(outer_product_blocks, pair, s1, 2 * s1, X, Y, W, attention="linear") == pytest.approx(6, abs=1e-6)
+            assert exponent(outer_product_blocks, pair, s1, 2 * s1, X, Y, W, attention="linear") == pytest.approx(
+                6, abs=1e-6
+            )
     zero_Y = torch.zeros_like(Y)
     for pair in PAIRS:
         if pair in LINEAR_HF:
-            assert exponent(functional_blocks, pair, 1e-3, 2e-3, X, Y, W, attention="linear") == pytest.approx(3, abs=0.01)
-            assert exponent(functional_blocks, pair, 0.1, 0.2, X, zero_Y, W, attention="linear") == pytest.approx(6, abs=1e-6)
+            assert exponent(functional_blocks, pair, 1e-3, 2e-3, X, Y, W, attention="linear") == pytest.approx(
+                3, abs=0.01
+            )
+            assert exponent(functional_blocks, pair, 0.1, 0.2, X, zero_Y, W, attention="linear") == pytest.approx(
+                6, abs=1e-6
+            )
         else:
             assert functional_blocks(X, Y, *W, attention="linear").block(*PAIRS[pair]).abs().max() == 0

@@ -13,6 +13,7 @@ One process imports particles and computes the reference; each cut run and each 
 runs in a child forked from it, so no child pays for the import and the kernels' loading.
 Numba's workqueue threading layer is fork-safe (GNU OpenMP is not), hence the variable.
 """
+
 import json
 import os
 import shutil
@@ -87,11 +88,18 @@ def _counted(cls, method, when=lambda self, *a, **k: True):
 
 
 def install_cutter():
-    for cls, method in [(h5py.Dataset, "resize"), (h5py.Dataset, "__setitem__"),
-                        (h5py.Dataset, "flush"), (h5py.Group, "create_group"),
-                        (h5py.Group, "create_dataset"), (h5py.Group, "copy"),
-                        (h5py.Group, "__delitem__"), (h5py.Group, "move"),
-                        (h5py.AttributeManager, "__setitem__"), (h5py.File, "flush")]:
+    for cls, method in [
+        (h5py.Dataset, "resize"),
+        (h5py.Dataset, "__setitem__"),
+        (h5py.Dataset, "flush"),
+        (h5py.Group, "create_group"),
+        (h5py.Group, "create_dataset"),
+        (h5py.Group, "copy"),
+        (h5py.Group, "__delitem__"),
+        (h5py.Group, "move"),
+        (h5py.AttributeManager, "__setitem__"),
+        (h5py.File, "flush"),
+    ]:
         _counted(cls, method)
     _counted(h5py.File, "close", when=lambda self: bool(self.id.valid) and self.mode == "r+")
     # Opening at the lowest level h5py has: h5py.File calls these too.
@@ -178,19 +186,27 @@ class Scenario:
         same frames, without the solver's cost in every child); a replay asked to start
         from a state other than the reference's fails the child.
         """
+
         def replay(x0, params, *, start=None, **kwargs):
             first = 0 if start is None else start[0] + 1
-            if start is not None and (start[1] != self.reference.ts[start[0]] or start[2].tobytes()
-                                      != self.reference.xs[start[0]].tobytes()):
+            if start is not None and (
+                start[1] != self.reference.ts[start[0]] or start[2].tobytes() != self.reference.xs[start[0]].tobytes()
+            ):
                 raise AssertionError(f"resumed from a state other than frame {start[0]}'s")
             for k in range(first, self.total):
                 yield float(self.reference.ts[k]), self.reference.xs[k].copy()
 
         _simulate.run = replay
         CUTTER.reset(cut_at)
-        io.simulate_to_store(self.x0, self.params, path, resume=path.exists(),
-                             store_dtype=self.store_dtype, flush_every=self.flush_every,
-                             seed=X0["seed"])
+        io.simulate_to_store(
+            self.x0,
+            self.params,
+            path,
+            resume=path.exists(),
+            store_dtype=self.store_dtype,
+            flush_every=self.flush_every,
+            seed=X0["seed"],
+        )
         return dict(writes=CUTTER.count, log=CUTTER.log, flushed=CUTTER.flushed)
 
     def cut_and_resume(self, path, cut_at, kept):
@@ -205,8 +221,7 @@ class Scenario:
         """The m frames on disk are the reference's first m, in the storage dtype."""
         xs = np.asarray(traj.xs[:m])
         expected = self.reference.xs[:m].astype(self.store_dtype)
-        return xs.tobytes() == expected.tobytes() and np.array_equal(traj.ts[:m],
-                                                                     self.reference.ts[:m])
+        return xs.tobytes() == expected.tobytes() and np.array_equal(traj.ts[:m], self.reference.ts[:m])
 
     def resume(self, path, kept):
         """Load what the cut left (at least ``kept`` frames must be there), then resume with
@@ -227,9 +242,9 @@ class Scenario:
             out["outcome"] = "lost frames"
             return out
         try:
-            traj = io.simulate_to_store(self.x0, self.params, path, resume=True,
-                                        store_dtype=self.store_dtype,
-                                        flush_every=self.flush_every)
+            traj = io.simulate_to_store(
+                self.x0, self.params, path, resume=True, store_dtype=self.store_dtype, flush_every=self.flush_every
+            )
         except StoreError as e:
             out["outcome"], out["detail"] = "refused", str(e)
             return out
@@ -271,14 +286,12 @@ def run_scenario(scenario, directory, base=None):
             shutil.copy(base[0], path)
         # Frames of the flushes completed before the cut: they must survive it.
         kept = max([kept_before] + [frames for at, frames in counted["flushed"] if at <= k])
-        running.append((k, kept, start_child(
-            lambda: scenario.cut_and_resume(path, k, kept))))
+        running.append((k, kept, start_child(lambda: scenario.cut_and_resume(path, k, kept))))
         if len(running) == JOBS:
             collect(running.pop(0))
     for job in running:
         collect(job)
-    return dict(writes=n, first_cut=first, log=counted["log"], flushed=counted["flushed"],
-                cuts=cuts)
+    return dict(writes=n, first_cut=first, log=counted["log"], flushed=counted["flushed"], cuts=cuts)
 
 
 def main():
@@ -286,11 +299,9 @@ def main():
     install_cutter()
     x0 = particles.sample_sphere(**X0)
     scenarios = {name: Scenario(name, *run, x0) for name, run in RUNS.items()}
-    report = {name: run_scenario(scenario, directory / name)
-              for name, scenario in scenarios.items()}
+    report = {name: run_scenario(scenario, directory / name) for name, scenario in scenarios.items()}
     resumed, counted = scenarios[RESUMED_RUN], report[RESUMED_RUN]
-    state_writes = [i + 1 for i, w in enumerate(counted["log"])
-                    if w.endswith("/parameters/checkpoint/state")]
+    state_writes = [i + 1 for i, w in enumerate(counted["log"]) if w.endswith("/parameters/checkpoint/state")]
     at = state_writes[RESUMED_TORN_FLUSH - 1]
     kept = max([0] + [frames for k, frames in counted["flushed"] if k <= at])
     base = directory / "resume-base.h5"

@@ -5,6 +5,7 @@
 Each frame is followed by a short sleep, so that the parent can kill the run mid-way
 whatever the speed of the machine; the frames themselves are those of ``RUN``.
 """
+
 import sys
 import time
 
@@ -30,8 +31,7 @@ def main():
     _simulate.run = slow_run
     x0 = particles.sample_sphere(**X0)
     params = particles.SimulationParams(**RUN, dtype=str(x0.dtype))
-    io.simulate_to_store(x0, params, path, store_dtype=store_dtype, flush_every=FLUSH_EVERY,
-                         seed=X0["seed"])
+    io.simulate_to_store(x0, params, path, store_dtype=store_dtype, flush_every=FLUSH_EVERY, seed=X0["seed"])
 
 
 if __name__ == "__main__":

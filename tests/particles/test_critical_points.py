@@ -1,5 +1,6 @@
 """Riemannian gradient and Hessian of E_beta against torch autograd and closed forms;
 classification of symmetric critical points (theory note, sections 1, 4 and §7)."""
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +28,7 @@ def block_diag(blocks):
     n, d, _ = blocks.shape
     out = np.zeros((n * d, n * d))
     for i in range(n):
-        out[i * d:(i + 1) * d, i * d:(i + 1) * d] = blocks[i]
+        out[i * d : (i + 1) * d, i * d : (i + 1) * d] = blocks[i]
     return out
 
 
@@ -86,8 +87,7 @@ def test_hessian_matches_ambient_definition_with_self_terms():
     P = block_diag(proj)
     ref = P @ H @ P - block_diag((g * x).sum(1)[:, None, None] * proj)
     np.testing.assert_allclose(energy_hessian(x, beta), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
-    np.testing.assert_allclose(energy_gradient(x, beta), np.einsum("iab,ib->ia", proj, g),
-                               rtol=0, atol=1e-13)
+    np.testing.assert_allclose(energy_gradient(x, beta), np.einsum("iab,ib->ia", proj, g), rtol=0, atol=1e-13)
 
 
 def test_hessian_is_symmetric_tangent_and_kills_normals():
@@ -100,8 +100,7 @@ def test_hessian_is_symmetric_tangent_and_kills_normals():
     np.testing.assert_allclose(normals.T @ H, 0, atol=1e-14)
 
 
-@pytest.mark.parametrize("k, m, d", [(1, 5, 2), (2, 1, 2), (2, 3, 3), (3, 2, 2), (4, 2, 3),
-                                     (5, 1, 2), (6, 2, 2)])
+@pytest.mark.parametrize("k, m, d", [(1, 5, 2), (2, 1, 2), (2, 3, 3), (3, 2, 2), (4, 2, 3), (5, 1, 2), (6, 2, 2)])
 @pytest.mark.parametrize("beta", [0.0, 0.5, 2.0, 5.0])
 def test_polygons_are_critical(k, m, d, beta):
     x = polygon_configuration(k, m, d)
@@ -139,8 +138,9 @@ def test_antipodal_clusters_closed_form(m, beta):
     -(m / n^2)(e^beta - e^{-beta}); so the ascent ratio is 2 / (e^{2 beta} - 1)."""
     n = 2 * m
     c = classify_critical_point(polygon_configuration(2, m), beta, tol=1e-12)
-    expected = np.sort(np.r_[2 * m * np.exp(-beta) / n**2,
-                             np.full(2 * (m - 1), -(m / n**2) * (np.exp(beta) - np.exp(-beta)))])[::-1]
+    expected = np.sort(
+        np.r_[2 * m * np.exp(-beta) / n**2, np.full(2 * (m - 1), -(m / n**2) * (np.exp(beta) - np.exp(-beta)))]
+    )[::-1]
     np.testing.assert_allclose(c.eigenvalues, expected, rtol=1e-9)
     assert c.kind == "strict saddle" and c.index == 1
     np.testing.assert_allclose(c.ascent_ratio, 2 / np.expm1(2 * beta), rtol=1e-9)
@@ -154,11 +154,9 @@ def test_regular_polygon_spectrum_is_the_circulant_one(n, beta):
     (1 - cos(2 pi r q / n)), s_q = 2 pi q / n, r = 1..n-1 (r = 0 is the rotation)."""
     s = 2 * np.pi * np.arange(1, n) / n
     r = np.arange(1, n)[:, None]
-    lam = ((beta * np.sin(s) ** 2 - np.cos(s)) * np.exp(beta * np.cos(s))
-           * (1 - np.cos(r * s[None, :]))).sum(1) / n**2
+    lam = ((beta * np.sin(s) ** 2 - np.cos(s)) * np.exp(beta * np.cos(s)) * (1 - np.cos(r * s[None, :]))).sum(1) / n**2
     c = classify_critical_point(polygon_configuration(n), beta)
-    np.testing.assert_allclose(c.eigenvalues, np.sort(lam)[::-1], rtol=1e-10,
-                               atol=1e-13 * np.abs(lam).max())
+    np.testing.assert_allclose(c.eigenvalues, np.sort(lam)[::-1], rtol=1e-10, atol=1e-13 * np.abs(lam).max())
     # Every direction ascends: the uniform polygon is a local minimum of E_beta.
     assert c.kind == "strict saddle" and c.index == n - 1
 
@@ -194,8 +192,12 @@ def test_refine_finds_an_exact_critical_point():
     assert c.kind == "strict saddle" and c.index == 2
     # Equal clusters: Newton lands on the regular triangle (up to a rotation).
     np.testing.assert_allclose(cluster_alpha(x), -0.5, atol=1e-10)
-    np.testing.assert_allclose(c.eigenvalues, classify_critical_point(
-        polygon_configuration(3, 4), beta).eigenvalues, rtol=1e-8, atol=1e-12 * c.scale)
+    np.testing.assert_allclose(
+        c.eigenvalues,
+        classify_critical_point(polygon_configuration(3, 4), beta).eigenvalues,
+        rtol=1e-8,
+        atol=1e-12 * c.scale,
+    )
 
 
 def test_nearby_critical_point_and_plateaus():

@@ -2,6 +2,7 @@
 phase-diagrams.py; theory note, section 2): logits beta x_i^T B x_j and values acting on
 row vectors, v -> v V. One Euler step of this package, through ``simulate`` and through the
 phase diagram's field, against the authors' step written here in numpy."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -76,9 +77,16 @@ def package_steps(x, A, V, usa):
     diagram's field (as beta_statistics builds it)."""
     batch, n, d = x.shape
     K = np.broadcast_to(A, (batch, d, d)).copy()
-    via_simulate = simulate(x, beta=BETA, t_max=H, dt=H, dynamics="USA" if usa else "SA",
-                            Q=np.broadcast_to(np.eye(d), K.shape).copy(), K=K,
-                            V=np.broadcast_to(V, K.shape).copy()).final
+    via_simulate = simulate(
+        x,
+        beta=BETA,
+        t_max=H,
+        dt=H,
+        dynamics="USA" if usa else "SA",
+        Q=np.broadcast_to(np.eye(d), K.shape).copy(),
+        K=K,
+        V=np.broadcast_to(V, K.shape).copy(),
+    ).final
     field = make_field(A=A, V=V, beta=BETA, usa=usa, batch=batch, n=n, dtype=np.float64)
     packed = field.pack(x)
     assert Euler(field, packed).advance(packed, H, 1) == 1
@@ -138,8 +146,7 @@ Z = stats.norm.isf(TWO_SIDED / 2)
 
 def _chi2_variance_ok(entries, variance):
     total = np.sum(entries**2) / variance
-    return stats.chi2.ppf(TWO_SIDED / 2, entries.size) < total \
-        < stats.chi2.isf(TWO_SIDED / 2, entries.size)
+    return stats.chi2.ppf(TWO_SIDED / 2, entries.size) < total < stats.chi2.isf(TWO_SIDED / 2, entries.size)
 
 
 def _mean_ok(samples, mean):
@@ -174,7 +181,7 @@ def test_gaussian_ensembles_moments():
     np.testing.assert_array_equal(V, np.swapaxes(V, 1, 2))
     diag, upper = _parts(V)
     assert _mean_ok(diag.mean(axis=1), np.sqrt(D))
-    assert _mean_ok(((diag - np.sqrt(D))**2).mean(axis=1), 2.0)
+    assert _mean_ok(((diag - np.sqrt(D)) ** 2).mean(axis=1), 2.0)
     assert _mean_ok((upper**2).mean(axis=1), 1.0)
 
 

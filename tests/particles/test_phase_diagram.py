@@ -1,14 +1,22 @@
 """phase_diagram(): consistency with simulate and the observables, determinism, errors."""
+
 import warnings
 
 import numpy as np
 import pytest
 
-from particles import (StepSizeWarning, clustering_density, count_clusters, phase_diagram,
-                       simulate)
-from particles.ensembles import draw
-from particles import PhaseDiagramConfig, beta_statistics, run_phase_diagram
+from particles import (
+    PhaseDiagramConfig,
+    StepSizeWarning,
+    beta_statistics,
+    clustering_density,
+    count_clusters,
+    phase_diagram,
+    run_phase_diagram,
+    simulate,
+)
 from particles._phase_diagram import beta_generator
+from particles.ensembles import draw
 
 SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
 
@@ -28,10 +36,8 @@ def test_statistics_match_simulate_and_observables():
         # Checkpoints at t = 0, 0.5, ..., 3: steps 0, 5, ..., 30 of the same Euler scheme.
         traj = simulate(x0, beta=beta, t_max=3.0, dt=0.1, save_every=5)
         # Pooled counts versus the mean of per-system fractions: equal up to rounding.
-        np.testing.assert_allclose(stats["density"], clustering_density(traj.xs).mean(axis=1),
-                                   rtol=1e-14)
-        np.testing.assert_array_equal(stats["clusters"],
-                                      np.median(count_clusters(traj.xs, tol=1e-4), axis=1))
+        np.testing.assert_allclose(stats["density"], clustering_density(traj.xs).mean(axis=1), rtol=1e-14)
+        np.testing.assert_array_equal(stats["clusters"], np.median(count_clusters(traj.xs, tol=1e-4), axis=1))
         np.testing.assert_array_equal(stats["final_density"], clustering_density(traj.final))
 
 
@@ -40,10 +46,10 @@ def test_per_system_random_matrices_match_simulate():
     x0, rng = _start(config, 0)
     A, V = draw("gaussian", "minus_qk", 2, rng, size=config.batch)
     # A = Q^T K with Q = A^T, K = I.
-    traj = simulate(x0, beta=1.0, t_max=3.0, dt=0.1, Q=np.swapaxes(A, 1, 2),
-                    K=np.broadcast_to(np.eye(2), A.shape).copy(), V=V)
-    np.testing.assert_array_equal(beta_statistics(config, 0)["final_density"],
-                                  clustering_density(traj.final))
+    traj = simulate(
+        x0, beta=1.0, t_max=3.0, dt=0.1, Q=np.swapaxes(A, 1, 2), K=np.broadcast_to(np.eye(2), A.shape).copy(), V=V
+    )
+    np.testing.assert_array_equal(beta_statistics(config, 0)["final_density"], clustering_density(traj.final))
 
 
 @pytest.mark.parametrize("n", [8, 64])
@@ -51,8 +57,9 @@ def test_redrawn_matrices_match_simulate_segment_by_segment(n):
     # Redraws every 0.5 (= every checkpoint): the sweep is the chain of 5-step runs, each
     # with the next draw of (B, V). n = 8 takes the bit-mask statistics, n = 64 the
     # depth-first search.
-    config = PhaseDiagramConfig(betas=(1.5,), regen_period=0.5, interaction="goe",
-                                value="minus_qk", draw="beta", **{**SMALL, "n": n})
+    config = PhaseDiagramConfig(
+        betas=(1.5,), regen_period=0.5, interaction="goe", value="minus_qk", draw="beta", **{**SMALL, "n": n}
+    )
     x, rng = _start(config, 0)
     frames = [x]
     for _ in range(6):
@@ -61,10 +68,8 @@ def test_redrawn_matrices_match_simulate_segment_by_segment(n):
         frames.append(x)
     frames = np.stack(frames)
     stats = beta_statistics(config, 0)
-    np.testing.assert_allclose(stats["density"], clustering_density(frames).mean(axis=1),
-                               rtol=1e-14)
-    np.testing.assert_array_equal(stats["clusters"],
-                                  np.median(count_clusters(frames, tol=1e-4), axis=1))
+    np.testing.assert_allclose(stats["density"], clustering_density(frames).mean(axis=1), rtol=1e-14)
+    np.testing.assert_array_equal(stats["clusters"], np.median(count_clusters(frames, tol=1e-4), axis=1))
     np.testing.assert_array_equal(stats["final_density"], clustering_density(frames[-1]))
 
 
@@ -116,8 +121,15 @@ def test_store_written_with_other_draw_keys_is_refused(tmp_path):
 
 
 def test_regeneration_and_usa_step_correction_run():
-    config = PhaseDiagramConfig(betas=(2.0,), dynamics="USA", usa_step_correction=True,
-                                interaction="goe", draw="beta", regen_period=0.5, **SMALL)
+    config = PhaseDiagramConfig(
+        betas=(2.0,),
+        dynamics="USA",
+        usa_step_correction=True,
+        interaction="goe",
+        draw="beta",
+        regen_period=0.5,
+        **SMALL,
+    )
     # h = 0.1 / (sqrt(2) e^{1.5}): many more steps than with dt, the same checkpoints.
     assert config.step_size(2.0) == pytest.approx(0.1 / (np.sqrt(2) * np.exp(1.5)))
     stats = beta_statistics(config, 0)

@@ -1,4 +1,5 @@
 """The phase-diagram sweep on a real Dask cluster (worker processes on loopback)."""
+
 import distributed
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ SWEEP = dict(betas=[0.5, 2.0, 4.0, 8.0], n=8, d=2, batch=16, t_max=2.0, dt=0.1, 
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -46,12 +48,12 @@ def test_worker_killed_mid_sweep_loses_nothing(client, tmp_path):
     from particles import PhaseDiagramConfig, run_phase_diagram
     from particles.io import ResultStore
 
-    config = PhaseDiagramConfig(**{**SWEEP, "betas": [0.5, 1.0, 2.0, 4.0, 6.0, 8.0],
-                                   "t_max": 10.0, "batch": 256})
+    config = PhaseDiagramConfig(**{**SWEEP, "betas": [0.5, 1.0, 2.0, 4.0, 6.0, 8.0], "t_max": 10.0, "batch": 256})
     store = tmp_path / "sweep.h5"
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.setdefault(
-        "result", run_phase_diagram(config, store=store, scheduler=client)))
+    runner = threading.Thread(
+        target=lambda: outcome.setdefault("result", run_phase_diagram(config, store=store, scheduler=client))
+    )
     runner.start()
     saved = 0
     deadline = time.time() + 120

@@ -6,6 +6,7 @@ choice is made per system. These tests use non-definite and random Q^T K (Q = -I
 bound 2 beta above the row maxima of a clustered configuration) at beta around and past
 the float32 limit of a shift (exponentials underflow near -87).
 """
+
 import warnings
 
 import numpy as np
@@ -156,11 +157,22 @@ def _batch_with_one_large_system(rng, d, B=3):
 
 
 # float32 on the circle would only build the d = 2 kernels once more for float32.
-@pytest.mark.parametrize("d, n, method, dtype", [
-    (d, n, method, dtype)
-    for d, n, method in [(2, 8, "euler"), (3, 8, "euler"), (3, 8, "rk4"), (12, 8, "euler"),
-                         (12, 5, "euler"), (12, 5, "rk4")]
-    for dtype in (np.float64, np.float32) if (d, dtype) != (2, np.float32)])
+@pytest.mark.parametrize(
+    "d, n, method, dtype",
+    [
+        (d, n, method, dtype)
+        for d, n, method in [
+            (2, 8, "euler"),
+            (3, 8, "euler"),
+            (3, 8, "rk4"),
+            (12, 8, "euler"),
+            (12, 5, "euler"),
+            (12, 5, "rk4"),
+        ]
+        for dtype in (np.float64, np.float32)
+        if (d, dtype) != (2, np.float32)
+    ],
+)
 def test_system_alone_equals_system_in_batch(rng, d, n, method, dtype):
     # Per-system random Q, K, V at beta 2, where the last system's bound (400) is far past
     # both dtypes' limits: it takes row maxima, the others a shift of their own, and on the
@@ -176,7 +188,7 @@ def test_system_alone_equals_system_in_batch(rng, d, n, method, dtype):
         warnings.simplefilter("ignore")
         batch = simulate(x0, Q=Q, K=K, V=V, **kw).final
         for b in range(3):
-            alone, _ = _field_velocity(x0[b:b + 1], 2.0, Q[b], K[b], V[b])
+            alone, _ = _field_velocity(x0[b : b + 1], 2.0, Q[b], K[b], V[b])
             np.testing.assert_array_equal(alone[0], velocity[b])
             alone = simulate(x0[b], Q=Q[b], K=K[b], V=V[b], **kw).final
             np.testing.assert_array_equal(alone, batch[b])
@@ -191,5 +203,5 @@ def test_blocked_system_alone_equals_system_in_batch(rng):
     got, field = _field_velocity(x, 2.0, Q, K, V)
     assert isinstance(field, GroupedField)
     for b in range(2):
-        alone, _ = _field_velocity(x[b:b + 1], 2.0, Q[b], K[b], V[b])
+        alone, _ = _field_velocity(x[b : b + 1], 2.0, Q[b], K[b], V[b])
         np.testing.assert_array_equal(alone[0], got[b])

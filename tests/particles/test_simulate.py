@@ -1,8 +1,9 @@
 """simulate(): exact reductions, orders of convergence, invariances, reproducibility, errors."""
+
 import numba
 import numpy as np
-import torch
 import pytest
+import torch
 from scipy.integrate import solve_ivp
 
 from particles import sample_sphere, simulate
@@ -23,6 +24,7 @@ def _two_tokens(c0, d=3):
 
 def _c_exact(c0, beta, dynamics, ts):
     """<x_1, x_2> of two tokens (Q = K = V = I): dc/dt = 2 w (1 - c^2) (theory note, 3)."""
+
     def rhs(t, c):
         w = np.exp(beta * c) / (np.exp(beta) + np.exp(beta * c)) if dynamics == "SA" else np.exp(beta * c) / 2
         return 2 * w * (1 - c**2)
@@ -37,8 +39,7 @@ def test_two_tokens_reduce_to_scalar_ode(beta, dynamics):
     # Theory note check 1: |c - c_ode| < 1e-8 for t <= 10 with RK4 at dt = 1e-3 (measured
     # there: 1.7e-9 for USA at beta = 4; a sign error shows as 0.07, an SA/USA swap at
     # beta >= 1 as 0.7).
-    traj = simulate(_two_tokens(-0.5), beta=beta, t_max=10.0, dt=1e-3, dynamics=dynamics,
-                    method="rk4", save_every=100)
+    traj = simulate(_two_tokens(-0.5), beta=beta, t_max=10.0, dt=1e-3, dynamics=dynamics, method="rk4", save_every=100)
     c = np.einsum("td,td->t", traj.xs[:, 0], traj.xs[:, 1])
     np.testing.assert_allclose(c, _c_exact(-0.5, beta, dynamics, traj.ts), rtol=0, atol=1e-8)
     if beta == 0.0:
@@ -47,8 +48,7 @@ def test_two_tokens_reduce_to_scalar_ode(beta, dynamics):
 
 
 def test_two_tokens_dopri5():
-    traj = simulate(_two_tokens(-0.5), beta=4.0, t_max=10.0, dt=0.5, method="dopri5",
-                    rtol=1e-11, atol=1e-13)
+    traj = simulate(_two_tokens(-0.5), beta=4.0, t_max=10.0, dt=0.5, method="dopri5", rtol=1e-11, atol=1e-13)
     c = np.einsum("td,td->t", traj.xs[:, 0], traj.xs[:, 1])
     np.testing.assert_allclose(c, _c_exact(-0.5, 4.0, "SA", traj.ts), rtol=0, atol=1e-8)
 
@@ -78,8 +78,7 @@ def test_rk4_is_fourth_order(general_problem):
     x0, kw = general_problem
     ref = simulate(x0, t_max=1.0, dt=0.1, method="dopri5", rtol=1e-13, atol=1e-15, **kw).final
     dts = np.array([0.2, 0.1, 0.05, 0.025])
-    errors = [np.abs(simulate(x0, t_max=1.0, dt=h, method="rk4", **kw).final - ref).max()
-              for h in dts]
+    errors = [np.abs(simulate(x0, t_max=1.0, dt=h, method="rk4", **kw).final - ref).max() for h in dts]
     assert 3.7 < _fitted_order(errors, dts) < 4.3
 
 
@@ -110,8 +109,7 @@ def test_runs_in_the_span_of_the_tokens_match_numpy_reference(rng, method, naive
     n, d = 5, 24
     x0 = sample_sphere(n, d, batch=2, seed=2)
     K = rng.standard_normal((d, d)) / np.sqrt(d)
-    traj = simulate(x0, beta=1.5, t_max=1.0, dt=0.1, dynamics=dynamics, method=method, K=K,
-                    save_every=5)
+    traj = simulate(x0, beta=1.5, t_max=1.0, dt=0.1, dynamics=dynamics, method=method, K=K, save_every=5)
     assert _field(x0, traj.params).basis.shape == (2, d, n)
     for b in range(2):
         want = naive_stepper(x0[b], 1.5, 0.1, 10, K=K, dynamics=dynamics)
@@ -122,8 +120,9 @@ def test_last_step_is_shortened_to_end_at_t_max(general_problem):
     x0, kw = general_problem
     traj = simulate(x0, t_max=1.05, dt=0.1, save_every=4, **kw)
     np.testing.assert_array_equal(traj.ts, [0.0, 0.4, 0.8, 1.05])
-    want = naive.euler(naive.euler(x0, 1.0, 0.1, 10, Q=kw["Q"], K=kw["K"], V=kw["V"]),
-                       1.0, 0.05, 1, Q=kw["Q"], K=kw["K"], V=kw["V"])
+    want = naive.euler(
+        naive.euler(x0, 1.0, 0.1, 10, Q=kw["Q"], K=kw["K"], V=kw["V"]), 1.0, 0.05, 1, Q=kw["Q"], K=kw["K"], V=kw["V"]
+    )
     np.testing.assert_allclose(traj.final, want, atol=1e-12)
 
 

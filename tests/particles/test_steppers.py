@@ -1,6 +1,7 @@
 """dopri5's adaptivity against an independent reference, its handling of non-finite trial
 stages and padded coordinates, the step-size warning of the fixed-step methods, and the
 error of a run that became non-finite."""
+
 import warnings
 
 import numpy as np
@@ -34,9 +35,15 @@ def _reference(x0, beta, ts, usa, A=None, V=None):
     n, d = x0.shape
     A = np.eye(d) if A is None else A
     V = np.eye(d) if V is None else V
-    sol = solve_ivp(lambda t, y: _projected_field(y.reshape(n, d), beta, A, V, usa).ravel(),
-                    (0.0, ts[-1]), x0.ravel(), t_eval=ts, method="DOP853", rtol=1e-13,
-                    atol=1e-13)
+    sol = solve_ivp(
+        lambda t, y: _projected_field(y.reshape(n, d), beta, A, V, usa).ravel(),
+        (0.0, ts[-1]),
+        x0.ravel(),
+        t_eval=ts,
+        method="DOP853",
+        rtol=1e-13,
+        atol=1e-13,
+    )
     return sol.y.T.reshape(len(ts), n, d)
 
 
@@ -137,8 +144,7 @@ def test_usa_at_beta_5_runs_with_dopri5(recorded_velocities):
     rtol of the reference (measured 3.3 rtol)."""
     x0 = sample_sphere(32, 3, seed=0)
     tol = 1e-6
-    traj = simulate(x0, beta=5.0, t_max=0.5, dt=0.1, dynamics="USA", method="dopri5",
-                    rtol=tol, atol=tol)
+    traj = simulate(x0, beta=5.0, t_max=0.5, dt=0.1, dynamics="USA", method="dopri5", rtol=tol, atol=tol)
     assert all(recorded_velocities)
     want = _reference(x0, 5.0, traj.ts, usa=True)
     np.testing.assert_allclose(traj.xs, want, rtol=0, atol=10 * tol)
@@ -221,8 +227,7 @@ def test_sa_lipschitz_bound_is_nearly_attained():
     delta = np.zeros_like(x)
     delta[0, 0] = 1.0
     delta[1:, 2] = signs
-    got = np.linalg.norm(_covariant_derivative(x, delta, beta, np.eye(3), np.eye(3), False),
-                         axis=1).max()
+    got = np.linalg.norm(_covariant_derivative(x, delta, beta, np.eye(3), np.eye(3), False), axis=1).max()
     bound = lipschitz_bound(beta)
     assert 0.8 * bound <= got <= bound
 
@@ -239,8 +244,7 @@ def test_usa_lipschitz_bound_is_nearly_attained_at_a_cluster():
     delta = np.zeros_like(x)
     delta[:, 1] = -1.0
     delta[0, 1] = 1.0
-    got = np.linalg.norm(_covariant_derivative(x, delta, beta, A, np.eye(3), True),
-                         axis=1).max()
+    got = np.linalg.norm(_covariant_derivative(x, delta, beta, A, np.eye(3), True), axis=1).max()
     np.testing.assert_allclose(got, np.exp(0.25) * (2 - 2 / n), rtol=1e-8)
     bound = lipschitz_bound(beta, A, dynamics="USA")
     assert 0.8 * bound <= got <= bound
@@ -258,8 +262,7 @@ def test_non_finite_error_names_dtype_and_never_suggests_sa_to_an_sa_run(dtype):
     with pytest.raises(RuntimeError) as error:
         simulate(x0, beta=1.0, t_max=1.0, dt=0.5, V=-2.0 * np.eye(3))
     message = str(error.value)
-    for part in ("t = 0.5", "step 1", "beta = 1", "'SA'", f"dtype {np.dtype(dtype).name}",
-                 "smaller dt"):
+    for part in ("t = 0.5", "step 1", "beta = 1", "'SA'", f"dtype {np.dtype(dtype).name}", "smaller dt"):
         assert part in message
     assert "use SA" not in message and "or SA" not in message
     assert ("float64 (" in message) == (dtype == np.float32)

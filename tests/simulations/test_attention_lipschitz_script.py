@@ -35,7 +35,23 @@ def closed_form_norm(layer, params, X, eps):
 
 
 def test_attention_lipschitz_cli(tmp_path):
-    argv = ["--tokens", "4", "--d", "3", "--draws", "2", "--num-scales", "7", "--s-max", "1000", "--s-fit", "100", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "--tokens",
+        "4",
+        "--d",
+        "3",
+        "--draws",
+        "2",
+        "--num-scales",
+        "7",
+        "--s-max",
+        "1000",
+        "--s-fit",
+        "100",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     path = attention_lipschitz.main(argv)
     assert path.exists() and path.with_suffix(".png").exists()
     res = load_lipschitz(path)
@@ -69,7 +85,9 @@ def test_attention_lipschitz_cli(tmp_path):
 def test_lanczos_method_agrees_with_dense(tmp_path):
     kw = {"L": 4, "d": 3, "draws": 1, "num_scales": 3, "s_max": 10.0, "s_fit": 1.0}
     dense = load_lipschitz(run_lipschitz(LipschitzConfig(**kw), tmp_path / "dense.h5", progress=False))
-    lanczos = load_lipschitz(run_lipschitz(LipschitzConfig(method="lanczos", **kw), tmp_path / "lanczos.h5", progress=False))
+    lanczos = load_lipschitz(
+        run_lipschitz(LipschitzConfig(method="lanczos", **kw), tmp_path / "lanczos.h5", progress=False)
+    )
     np.testing.assert_allclose(lanczos.norms, dense.norms, rtol=1e-8, atol=0)
     assert (lanczos.bounds < 1e-6 * lanczos.norms).all()
 

@@ -9,8 +9,21 @@ from simulations import block_curvature
 
 
 def test_block_curvature_cli(tmp_path):
-    argv = ["--d-model", "4", "--batch", "4", "--num-sigmas", "3", "--repeats", "1", "--embedding", "rescaled",
-            "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "--d-model",
+        "4",
+        "--batch",
+        "4",
+        "--num-sigmas",
+        "3",
+        "--repeats",
+        "1",
+        "--embedding",
+        "rescaled",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     path = block_curvature.main(argv)
     res = load_block_curvature(path)
     assert res.maps.shape == (3, 1, 3, 10, 10) and np.isfinite(res.maps).all() and np.isfinite(res.init).all()
@@ -23,5 +36,8 @@ def test_block_curvature_cli(tmp_path):
     assert len(rows) == 30
     # a rerun finds every point done and recomputes nothing
     mtime = path.stat().st_mtime_ns
-    assert run_block_curvature(block_curvature.config_from_args(block_curvature.parse_args(argv)), path, progress=False) == path
+    assert (
+        run_block_curvature(block_curvature.config_from_args(block_curvature.parse_args(argv)), path, progress=False)
+        == path
+    )
     assert path.stat().st_mtime_ns == mtime

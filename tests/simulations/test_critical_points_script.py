@@ -1,4 +1,5 @@
 """python -m simulations.critical_points end to end on a tiny run."""
+
 import numpy as np
 import pytest
 
@@ -10,10 +11,39 @@ from particles.critical_points import (
 from particles.io import ResultStore
 from simulations import critical_points as script
 
-ARGS = ["--betas", "0", "2", "3", "4", "5", "6", "--tokens-per-vertex", "2", "--fit-beta-min", "2",
-        "--prepared-ks", "3", "4", "--prepared-n", "12", "--prepared-betas", "3", "4",
-        "--sim-betas", "6", "--n", "8", "--batch", "2", "--t-max", "12", "--dt", "0.2",
-        "--save-every", "2"]
+ARGS = [
+    "--betas",
+    "0",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "--tokens-per-vertex",
+    "2",
+    "--fit-beta-min",
+    "2",
+    "--prepared-ks",
+    "3",
+    "4",
+    "--prepared-n",
+    "12",
+    "--prepared-betas",
+    "3",
+    "4",
+    "--sim-betas",
+    "6",
+    "--n",
+    "8",
+    "--batch",
+    "2",
+    "--t-max",
+    "12",
+    "--dt",
+    "0.2",
+    "--save-every",
+    "2",
+]
 
 
 # dt = 0.2 at beta = 6 (for speed) is past Euler's stability limit for SA: it warns.

@@ -46,14 +46,32 @@ def test_from_stored_run(tmp_path):
 
 
 def test_simulate_and_energy_loss(tmp_path):
-    path = curvature_flow.main(["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1",
-                                "--loss", "energy", "--out", str(tmp_path), "--no-progress"])
+    path = curvature_flow.main(
+        [
+            "--n",
+            "4",
+            "--d",
+            "3",
+            "--systems",
+            "2",
+            "--t-max",
+            "2",
+            "--dt",
+            "0.1",
+            "--loss",
+            "energy",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert path.parent == tmp_path and particles.io.info(path)["complete"]
     curv = read_curvature(path, "energy")
     assert curv.norms.shape == (21, 2, 3, 3, 3)
     assert path.with_name(path.stem + "_energy.png").exists()
     # the same settings find the stored run (named by a hash of them) instead of simulating again
-    args = curvature_flow.parse_args(["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1",
-                                      "--out", str(tmp_path)])
+    args = curvature_flow.parse_args(
+        ["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1", "--out", str(tmp_path)]
+    )
     mtime = path.stat().st_mtime_ns
     assert curvature_flow.run_file(args) == path and path.stat().st_mtime_ns == mtime

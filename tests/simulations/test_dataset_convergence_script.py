@@ -11,7 +11,19 @@ from simulations import dataset_convergence
 
 
 def test_dataset_convergence_cli(tmp_path):
-    argv = ["--d-model", "4", "--samples", "120", "--chunk", "50", "--groups", "V", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "--d-model",
+        "4",
+        "--samples",
+        "120",
+        "--chunk",
+        "50",
+        "--groups",
+        "V",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     path = dataset_convergence.main(argv)
     res = load_dataset_convergence(path)
     assert np.isfinite(res.dL[1:]).all() and np.isfinite(res.dH[1:]).all() and res.H_mean.shape == (16, 16)

@@ -12,11 +12,31 @@ def test_growth_cli_linear_attention(tmp_path):
     # linear attention defaults to MSE, residual 0 and the log_short grid (the paper's runs); with rescaled
     # embeddings the exact exponent is 6 (theory note §2.5), recovered to 1e-6 by the saved table
     path = hessian_growth.main(
-        ["--attention", "linear", "--d-model", "4", "--repeats", "2", "--num-sigmas", "4", "--batch", "4",
-         "--embedding", "rescaled", "--out", str(tmp_path), "--no-progress"]
+        [
+            "--attention",
+            "linear",
+            "--d-model",
+            "4",
+            "--repeats",
+            "2",
+            "--num-sigmas",
+            "4",
+            "--batch",
+            "4",
+            "--embedding",
+            "rescaled",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
     )
     res = load_growth(path)
-    assert res.complete and res.config.loss == "mse" and res.config.residual_scaling == 0.0 and res.config.grid == "log_short"
+    assert (
+        res.complete
+        and res.config.loss == "mse"
+        and res.config.residual_scaling == 0.0
+        and res.config.grid == "log_short"
+    )
     assert path.with_suffix(".png").exists()
     rows = json.loads(path.with_name(path.stem + "_slopes.json").read_text())
     for row in rows:
@@ -26,8 +46,25 @@ def test_growth_cli_linear_attention(tmp_path):
 
 
 def test_growth_cli_mlp(tmp_path):
-    path = hessian_growth.main(["--model", "mlp", "--layers", "2", "--d-model", "4", "--repeats", "2", "--num-sigmas", "4",
-                                "--batch", "4", "--out", str(tmp_path), "--no-progress"])
+    path = hessian_growth.main(
+        [
+            "--model",
+            "mlp",
+            "--layers",
+            "2",
+            "--d-model",
+            "4",
+            "--repeats",
+            "2",
+            "--num-sigmas",
+            "4",
+            "--batch",
+            "4",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     res = load_growth(path)
     assert res.norms.shape == (4, 2, 2, 1, 3) and np.all(res.norms[..., 2] == 0)
 

@@ -8,7 +8,21 @@ from simulations import loss_landscape
 
 
 def test_loss_landscape_cli(tmp_path):
-    argv = ["--d-model", "4", "--batch", "4", "--train-steps", "2", "--points-line", "5", "--points-plane", "3", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "--d-model",
+        "4",
+        "--batch",
+        "4",
+        "--train-steps",
+        "2",
+        "--points-line",
+        "5",
+        "--points-plane",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     path = loss_landscape.main(argv)
     config, data = load_landscape(path)
     assert config.points == ("init", "trained")

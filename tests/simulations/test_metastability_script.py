@@ -1,4 +1,5 @@
 """python -m simulations.metastability end to end on a tiny run."""
+
 import numpy as np
 
 from particles.io import ResultStore

@@ -1,4 +1,5 @@
 """simulations.movie end to end: simulate or read a run, decode the MP4 and GIF written."""
+
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -17,9 +18,30 @@ def _mp4_frames_and_size(path):
 def test_simulated_run_gives_mp4_and_gif_with_expected_frames(tmp_path, capsys):
     # d = 10 runs on the dense torch field (no Numba compilation) and takes the documented
     # random 3-D projection path.
-    movie = script.main(["--d", "10", "--n", "8", "--beta", "2", "--t-max", "1", "--dt", "0.1",
-                         "--fps", "8", "--duration", "1.5", "--size", "112", "--out",
-                         str(tmp_path), "--name", "run"])
+    movie = script.main(
+        [
+            "--d",
+            "10",
+            "--n",
+            "8",
+            "--beta",
+            "2",
+            "--t-max",
+            "1",
+            "--dt",
+            "0.1",
+            "--fps",
+            "8",
+            "--duration",
+            "1.5",
+            "--size",
+            "112",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "run",
+        ]
+    )
     assert movie.n_frames == 12
     assert _mp4_frames_and_size(tmp_path / "run.mp4") == (12, (112, 112))
     gif = Image.open(tmp_path / "run.gif")
@@ -36,16 +58,30 @@ def test_from_stored_run_picks_the_system(tmp_path):
     s = np.linspace(0, 1, 9)[:, None, None, None]
     xs = (1 - s) * x0 + s * target
     xs /= np.linalg.norm(xs, axis=-1, keepdims=True)
-    traj = particles.Trajectory(ts=np.linspace(0, 0.8, 9), xs=xs,
-                                params=particles.SimulationParams(beta=1.0, t_max=0.8, dt=0.1))
+    traj = particles.Trajectory(
+        ts=np.linspace(0, 0.8, 9), xs=xs, params=particles.SimulationParams(beta=1.0, t_max=0.8, dt=0.1)
+    )
     io.save(tmp_path / "run.h5", traj)
-    movie = script.main(["--from", str(tmp_path / "run.h5"), "--system", "1", "--duration",
-                         "0", "--size", "96", "--format", "mp4", "--out", str(tmp_path)])
+    movie = script.main(
+        [
+            "--from",
+            str(tmp_path / "run.h5"),
+            "--system",
+            "1",
+            "--duration",
+            "0",
+            "--size",
+            "96",
+            "--format",
+            "mp4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert movie.paths == (tmp_path / "run_system1.mp4",)
     assert _mp4_frames_and_size(movie.paths[0]) == (9, (96, 96))
     with pytest.raises(ValueError, match="system"):
-        script.main(["--from", str(tmp_path / "run.h5"), "--system", "2", "--format", "gif",
-                     "--out", str(tmp_path)])
+        script.main(["--from", str(tmp_path / "run.h5"), "--system", "2", "--format", "gif", "--out", str(tmp_path)])
 
 
 def test_missing_source_file_exits_with_a_message(tmp_path):

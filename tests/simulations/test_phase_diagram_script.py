@@ -1,4 +1,5 @@
 """python -m simulations.phase_diagram end to end on a tiny sweep."""
+
 import numpy as np
 
 import particles._phase_diagram as pd_module

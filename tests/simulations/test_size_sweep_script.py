@@ -18,7 +18,20 @@ from simulations import size_sweep
 
 
 def test_size_sweep_cli(tmp_path):
-    argv = ["--d-models", "4", "--layers", "1", "--batch", "4", "--blocks", "W_Q", "W_V", "--out", str(tmp_path), "--no-progress"]
+    argv = [
+        "--d-models",
+        "4",
+        "--layers",
+        "1",
+        "--batch",
+        "4",
+        "--blocks",
+        "W_Q",
+        "W_V",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     path = size_sweep.main(argv)
     assert path.with_suffix(".png").exists() and path.with_name(path.stem + "_table.txt").exists()
     res = load_size_sweep(path)
@@ -33,9 +46,14 @@ def test_size_sweep_cli(tmp_path):
     kept = a[a > 16 * np.finfo(float).eps * a.max()]
     kappa, method = res.get(4, 1, "softmax", "W_V", "H_o", "kappa")
     assert method == "dense" and kappa == pytest.approx(a.max() / kept.min(), rel=1e-8)
-    assert res.get(4, 1, "softmax", "W_V", "H_o", "frobenius")[0] == pytest.approx(float(torch.linalg.norm(G)), rel=1e-12)
+    assert res.get(4, 1, "softmax", "W_V", "H_o", "frobenius")[0] == pytest.approx(
+        float(torch.linalg.norm(G)), rel=1e-12
+    )
     # H_f(V, V) = 0: the logits are piecewise linear in W_V of the last layer (ReLU MLP, no LayerNorm)
-    assert res.get(4, 1, "softmax", "W_V", "H_f", "frobenius")[0] < 1e-12 * res.get(4, 1, "softmax", "W_V", "H", "frobenius")[0]
+    assert (
+        res.get(4, 1, "softmax", "W_V", "H_f", "frobenius")[0]
+        < 1e-12 * res.get(4, 1, "softmax", "W_V", "H", "frobenius")[0]
+    )
     # a rerun resumes: nothing recomputed, same file
     seconds = row["seconds"]
     assert load_size_sweep(size_sweep.main(argv)).rows[(4, 1, "softmax")]["seconds"] == seconds
@@ -43,16 +61,32 @@ def test_size_sweep_cli(tmp_path):
 
 def test_matrix_free_row_matches_dense():
     dense_cfg = SizeSweepConfig(d_models=(4,), layers=(1,), attentions=("softmax",), blocks=("W_Q",), batch=4)
-    free_cfg = SizeSweepConfig(d_models=(4,), layers=(1,), attentions=("softmax",), blocks=("W_Q",), batch=4,
-                               dense_threshold=0, lanczos_tol=1e-12, slq_probes=10, slq_steps=16, trace_samples=15, frobenius_samples=16)
+    free_cfg = SizeSweepConfig(
+        d_models=(4,),
+        layers=(1,),
+        attentions=("softmax",),
+        blocks=("W_Q",),
+        batch=4,
+        dense_threshold=0,
+        lanczos_tol=1e-12,
+        slq_probes=10,
+        slq_steps=16,
+        trace_samples=15,
+        frobenius_samples=16,
+    )
     dense, free = measure_row(dense_cfg, 4, 1, "softmax"), measure_row(free_cfg, 4, 1, "softmax")
     q = QUANTITIES.index
     for k, kind in enumerate(KINDS):
         d, f, se = dense["values"][0, k], free["values"][0, k], free["stderr"][0, k]
         scale = np.abs(d[[q("largest"), q("smallest")]]).max()
-        assert abs(f[q("largest")] - d[q("largest")]) < 1e-8 * scale and abs(f[q("smallest")] - d[q("smallest")]) < 1e-8 * scale
+        assert (
+            abs(f[q("largest")] - d[q("largest")]) < 1e-8 * scale
+            and abs(f[q("smallest")] - d[q("smallest")]) < 1e-8 * scale
+        )
         # random estimates (Hutch++, Hutchinson; SLQ with 16 steps = P: exact quadrature, unbiased samples): 4 stderr
         assert abs(f[q("trace")] - d[q("trace")]) <= 4 * se[q("trace")] + 1e-12 * scale
         assert abs(f[q("frobenius")] - d[q("frobenius")]) <= 4 * se[q("frobenius")] + 1e-12
         assert abs(f[q("negative_mass")] - d[q("negative_mass")]) <= 4 * se[q("negative_mass")] + 1e-12
-    assert set(free["methods"][0, :, q("frobenius")]) == {"hutchinson"} and set(free["methods"][0, :, q("trace")]) == {"hutchpp"}
+    assert set(free["methods"][0, :, q("frobenius")]) == {"hutchinson"} and set(free["methods"][0, :, q("trace")]) == {
+        "hutchpp"
+    }

@@ -1,11 +1,11 @@
 """The clustering results of Geshkovski et al. (2023) checked numerically, with the
 parameters and tolerances of the theory note (shared/theory/particles.md, sections 3-5)."""
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from particles import (clustering_density, count_clusters, energy, phase_diagram,
-                       sample_sphere, simulate)
+from particles import clustering_density, count_clusters, energy, phase_diagram, sample_sphere, simulate
 
 
 def rho_ode(rho0, beta, n, dynamics, ts):
@@ -14,13 +14,13 @@ def rho_ode(rho0, beta, n, dynamics, ts):
     rho0: a number, giving rho at ts, (len(ts),); or an array (m,) of independent starts,
     giving (len(ts), m).
     """
+
     def rhs(t, r):
         if dynamics == "SA":
             return 2 * (1 - r) * (1 + (n - 1) * r) / (np.exp(beta * (1 - r)) + n - 1)
         return (2 / n) * np.exp(beta * r) * (1 - r) * (1 + (n - 1) * r)
 
-    sol = solve_ivp(rhs, (0, ts[-1]), np.atleast_1d(rho0), t_eval=ts, rtol=1e-12, atol=1e-14,
-                    method="DOP853")
+    sol = solve_ivp(rhs, (0, ts[-1]), np.atleast_1d(rho0), t_eval=ts, rtol=1e-12, atol=1e-14, method="DOP853")
     return sol.y[0] if np.ndim(rho0) == 0 else sol.y.T
 
 
@@ -88,8 +88,7 @@ def test_equiangular_start_stays_equiangular(dynamics, beta, d):
     x0 = np.stack([equiangular(n, r) for r in (0.0, 0.3, -0.1)])
     x0 = np.concatenate([x0, np.zeros((3, n, d - n))], axis=-1)
     dt = 2e-3 if (dynamics, beta) == ("USA", 5.0) else 1e-2
-    traj = simulate(x0, beta=beta, t_max=10.0, dt=dt, dynamics=dynamics, method="rk4",
-                    save_every=round(0.25 / dt))
+    traj = simulate(x0, beta=beta, t_max=10.0, dt=dt, dynamics=dynamics, method="rk4", save_every=round(0.25 / dt))
     rho = rho_ode(np.array([0.0, 0.3, -0.1]), beta, n, dynamics, traj.ts)
     err = np.abs(pairwise(traj.xs) - rho[:, :, None]).max(axis=(0, 2))
     assert err.max() < 1e-5, err
@@ -115,8 +114,7 @@ def test_high_dimension_limit(dynamics):
     equiangular test at d = 12 for the dense field's projection."""
     n, d, beta = 8, 2000, 1.0
     x0 = sample_sphere(n, d, batch=16, seed=11)
-    traj = simulate(x0, beta=beta, t_max=8.0, dt=1e-2, dynamics=dynamics, method="rk4",
-                    save_every=5)
+    traj = simulate(x0, beta=beta, t_max=8.0, dt=1e-2, dynamics=dynamics, method="rk4", save_every=5)
     per_system = pairwise(traj.xs).mean(axis=-1)  # (frames, systems)
     rho = rho_ode(0.0, beta, n, dynamics, traj.ts)
     assert np.abs(per_system - rho[:, None]).max() < 5 / np.sqrt(d)
@@ -178,8 +176,7 @@ def test_single_cluster(dynamics, d, beta):
     projection (USA, beta > 0; with SA the common scale of the unprojected stages cancels
     in the softmax)."""
     x0 = sample_sphere(16, d, batch=64, seed=13)
-    traj = simulate(x0, beta=beta, t_max=60.0, dt=0.05, dynamics=dynamics, method="rk4",
-                    save_every=5)
+    traj = simulate(x0, beta=beta, t_max=60.0, dt=0.05, dynamics=dynamics, method="rk4", save_every=5)
     assert np.all(count_clusters(traj.final, tol=1e-4) == 1)
     want = 1.0 if dynamics == "SA" else np.exp(beta)
     np.testing.assert_allclose(contraction_rates(traj), want, rtol=1e-3)
@@ -213,8 +210,7 @@ def test_wendel_d_at_least_n_collapses(dynamics):
     Fails under: a sign flip, wrong RK4 weights (both); USA for SA, the SA self-term
     dropped (SA); beta halved, logits / sqrt(d), a missing projection (USA)."""
     x0 = sample_sphere(5, 6, batch=8, seed=15)
-    traj = simulate(x0, beta=2.0, t_max=60.0, dt=0.05, dynamics=dynamics, method="rk4",
-                    save_every=5)
+    traj = simulate(x0, beta=2.0, t_max=60.0, dt=0.05, dynamics=dynamics, method="rk4", save_every=5)
     assert np.all(count_clusters(traj.final, tol=1e-8) == 1)
     want = 1.0 if dynamics == "SA" else np.exp(2.0)
     np.testing.assert_allclose(contraction_rates(traj), want, rtol=1e-3)
@@ -251,8 +247,7 @@ def test_phase_diagram_values(seed=0):
     the 90 z had standard deviation 1.0 and largest |z| 3.0. Fails with USA for SA (every
     beta's |z| >= 7.4 over those seeds) and with beta halved (the largest |z| >= 23)."""
     batch, steps, h = 256, 300, 0.1
-    result = phase_diagram(PHASE_DIAGRAM_BETAS, batch=batch, t_max=steps * h, dt=h,
-                           checkpoints=2, seed=seed)
+    result = phase_diagram(PHASE_DIAGRAM_BETAS, batch=batch, t_max=steps * h, dt=h, checkpoints=2, seed=seed)
     rng = np.random.default_rng([seed, 2024])
     for beta, ours in zip(PHASE_DIAGRAM_BETAS, result.final_density):
         theirs = authors_sa_densities(beta, 32, 2, batch, steps, h, rng)
