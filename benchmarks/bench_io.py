@@ -5,7 +5,7 @@ beta = 5, Euler with dt = 0.1 to t_max = 30: 301 frames at save_every = 1, 1 MiB
 in float64). For each storage dtype and compression:
 
 - write: the store path alone (the frames of a finished run replayed through
-  ``simulate_to_store``), in MB/s of uncompressed frame data and frames/s;
+  ``simulate(store=...)``), in MB/s of uncompressed frame data and frames/s;
 - size: the file, and its ratio to the uncompressed frames;
 - overhead: ``simulate(..., store=...)`` against ``simulate`` on the same run, timed
   alternately, in wall and in CPU time (all threads); and the CPU time of the store path
@@ -53,7 +53,7 @@ def paired_times(fn_a, fn_b, repeats):
 def replay(frames, ts):
     """A stand-in for ``_simulate.run`` that yields precomputed frames: times the writer only."""
 
-    def run(x0, params, *, progress=False, start=None):
+    def run(x0, params, *, progress=False, start=None, **kwargs):
         first = 0 if start is None else start[0] + 1
         for k in range(first, len(ts)):
             yield float(ts[k]), frames[k]
@@ -73,7 +73,6 @@ def main():
     x0 = particles.sample_sphere(32, 2, batch=2048, seed=0)
     particles.simulate(x0, **{**RUN, "t_max": 0.2})  # compile
     reference = particles.simulate(x0, **RUN)
-    params = reference.params
     frames, ts = list(reference.xs), reference.ts
     print(
         f"workload: {x0.shape[0]} systems, n={x0.shape[1]}, d={x0.shape[2]}, {len(ts)} frames, "
@@ -96,8 +95,10 @@ def main():
                 def write():
                     _simulate.run, original = replay(frames, ts), _simulate.run
                     try:
-                        io.simulate_to_store(
-                            x0, params, path, overwrite=True, store_dtype=store_dtype, compression=compression
+                        particles.simulate(
+                            x0,
+                            **RUN,
+                            store=io.RunFile(path, overwrite=True, store_dtype=store_dtype, compression=compression),
                         )
                     finally:
                         _simulate.run = original
@@ -106,8 +107,10 @@ def main():
                 size = path.stat().st_size
 
                 def store():
-                    io.simulate_to_store(
-                        x0, params, path, overwrite=True, store_dtype=store_dtype, compression=compression
+                    particles.simulate(
+                        x0,
+                        **RUN,
+                        store=io.RunFile(path, overwrite=True, store_dtype=store_dtype, compression=compression),
                     )
 
                 (sim, sim_cpu), (st, st_cpu) = paired_times(lambda: particles.simulate(x0, **RUN), store, args.repeats)
@@ -121,7 +124,7 @@ def main():
                     f"{100 * cpu_write / sim_cpu:>16.1f}%"
                 )
         # Reading back: one frame, one system over all frames, everything.
-        io.simulate_to_store(x0, params, path, overwrite=True)
+        particles.simulate(x0, **RUN, store=io.RunFile(path, overwrite=True))
         lazy = particles.load(path).xs
         for label, fn in (
             ("one frame", lambda: lazy[150]),

@@ -1,5 +1,7 @@
 """Self-attention dynamics as interacting particles on the sphere (Geshkovski et al., 2023)."""
 
+import importlib.metadata
+
 from ._params import SimulationParams as SimulationParams
 from ._phase_diagram import PhaseDiagram as PhaseDiagram
 from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig
@@ -17,6 +19,7 @@ from .critical_points import nearby_critical_point as nearby_critical_point
 from .critical_points import refine_critical_point as refine_critical_point
 from .energy_derivatives import energy_gradient as energy_gradient
 from .energy_derivatives import energy_hessian as energy_hessian
+from .io import RunFile as RunFile
 from .io import load as load
 from .observables import cluster_labels as cluster_labels
 from .observables import clustering_density as clustering_density
@@ -28,7 +31,7 @@ from .observables import token_covariance as token_covariance
 from .sphere import inner_products as inner_products
 from .sphere import sample_sphere as sample_sphere
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("attention-dynamics")
 
 __all__ = [
     # simulation
@@ -38,6 +41,7 @@ __all__ = [
     "StepSizeWarning",
     "check_step",
     # storage (HDF5, see particles.io)
+    "RunFile",
     "load",
     # configurations
     "sample_sphere",

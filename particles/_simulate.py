@@ -3,6 +3,7 @@
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import io
 from ._checks import as_float_array, check_finite
 from ._fields import MAX_FUSED_D, make_field
 from ._params import SimulationParams
@@ -32,9 +33,6 @@ def simulate(
     progress=False,
     rtol=1e-6,
     atol=1e-9,
-    resume=False,
-    overwrite=False,
-    store_dtype=None,
 ):
     r"""Simulate self-attention dynamics on the sphere (Geshkovski et al., 2023).
 
@@ -62,12 +60,12 @@ def simulate(
             the unprojected v_i; order 1), "rk4" (projected field, renormalised; order 4)
             or "dopri5" (adaptive 5(4) with rtol/atol, one step size per batch).
         save_every: save a frame every this many steps (and always the last one).
-        store: path of an HDF5 file to write the frames to as they are computed.
+        store: write the frames to an HDF5 file as they are computed: a
+            ``particles.io.RunFile`` (path, storage dtype, compression, flush interval,
+            seed, resume or overwrite), or a path, short for ``RunFile(path)``. A resumed
+            "euler" or "rk4" run is bit for bit the uninterrupted one.
         progress: show a progress bar.
         rtol, atol: tolerances of "dopri5".
-        resume, overwrite: for ``store``: continue an interrupted run / replace a file.
-        store_dtype: for ``store``: None (the run's dtype) or "float32" to halve the file
-            of a float64 run (resuming stays exact: see ``particles.io``).
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
@@ -136,11 +134,7 @@ def simulate(
         stacklevel=2,
     )
     if store is not None:
-        from . import io
-
-        return io.simulate_to_store(
-            x0, params, store, progress=progress, resume=resume, overwrite=overwrite, store_dtype=store_dtype
-        )
+        return _run_to_store(x0, params, store, progress)
     frames, ts, counts = [], [], {}
     for t, x in run(x0, params, progress=progress, step_counts=counts):
         ts.append(t)
@@ -152,6 +146,18 @@ def simulate(
         n_accepted=counts.get("n_accepted"),
         n_rejected=counts.get("n_rejected"),
     )
+
+
+def _run_to_store(x0, params, store, progress):
+    """Hand every frame to the writer of ``store`` as it is computed; the stored run, read
+    back lazily."""
+    with io.open_run(store, x0, params) as writer:
+        if not writer.complete:
+            # User coordinates (in_span=False): a resumed run then reproduces the
+            # uninterrupted one bit for bit.
+            for t, x in run(x0, params, progress=progress, start=writer.start, in_span=False):
+                writer.append(t, x)
+    return io.load(writer.path)
 
 
 def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=None):

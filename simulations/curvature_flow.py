@@ -81,8 +81,7 @@ def run_file(args: argparse.Namespace) -> Path:
         dt=args.dt,
         dynamics=args.dynamics,
         method=args.method,
-        store=path,
-        resume=path.exists(),
+        store=particles.io.RunFile(path, resume=path.exists()),
         progress=not args.no_progress,
     )
     return path

@@ -82,7 +82,7 @@ def load_or_simulate(args):
         system = "" if args.system is None else f"_system{args.system}"
         return traj, f"{args.source.stem}{system}"
     x0 = particles.sample_sphere(args.n, args.d, seed=args.seed)
-    store = {} if args.store is None else {"store": args.store, "overwrite": True}
+    store = {} if args.store is None else {"store": particles.io.RunFile(args.store, overwrite=True)}
     traj = particles.simulate(
         x0,
         beta=args.beta,

@@ -27,7 +27,7 @@ import numpy as np
 
 import particles
 from particles import _simulate, io
-from particles.io import StoreError
+from particles.io import RunFile, StoreError, writer
 
 X0 = dict(n=6, d=3, batch=3, seed=0)
 BETA, DT = 1.5, 0.05
@@ -131,13 +131,13 @@ def install_cutter():
         CUTTER.wrote(f"os.replace {Path(dst).name}")
 
     os.replace = counted_replace
-    flush = io._RunWriter._flush
+    flush = writer.RunWriter._flush
 
     def recorded_flush(self):
         flush(self)
         CUTTER.flushed.append((CUTTER.count, self.count))
 
-    io._RunWriter._flush = recorded_flush
+    writer.RunWriter._flush = recorded_flush
 
 
 def start_child(fn):
@@ -174,7 +174,7 @@ class Scenario:
     def __init__(self, name, t_max, flush_every, store_dtype, cut_creation, x0):
         self.name, self.flush_every, self.store_dtype = name, flush_every, store_dtype
         self.cut_creation = cut_creation
-        self.x0 = x0
+        self.x0, self.t_max = x0, t_max
         self.reference = particles.simulate(x0, beta=BETA, t_max=t_max, dt=DT)
         self.params = self.reference.params
         self.total = len(self.reference.ts)
@@ -198,16 +198,13 @@ class Scenario:
 
         _simulate.run = replay
         CUTTER.reset(cut_at)
-        io.simulate_to_store(
-            self.x0,
-            self.params,
-            path,
-            resume=path.exists(),
-            store_dtype=self.store_dtype,
-            flush_every=self.flush_every,
-            seed=X0["seed"],
-        )
+        self.simulate(path, resume=path.exists(), seed=X0["seed"])
         return dict(writes=CUTTER.count, log=CUTTER.log, flushed=CUTTER.flushed)
+
+    def simulate(self, path, **store):
+        """The stored run through ``simulate``, the one entry point of stored runs."""
+        options = RunFile(path, store_dtype=self.store_dtype, flush_every=self.flush_every, **store)
+        return particles.simulate(self.x0, beta=BETA, t_max=self.t_max, dt=DT, store=options)
 
     def cut_and_resume(self, path, cut_at, kept):
         """Cut a writer (a child of this process) after its write ``cut_at``, then resume
@@ -242,9 +239,7 @@ class Scenario:
             out["outcome"] = "lost frames"
             return out
         try:
-            traj = io.simulate_to_store(
-                self.x0, self.params, path, resume=True, store_dtype=self.store_dtype, flush_every=self.flush_every
-            )
+            traj = self.simulate(path, resume=True)
         except StoreError as e:
             out["outcome"], out["detail"] = "refused", str(e)
             return out

@@ -10,7 +10,8 @@ import sys
 import time
 
 import particles
-from particles import _simulate, io
+from particles import _simulate
+from particles.io import RunFile
 
 # The run the parent compares against: 4 systems of 16 tokens in d = 2, 400 Euler frames.
 RUN = dict(beta=2.0, t_max=20.0, dt=0.05, save_every=1)
@@ -30,8 +31,9 @@ def main():
 
     _simulate.run = slow_run
     x0 = particles.sample_sphere(**X0)
-    params = particles.SimulationParams(**RUN, dtype=str(x0.dtype))
-    io.simulate_to_store(x0, params, path, store_dtype=store_dtype, flush_every=FLUSH_EVERY, seed=X0["seed"])
+    particles.simulate(
+        x0, **RUN, store=RunFile(path, store_dtype=store_dtype, flush_every=FLUSH_EVERY, seed=X0["seed"])
+    )
 
 
 if __name__ == "__main__":

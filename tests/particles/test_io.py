@@ -15,7 +15,7 @@ import pytest
 
 import particles
 from particles import _simulate, io, sample_sphere, simulate
-from particles.io import ResultStore, StoreError
+from particles.io import ResultStore, RunFile, StoreError, layout
 
 from . import store_worker
 
@@ -98,7 +98,7 @@ def test_every_parameter_round_trips_bit_for_bit(tmp_path, rng):
 
 def test_h5md_layout(tmp_path, x0, reference):
     path = tmp_path / "run.h5"
-    simulate(x0, **RUN, store=path, store_dtype="float32")
+    simulate(x0, **RUN, store=RunFile(path, store_dtype="float32"))
     m = len(reference.ts)
     # Read with h5py alone: the layout is the contract with other programs.
     with h5py.File(path, "r") as f:
@@ -121,7 +121,7 @@ def test_h5md_layout(tmp_path, x0, reference):
 
 def test_float32_storage_rounds_frames_and_keeps_exact_final_state(tmp_path, x0, reference):
     path = tmp_path / "run.h5"
-    traj = simulate(x0, **RUN, store=path, store_dtype="float32")
+    traj = simulate(x0, **RUN, store=RunFile(path, store_dtype="float32"))
     assert traj.xs.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     frame, t, x = io.last_state(path)
@@ -173,8 +173,8 @@ def _bytes_read():
 
 def test_slicing_reads_only_the_slice(tmp_path, monkeypatch, rng):
     # Small chunks (16 frames x 8 systems) so that the test file stays small.
-    monkeypatch.setattr(io, "_CHUNK_BYTES", 1 << 16)
-    monkeypatch.setattr(io, "_SYSTEM_BLOCK_BYTES", 1 << 11)
+    monkeypatch.setattr(layout, "CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr(layout, "SYSTEM_BLOCK_BYTES", 1 << 11)
     xs = rng.standard_normal((500, 64, 16, 2))
     params = particles.SimulationParams(beta=1.0, t_max=499.0, dt=1.0)
     traj = particles.Trajectory(ts=np.arange(500.0), xs=xs, params=params)
@@ -232,7 +232,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
         assert 30 <= seen < total
         np.testing.assert_array_equal(np.asarray(live.xs), reference.xs[:seen].astype(store_dtype))
         with pytest.raises(RuntimeError, match="being written by another process"):
-            simulate(x0, **store_worker.RUN, store=path, resume=True, store_dtype=store_dtype)
+            simulate(x0, **store_worker.RUN, store=RunFile(path, resume=True, store_dtype=store_dtype))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -250,7 +250,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     with pytest.raises(StoreError, match="truncated"):
         particles.load(damaged)
     # Resume completes it: the same frames as the uninterrupted run, bit for bit.
-    traj = simulate(x0, **store_worker.RUN, store=path, resume=True, store_dtype=store_dtype)
+    traj = simulate(x0, **store_worker.RUN, store=RunFile(path, resume=True, store_dtype=store_dtype))
     assert len(traj) == total
     np.testing.assert_array_equal(traj.ts, reference.ts)
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(store_dtype))
@@ -269,9 +269,9 @@ def test_resume_after_crash_is_bit_for_bit(tmp_path, monkeypatch, x0, method, st
         _interrupt_after(patch, crash_at)
         with pytest.raises(KeyboardInterrupt):
             # No timed flush: the frames are flushed when the exception closes the store.
-            io.simulate_to_store(x0, reference.params, path, store_dtype=store_dtype, flush_every=1e9)
+            simulate(x0, **RUN, method=method, store=RunFile(path, store_dtype=store_dtype, flush_every=1e9))
     assert io.info(path)["frames"] == crash_at
-    traj = simulate(x0, **RUN, method=method, store=path, resume=True, store_dtype=store_dtype)
+    traj = simulate(x0, **RUN, method=method, store=RunFile(path, resume=True, store_dtype=store_dtype))
     dtype = store_dtype or "float64"
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(dtype))
     np.testing.assert_array_equal(traj.ts, reference.ts)
@@ -288,7 +288,7 @@ def test_resume_is_bit_for_bit_where_runs_could_use_the_span_of_x0(tmp_path, mon
         _interrupt_after(patch, 5)
         with pytest.raises(KeyboardInterrupt):
             simulate(x0, **RUN, store=path)
-    traj = simulate(x0, **RUN, store=path, resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), np.asarray(uninterrupted.xs))
     np.testing.assert_allclose(np.asarray(traj.xs), simulate(x0, **RUN).xs, rtol=0, atol=1e-14)
 
@@ -300,13 +300,13 @@ def test_resume_from_older_checkpoint_slot(tmp_path, monkeypatch, x0, reference)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 7)
         with pytest.raises(KeyboardInterrupt):
-            io.simulate_to_store(x0, reference.params, path, flush_every=1e-9, store_dtype="float32")
+            simulate(x0, **RUN, store=RunFile(path, flush_every=1e-9, store_dtype="float32"))
     with h5py.File(path, "a") as f:
         frames = f["parameters/checkpoint/frame"]
         assert sorted(frames[()]) == [5, 6]
         frames[list(frames[()]).index(6)] = -1
     assert io.last_state(path)[0] == 5
-    traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True, store_dtype="float32"))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
@@ -317,7 +317,7 @@ def _crashed_run(tmp_path, monkeypatch, x0, reference, n_frames, flush_every, st
     with monkeypatch.context() as patch:
         _interrupt_after(patch, n_frames)
         with pytest.raises(KeyboardInterrupt):
-            io.simulate_to_store(x0, reference.params, path, flush_every=flush_every, store_dtype=store_dtype)
+            simulate(x0, **RUN, store=RunFile(path, flush_every=flush_every, store_dtype=store_dtype))
     return path
 
 
@@ -352,7 +352,7 @@ def test_state_of_another_frame_is_refused_until_repaired(tmp_path, monkeypatch,
         match=r"no checkpoint verifies.*slot \d \(frame 0\) fails "
         r"its checksum.*particles\.io\.repair",
     ):
-        simulate(x0, **RUN, store=path, resume=True)
+        simulate(x0, **RUN, store=RunFile(path, resume=True))
     assert path.read_bytes() == content  # a refusal writes nothing
     with pytest.raises(StoreError, match="no checkpoint verifies"):
         io.last_state(path)
@@ -361,7 +361,7 @@ def test_state_of_another_frame_is_refused_until_repaired(tmp_path, monkeypatch,
     with pytest.warns(RuntimeWarning, match="rebuilt the checkpoint from the stored frame 6"):
         io.repair(path)
     assert io.last_state(path)[0] == 6
-    traj = simulate(x0, **RUN, store=path, resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
@@ -373,11 +373,11 @@ def test_unverified_float32_file_is_repaired_back_to_x0(tmp_path, monkeypatch, x
     with h5py.File(path, "a") as f:
         f["parameters/checkpoint/checksum"][:] = 0
     with pytest.raises(StoreError, match=r"slot \d \(frame \d\) fails its checksum"):
-        simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+        simulate(x0, **RUN, store=RunFile(path, resume=True, store_dtype="float32"))
     with pytest.warns(RuntimeWarning, match="rebuilt the checkpoint from x0"):
         io.repair(path)
     assert io.last_state(path)[0] == 0 and np.array_equal(io.last_state(path)[2], x0)
-    traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True, store_dtype="float32"))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
@@ -388,10 +388,10 @@ def test_file_without_checkpoint_checksums_is_refused_until_repaired(tmp_path, m
     with h5py.File(path, "a") as f:
         del f["parameters/checkpoint/checksum"]
     with pytest.raises(StoreError, match="predates checkpoint checksums"):
-        simulate(x0, **RUN, store=path, resume=True)
+        simulate(x0, **RUN, store=RunFile(path, resume=True))
     with pytest.warns(RuntimeWarning, match="stored frame 6"):
         io.repair(path)
-    traj = simulate(x0, **RUN, store=path, resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
@@ -402,7 +402,7 @@ def test_checkpoint_that_disagrees_with_its_stored_frame_is_skipped(tmp_path, mo
     with h5py.File(path, "a") as f:
         f["particles/tokens/position/value"][6] = reference.xs[5]
     assert io.last_state(path)[0] == 5
-    traj = simulate(x0, **RUN, store=path, resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
@@ -415,7 +415,7 @@ def test_float32_storage_slot_with_a_torn_low_bit_is_skipped(tmp_path, monkeypat
     assert torn.astype(np.float32).tobytes() == reference.xs[6].astype(np.float32).tobytes()
     _set_slot(path, 6, state=torn)
     assert io.last_state(path)[0] == 5
-    traj = simulate(x0, **RUN, store=path, resume=True, store_dtype="float32")
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True, store_dtype="float32"))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs.astype(np.float32))
     assert np.array_equal(io.last_state(path)[2], reference.final)
 
@@ -429,8 +429,8 @@ def test_resume_dopri5_restarts_controller_within_tolerance(tmp_path, monkeypatc
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 20)
         with pytest.raises(KeyboardInterrupt):
-            io.simulate_to_store(x0, reference.params, path, flush_every=1e-9)
-    traj = simulate(x0, **run, store=path, resume=True)
+            simulate(x0, **run, store=RunFile(path, flush_every=1e-9))
+    traj = simulate(x0, **run, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(traj.xs[:20], reference.xs[:20])
     np.testing.assert_allclose(np.asarray(traj.xs), reference.xs, rtol=0, atol=1e-7)
 
@@ -439,13 +439,13 @@ def test_resume_of_finished_run_is_a_no_op(tmp_path, x0, reference):
     path = tmp_path / "run.h5"
     simulate(x0, **RUN, store=path)
     mtime = path.stat().st_mtime_ns
-    traj = simulate(x0, **RUN, store=path, resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(path, resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
     assert path.stat().st_mtime_ns == mtime
 
 
 def test_resume_of_missing_file_starts_the_run(tmp_path, x0, reference):
-    traj = simulate(x0, **RUN, store=tmp_path / "new.h5", resume=True)
+    traj = simulate(x0, **RUN, store=RunFile(tmp_path / "new.h5", resume=True))
     np.testing.assert_array_equal(np.asarray(traj.xs), reference.xs)
 
 
@@ -462,15 +462,16 @@ def test_resume_of_missing_file_starts_the_run(tmp_path, x0, reference):
 def test_resume_with_other_parameters_names_them(tmp_path, x0, change, name):
     path = tmp_path / "run.h5"
     simulate(x0, **RUN, store=path)
+    store_dtype = change.pop("store_dtype", None)
     with pytest.raises(ValueError, match=f"parameter {name}"):
-        simulate(x0, **{**RUN, **change}, store=path, resume=True)
+        simulate(x0, **{**RUN, **change}, store=RunFile(path, resume=True, store_dtype=store_dtype))
 
 
 def test_resume_with_other_x0_names_it(tmp_path, x0):
     path = tmp_path / "run.h5"
     simulate(x0, **RUN, store=path)
     with pytest.raises(ValueError, match="parameter x0"):
-        simulate(sample_sphere(6, 3, batch=3, seed=1), **RUN, store=path, resume=True)
+        simulate(sample_sphere(6, 3, batch=3, seed=1), **RUN, store=RunFile(path, resume=True))
 
 
 def test_existing_file_is_never_overwritten_silently(tmp_path, x0, reference):
@@ -479,7 +480,7 @@ def test_existing_file_is_never_overwritten_silently(tmp_path, x0, reference):
     with pytest.raises(FileExistsError, match="resume=True.*overwrite=True"):
         simulate(x0, **{**RUN, "beta": 3.0}, store=path)
     assert particles.load(path).params.beta == RUN["beta"]
-    traj = simulate(x0, **{**RUN, "beta": 3.0}, store=path, overwrite=True)
+    traj = simulate(x0, **{**RUN, "beta": 3.0}, store=RunFile(path, overwrite=True))
     assert traj.params.beta == 3.0
 
 
@@ -659,9 +660,9 @@ def test_result_store_bad_input(tmp_path):
         (dict(seed=1.5), TypeError, "seed"),
     ],
 )
-def test_simulate_to_store_guards(tmp_path, x0, reference, kwargs, error, match):
+def test_run_file_guards(tmp_path, x0, kwargs, error, match):
     with pytest.raises(error, match=match):
-        io.simulate_to_store(x0, reference.params, tmp_path / "run.h5", **kwargs)
+        simulate(x0, **RUN, store=RunFile(tmp_path / "run.h5", **kwargs))
     assert not (tmp_path / "run.h5").exists()
 
 
@@ -671,7 +672,7 @@ def test_store_path_guards(tmp_path, x0):
     with pytest.raises(ValueError, match="directory"):
         simulate(x0, **RUN, store=tmp_path)
     with pytest.raises(ValueError, match="store_dtype"):
-        simulate(x0.astype(np.float32), **RUN, store=tmp_path / "a.h5", store_dtype="float64")
+        simulate(x0.astype(np.float32), **RUN, store=RunFile(tmp_path / "a.h5", store_dtype="float64"))
 
 
 def test_result_store_waits_for_a_file_locked_by_another_process(tmp_path):

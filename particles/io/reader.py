@@ -1,0 +1,171 @@
+"""Reading stored runs: ``load`` (frames read lazily), ``info`` and ``last_state``."""
+
+import numbers
+
+import numpy as np
+
+from .._trajectory import Trajectory
+from .checkpoint import complete_frames, newest_checkpoint
+from .errors import StoreError
+from .layout import CHUNK_BYTES
+from .locking import check_path, h5_errors, open_read
+from .schema import TIME, VALUE, check_schema, read_params, to_python
+
+
+class LazyFrames:
+    """The frames (m, [batch,] n, d) of a stored run, read from the file on each access.
+
+    Indexing reads only the selected part (``xs[10:20]``, ``xs[:, 3]`` for one system,
+    ``xs[-1]``); ``np.asarray(xs)`` reads everything. The file is opened per access and
+    closed again, so it stays free for writers (``write_observable``) and for a run that
+    is still appending to it. ``m`` is the number of frames complete when loaded.
+    """
+
+    def __init__(self, path, m, frame_shape, dtype):
+        self.path = path
+        self.shape = (m,) + tuple(frame_shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"LazyFrames({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __iter__(self):
+        # Blocks of frames: one file open per block instead of per frame.
+        block = max(1, CHUNK_BYTES // max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize))
+        for k0 in range(0, len(self), block):
+            yield from self[k0 : min(k0 + block, len(self))]
+
+    def __getitem__(self, index):
+        if not isinstance(index, tuple):
+            index = (index,)
+        if any(i is Ellipsis for i in index[:1]):
+            index = (slice(None),) + index
+        first, rest = index[0], index[1:]
+        m = len(self)
+        post = None
+        if isinstance(first, (numbers.Integral, np.integer)) and not isinstance(first, bool):
+            k = int(first) + (m if first < 0 else 0)
+            if not 0 <= k < m:
+                raise IndexError(f"frame index {first} out of range for {m} frames")
+            sel = k
+        elif isinstance(first, slice):
+            start, stop, step = first.indices(m)
+            if step > 0:
+                sel = slice(start, max(start, stop), step)
+            else:
+                # h5py reads increasing selections only: read forward, then reverse.
+                ks = np.arange(start, stop, step)
+                sel = slice(int(ks[-1]), int(ks[0]) + 1, -step) if ks.size else slice(0, 0)
+                post = slice(None, None, -1)
+        else:
+            ks = np.asarray(first)
+            if ks.dtype == bool:
+                ks = np.flatnonzero(ks)
+            ks = np.where(ks < 0, ks + m, ks).astype(np.int64)
+            if ks.size and (ks.min() < 0 or ks.max() >= m):
+                raise IndexError(f"frame indices out of range for {m} frames")
+            uniq, inverse = np.unique(ks, return_inverse=True)
+            sel = list(uniq)
+            post = inverse
+        with open_read(self.path) as f:
+            with h5_errors(self.path, "read frames from"):
+                if isinstance(sel, list) and not sel:
+                    out = np.empty((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
+                else:
+                    out = f[VALUE][(sel,) + rest]
+        return out if post is None else out[post]
+
+
+def load(path):
+    """Read a stored run.
+
+    Works on a finished file, on a file a run is still writing (the frames complete at
+    this moment; call again to see more) and on a file whose writer was killed.
+
+    Args:
+        path: a file written by ``simulate(..., store=path)`` or ``save``.
+
+    Returns:
+        ``Trajectory`` with ``ts`` (m,), ``params`` and lazy ``xs`` (m, [batch,] n, d) in
+        the storage dtype (a ``LazyFrames``: slicing reads only the slice).
+
+    Raises:
+        FileNotFoundError: no such file.
+        StoreError: not a trajectory file of this package, or damaged.
+
+    Example:
+        >>> traj = load("run.h5")
+        >>> x = traj.xs[-1]          # reads one frame
+        >>> first_system = traj.xs[:, 0]
+    """
+    path = check_path(path)
+    with open_read(path) as f:
+        check_schema(f, path, "trajectory")
+        params, x0, store_dtype = read_params(f, path)
+        with h5_errors(path, "read"):
+            value = f[VALUE]
+            m = complete_frames(f)
+            ts = f[TIME][:m]
+            frame_shape, dtype = value.shape[1:], value.dtype
+    if frame_shape != x0.shape:
+        raise StoreError(f"{path} is damaged: frames have shape {frame_shape} but x0 {x0.shape}")
+    return Trajectory(ts=ts, xs=LazyFrames(path, m, frame_shape, dtype), params=params)
+
+
+def info(path):
+    """Progress and provenance of a stored run.
+
+    Returns:
+        dict with ``frames`` (complete frames), ``total`` (frames of the finished run),
+        ``complete`` (bool), ``store_dtype``, ``package_version``, ``seed`` (None if
+        unknown), ``creator`` and ``observables`` (names).
+    """
+    path = check_path(path)
+    with open_read(path) as f:
+        check_schema(f, path, "trajectory")
+        params, _, store_dtype = read_params(f, path)
+        with h5_errors(path, "read"):
+            m = complete_frames(f)
+            attrs = f["parameters"].attrs
+            total = len(params.frame_steps())
+            return dict(
+                frames=int(m),
+                total=total,
+                complete=m == total,
+                store_dtype=str(store_dtype),
+                package_version=to_python(attrs.get("package_version")),
+                seed=to_python(attrs["seed"]) if "seed" in attrs else None,
+                creator=f"{to_python(f['h5md/creator'].attrs['name'])} {to_python(f['h5md/creator'].attrs['version'])}",
+                observables=sorted(f.get("observables", {})),
+            )
+
+
+def last_state(path):
+    """The last flushed state in the run's full precision (also for float32 storage).
+
+    Returns:
+        (frame, t, x): frame index, its time and the ([batch,] n, d) state in the run's
+        dtype. For a complete run this is the final state, bit for bit.
+
+    Raises:
+        StoreError: no checkpoint verifies (see ``repair``), or none was written yet.
+    """
+    path = check_path(path)
+    with open_read(path) as f:
+        check_schema(f, path, "trajectory")
+        with h5_errors(path, "read"):
+            checkpoint = newest_checkpoint(f, path)
+    if checkpoint is None:
+        raise StoreError(f"{path} holds no checkpoint yet (no flush completed)")
+    return checkpoint.frame, checkpoint.t, checkpoint.state

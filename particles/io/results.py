@@ -1,0 +1,216 @@
+"""``ResultStore``: the results of a sweep, one group per finished piece of work."""
+
+import contextlib
+import os
+
+import h5py
+import numpy as np
+
+from .._checks import check_real
+from .errors import NotStored
+from .locking import check_path, h5_errors, open_read, open_write
+from .schema import (
+    array_filters,
+    check_attrs,
+    check_config,
+    check_name,
+    check_schema,
+    check_value,
+    get_values,
+    package_version,
+    put_value,
+    same_config_value,
+    to_python,
+    write_h5md,
+)
+
+
+class ResultStore:
+    """Results of a sweep (phase diagram, parameter scans), one group per finished piece.
+
+    Layout: ``/h5md`` (``particles_schema = "results"``), ``/parameters`` (the sweep's
+    config), ``/results/<key>`` (one finished piece of work: arrays as datasets, scalars
+    and strings as attributes), ``/observables/<name>`` (whole-sweep arrays).
+
+    The file is opened for each operation and closed again, so other programs can read it
+    between saves and several processes can share it (HDF5's file lock serialises them;
+    a busy file is retried for ``lock_timeout`` seconds). ``save`` writes the piece into
+    ``/results/.pending/<key>``, then renames it into place in the same HDF5 transaction
+    that closes the file: a key is ``done`` only once complete and closed. A kill during
+    the few milliseconds of a close may damage the file; everything else leaves every
+    saved key readable.
+
+    Args:
+        path: file (created if missing).
+        config: flat dict (str keys) describing the sweep: scalars, strings, None or
+            numeric arrays. Reopening an existing file with another config is a
+            ValueError naming the first differing key. None opens an existing file with
+            the config stored in it (to read a sweep from its file alone).
+        overwrite: replace an existing file.
+        lock_timeout: seconds to wait for a file locked by another process.
+
+    Example:
+        >>> store = ResultStore("phase.h5", {"n": 32, "d": 2, "betas": betas})
+        >>> for beta in betas:
+        ...     key = f"beta={beta:g}"
+        ...     if store.done(key):
+        ...         continue
+        ...     store.save(key, clusters=counts, beta=beta)
+        >>> store.load("beta=1").keys()
+    """
+
+    def __init__(self, path, config=None, *, overwrite=False, lock_timeout=60.0):
+        self.path = check_path(path)
+        self.lock_timeout = check_real("lock_timeout", lock_timeout, low=0.0)
+        if config is None:
+            if overwrite:
+                raise ValueError("overwrite=True needs the config of the new store")
+            self._config = self._stored_config()
+            return
+        self._config = check_config(config)
+        if self.path.exists() and overwrite:
+            self.path.unlink()
+        if not self.path.exists():
+            tmp = self.path.with_name(self.path.name + ".create-tmp")
+            with h5_errors(self.path, "create"):
+                with h5py.File(tmp, "w", libver=("earliest", "v108")) as f:
+                    write_h5md(f, "results")
+                    group = f.create_group("parameters")
+                    for key, value in self._config.items():
+                        put_value(group, key, value)
+                    group.attrs[".package_version"] = package_version()
+                    f.create_group("results", track_order=True)
+                    f.create_group("observables")
+            # Atomic: a kill during creation leaves no half-made store behind.
+            os.replace(tmp, self.path)
+            return
+        stored = self._stored_config()
+        for key in sorted(set(stored) | set(self._config)):
+            if key not in stored or key not in self._config or not same_config_value(stored[key], self._config[key]):
+                raise ValueError(
+                    f"config differs from the one stored in {self.path} at key {key!r}: "
+                    f"stored {stored.get(key, '<missing>')!r}, given "
+                    f"{self._config.get(key, '<missing>')!r}; use another file or "
+                    f"overwrite=True"
+                )
+
+    def _stored_config(self):
+        with open_read(self.path) as f:
+            check_schema(f, self.path, "results")
+            with h5_errors(self.path, "read the config of"):
+                stored = get_values(f["parameters"])
+        stored.pop(".package_version", None)
+        return stored
+
+    @property
+    def config(self):
+        """The sweep's config (a copy)."""
+        return dict(self._config)
+
+    def done(self, key):
+        """True when ``key`` was saved completely."""
+        key = check_name("key", key)
+        with self._read() as f:
+            return key in f["results"]
+
+    __contains__ = done
+
+    def keys(self):
+        """The saved keys, in the order they were saved."""
+        with self._read() as f:
+            return [k for k in f["results"] if k != ".pending"]
+
+    def __len__(self):
+        return len(self.keys())
+
+    def save(self, key, **values):
+        """Store one finished piece of work under ``key``.
+
+        Args:
+            key: non-empty str without "/" (e.g. ``f"beta={beta:g}"``).
+            **values: arrays (datasets, compressed when large), scalars, strings or None.
+
+        Raises:
+            ValueError: ``key`` was already saved (``delete`` it first) or a bad value.
+        """
+        key = check_name("key", key)
+        values = {name: check_value(name, value) for name, value in values.items()}
+        with self._write() as f:
+            results = f["results"]
+            if key in results:
+                raise ValueError(f"key {key!r} is already saved in {self.path}; delete(key) first to replace it")
+            pending = results.require_group(".pending")
+            if key in pending:
+                del pending[key]  # left over by a killed save
+            group = pending.create_group(key)
+            for name, value in values.items():
+                put_value(group, name, value)
+            results.move(f".pending/{key}", key)
+
+    def load(self, key):
+        """The values saved under ``key`` as a dict (arrays as numpy arrays).
+
+        Raises:
+            KeyError: ``key`` was not saved (the message gives the count of saved keys).
+        """
+        key = check_name("key", key)
+        with self._read() as f:
+            if key not in f["results"]:
+                raise NotStored(f"key {key!r} is not saved in {self.path} ({len(f['results'])} keys are)")
+            return get_values(f["results"][key])
+
+    def delete(self, key):
+        """Remove a saved key (to recompute it)."""
+        key = check_name("key", key)
+        with self._write() as f:
+            if key not in f["results"]:
+                raise NotStored(f"key {key!r} is not saved in {self.path}")
+            del f["results"][key]
+
+    def save_observable(self, name, value, attrs=None, *, overwrite=False):
+        """Store a whole-sweep array (phase diagram, summary table) as ``/observables/<name>``.
+
+        Args:
+            name: non-empty str without "/".
+            value: array (or scalar).
+            attrs: optional dict of scalars, strings or small arrays (axes, units).
+            overwrite: replace an existing observable.
+        """
+        name = check_name("name", name)
+        value = check_value("value", np.asarray(value))
+        attrs = check_attrs("attrs", attrs)
+        with self._write() as f:
+            obs = f["observables"]
+            if name in obs:
+                if not overwrite:
+                    raise FileExistsError(
+                        f"observable {name!r} exists in {self.path}; pass overwrite=True to replace it"
+                    )
+                del obs[name]
+            group = obs.create_group(name)
+            group.create_dataset("value", data=value, **array_filters(value))
+            for k, v in attrs.items():
+                group.attrs[k] = v
+
+    def load_observable(self, name):
+        """(value, attrs) of a whole-sweep observable."""
+        name = check_name("name", name)
+        with self._read() as f:
+            if name not in f["observables"]:
+                raise NotStored(f"no observable {name!r} in {self.path}; it holds {sorted(f['observables'])}")
+            group = f["observables"][name]
+            return group["value"][()], {k: to_python(v) for k, v in group.attrs.items()}
+
+    @contextlib.contextmanager
+    def _read(self):
+        with open_read(self.path) as f:
+            check_schema(f, self.path, "results")
+            with h5_errors(self.path, "read"):
+                yield f
+
+    @contextlib.contextmanager
+    def _write(self):
+        with open_write(self.path, lock_timeout=self.lock_timeout) as f:
+            check_schema(f, self.path, "results")
+            with h5_errors(self.path, "write"):
+                yield f
