@@ -11,10 +11,9 @@ from tqdm.auto import tqdm
 
 from . import _observable_kernels, ensembles
 from ._checks import check_choice, check_int, check_real
-from ._fields import make_field
-from ._params import DYNAMICS
+from ._params import DYNAMICS, SimulationParams
+from ._simulate import run
 from ._step_check import check_step, lipschitz_bound
-from ._steppers import Euler
 
 __all__ = [
     "PhaseDiagramConfig",
@@ -160,54 +159,27 @@ def beta_statistics(config, k):
     x0, draw_matrices = _draws(config, beta)
     h = config.step_size(beta)
     checkpoint_steps = np.ceil(config.checkpoint_times() / h - 1e-9).astype(np.int64)
-    if config.regen_period is None:
-        regen_steps = np.array([0])
-    else:
-        regen_steps = np.arange(0, checkpoint_steps[-1] + 1, max(1, round(config.regen_period / h)))
-
-    def new_field():
-        A, V = draw_matrices()
-        return make_field(
-            A=A, V=V, beta=beta, usa=config.dynamics == "USA", batch=config.batch, n=config.n, dtype=np.float64
-        )
-
-    field = new_field()
-    x = field.pack(x0)
-    stepper = Euler(field, x)
+    redraw = None
+    if config.regen_period is not None:
+        every = max(1, round(config.regen_period / h))
+        redraw = (np.arange(every, checkpoint_steps[-1] + 1, every), draw_matrices)
+    A, V = draw_matrices()
+    # Q = I, K = A: the field's A is the drawn matrix itself.
+    params = SimulationParams(beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=config.dynamics, K=A, V=V)
     pairs = config.n * (config.n - 1)
-    density = np.empty(config.checkpoints)
-    clusters = np.empty(config.checkpoints)
     close = np.empty(config.batch, np.int64)
     counts = np.empty(config.batch, np.int64)
     labels = np.empty((config.batch, config.n), np.int64)
     rows, stacks = _observable_kernels.scratch(config.batch, config.n)
-    step = 0
-    for c, target in enumerate(checkpoint_steps):
-        while step < target:
-            upcoming = regen_steps[regen_steps > step]
-            stop = min(target, upcoming[0]) if upcoming.size else target
-            if stepper.advance(x, h, stop - step) < stop - step:
-                raise RuntimeError(
-                    f"the state became non-finite before step {stop} "
-                    f"(t = {stop * h:g}) with beta = {beta:g}, {config.dynamics}"
-                )
-            step = stop
-            # Also when the redraw falls on a checkpoint: the next segment needs it.
-            if step in regen_steps:
-                field = new_field()
-                stepper = Euler(field, x)
+
+    def statistics(x):
         _observable_kernels.pair_statistics(
-            field.coordinate_major(x),
-            config.density_threshold,
-            1.0 - config.cluster_tol,
-            rows,
-            stacks,
-            close,
-            labels,
-            counts,
+            x, config.density_threshold, 1.0 - config.cluster_tol, rows, stacks, close, labels, counts
         )
-        density[c] = close.sum() / (config.batch * pairs)
-        clusters[c] = np.median(counts)
+        return close.sum() / (config.batch * pairs), np.median(counts)
+
+    saved = run(x0, params, in_span=False, save_steps=checkpoint_steps, fn=statistics, redraw=redraw)
+    density, clusters = np.array([stats for _, stats in saved]).T
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
 
 

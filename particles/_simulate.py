@@ -160,8 +160,10 @@ def _run_to_store(x0, params, store, progress):
     return io.load(writer.path)
 
 
-def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=None):
-    """Yield (t, state) for every frame of the run defined by ``params``.
+def run(
+    x0, params, *, progress=False, start=None, in_span=True, step_counts=None, save_steps=None, fn=None, redraw=None
+):
+    """The one time loop: yield (t, state) for every saved frame of the run ``params``.
 
     ``x0`` is validated by the caller. With ``start = (frame_index, t, x)``, the run
     continues from a saved frame (used to resume a stored run); the first frame yielded is
@@ -169,6 +171,16 @@ def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=Non
     field could run in the span of x0 (see ``make_field``): stored runs do, so that a
     resumed run reproduces the uninterrupted one bit for bit. A ``step_counts`` dict
     receives dopri5's "n_accepted" and "n_rejected" after every frame.
+
+    For ensembles that keep statistics instead of frames (the phase diagram), with the
+    fixed-step methods only:
+
+    - ``save_steps``: the steps of the grid to hand out, non-decreasing from 0 (default:
+      ``params.frame_steps()``); the run ends at the last.
+    - ``fn``: hand out ``fn(x)`` instead of a copy of the state, ``x`` being the state in
+      the observables' coordinate-major layout (B, dp, n) (only valid during the call).
+    - ``redraw = (steps, draw)``: on reaching each of these steps (before its save), the
+      interaction and value matrices become ``draw() -> (A, V)`` (A = Q^T K).
     """
     batched = x0.ndim == 3
     d = x0.shape[-1]
@@ -176,14 +188,21 @@ def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=Non
     x = field.pack(x0 if start is None else start[2])
     first = 0 if start is None else start[0] + 1
     step_times, last_step = params.step_grid()
-    frame_steps = params.frame_steps()
+    frame_steps = params.frame_steps() if save_steps is None else np.asarray(save_steps, dtype=np.int64)
     frame_times = step_times[frame_steps]
+    redraw_steps, draw = (np.empty(0, np.int64), None) if redraw is None else redraw
     if params.method == "dopri5":
+        if save_steps is not None or redraw is not None:
+            raise ValueError("save_steps and redraw need a fixed-step method, not dopri5")
         stepper = Dopri5(field, x, real_size=x0.shape[-2] * d, rtol=params.rtol, atol=params.atol, dt=params.dt)
     else:
         stepper = (Euler if params.method == "euler" else RK4)(field, x)
+
+    def output():
+        return field.unpack(x, d, batched) if fn is None else fn(field.coordinate_major(x))
+
     if first == 0:
-        yield float(frame_times[0]), field.unpack(x, d, batched)
+        yield float(frame_times[0]), output()
         first = 1
     total = len(frame_times) - 1
     bar = tqdm(
@@ -202,9 +221,17 @@ def run(x0, params, *, progress=False, start=None, in_span=True, step_counts=Non
                 if not ok:
                     _raise_dopri5_failure(params, stepper, t_fail)
             else:
-                _advance_fixed(stepper, x, params, frame_steps[k - 1], frame_steps[k], step_times, last_step)
+                s0, s1 = frame_steps[k - 1], frame_steps[k]
+                for s in redraw_steps[(redraw_steps > s0) & (redraw_steps <= s1)]:
+                    _advance_fixed(stepper, x, params, s0, s, step_times, last_step)
+                    # The state keeps its layout: a field of the same shape reads it as is.
+                    A, V = draw()
+                    field = _field(x0, params, in_span=False, A=A, V=V)
+                    stepper = (Euler if params.method == "euler" else RK4)(field, x)
+                    s0 = s
+                _advance_fixed(stepper, x, params, s0, s1, step_times, last_step)
             bar.update(1)
-            yield float(frame_times[k]), field.unpack(x, d, batched)
+            yield float(frame_times[k]), output()
 
 
 def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
@@ -218,13 +245,15 @@ def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
         _raise_non_finite(params, step_times[s1], s1)
 
 
-def _field(x0, params, *, in_span=True):
+def _field(x0, params, *, in_span=True, A=None, V=None):
+    """The field of the run; ``A``, ``V`` (a redraw) replace the matrices of ``params``."""
     d = x0.shape[-1]
     batch = x0.shape[0] if x0.ndim == 3 else 1
     eye = np.eye(d)
-    A = _interaction(params)
+    if A is None:
+        A, V = _interaction(params), params.V
     A = eye if A is None else A
-    V = eye if params.V is None else params.V
+    V = eye if V is None else V
     return make_field(
         A=A,
         V=V,
