@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from . import _kernels
-from ._fields import _Field
+from ._field_base import FieldBase, matmul
 
 # Tokens per block of the symmetric path; it runs from two blocks on.
 _BLOCK = 256
@@ -28,7 +28,7 @@ def span_basis(x0):
         torch.set_num_threads(threads)
 
 
-class DenseField(_Field):
+class DenseField(FieldBase):
     """torch matrix products, on states in the row layout (B, n, d) that BLAS prefers.
 
     With a ``basis`` U (B, d, n) of the span of the initial tokens (V = I), states are the
@@ -172,8 +172,3 @@ class DenseField(_Field):
     def rk4_combine(self, k1, k2, k3, k4, out):
         t = [torch.from_numpy(k) for k in (k1, k2, k3, k4)]
         torch.from_numpy(out).copy_((t[0] + 2.0 * (t[1] + t[2]) + t[3]) / 6.0)
-
-
-def matmul(a, b):
-    """a @ b for NumPy arrays, computed in torch (see ``DenseField``)."""
-    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from . import _kernels
+from ._field_base import MAX_FUSED_D, FieldBase
 from ._steppers import Euler
 
 # SA subtracts from the logits of system b a bound c_b = beta |A_b|_2 on all of them (one
@@ -34,8 +35,6 @@ _MAX_GAP = {np.dtype(np.float64): 600.0, np.dtype(np.float32): 60.0}
 # Tasks per field evaluation to aim for, so that small batches still use every core.
 _MIN_TASKS = 16
 _MAX_CHUNK_PAIRS = 8192
-# Up to this dimension the fused kernels win (benchmarks/bench_simulate.py).
-MAX_FUSED_D = 8
 
 
 def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
@@ -131,42 +130,7 @@ def spectral_bounds(A, beta, use_torch=False):
     return beta * norm, beta * (norm - lowest)
 
 
-class _Field:
-    dp: int
-    # True when the field runs whole Euler steps itself (``euler``), without the per-step
-    # velocity and retraction passes.
-    fused_euler = False
-
-    def __init__(self, *, A, V, beta, usa, batch, n, dtype, shift, row_max):
-        self.usa = bool(usa)
-        self.BA = _pad(beta * A, self.dp, dtype)
-        self.V = _pad(V, self.dp, dtype)
-        # (batch,) logit shifts of SA (see _MAX_GAP), 0 for USA and with row maxima.
-        self.shift = np.ascontiguousarray(shift, dtype=np.float64)
-        # Exact row maxima in place of the shift (SA only), for every system of the field.
-        self.row_max = bool(row_max) and not self.usa
-
-    def pack(self, x):
-        """([B,] n, d) user layout -> (B, dp, n) kernel layout (a copy)."""
-        x = x.reshape((-1,) + x.shape[-2:])
-        out = np.zeros((x.shape[0], self.dp, x.shape[1]), x.dtype)
-        out[:, : x.shape[2], :] = np.swapaxes(x, 1, 2)
-        return out
-
-    def unpack(self, x, d, batched):
-        """(B, dp, n) kernel layout -> ([B,] n, d) user layout (a copy)."""
-        # np.array copies always: ascontiguousarray returns a view when n = 1.
-        out = np.array(np.swapaxes(x[:, :d, :], 1, 2), order="C")
-        return out if batched else out[0]
-
-
-def _pad(M, dp, dtype):
-    out = np.zeros(M.shape[:-2] + (dp, dp), dtype)
-    out[..., : M.shape[-2], : M.shape[-1]] = M
-    return out.reshape((-1, dp, dp))
-
-
-class FusedField(_Field):
+class FusedField(FieldBase):
     """Numba kernels; states padded to dp = 2 (d = 2) or a multiple of 4 coordinates, the
     padding staying zero."""
 

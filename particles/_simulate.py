@@ -5,7 +5,8 @@ from tqdm.auto import tqdm
 
 from . import io
 from ._checks import as_float_array, check_finite
-from ._fields import MAX_FUSED_D, make_field
+from ._field_base import matmul
+from ._fields import make_field
 from ._params import SimulationParams
 from ._step_check import check_step
 from ._steppers import RK4, Dopri5, Euler
@@ -274,15 +275,7 @@ def _interaction(params):
     Q, K = params.Q, params.K
     if Q is None or K is None:
         return K if Q is None else np.swapaxes(Q, -1, -2).copy()
-    return _matmul(np.swapaxes(Q, -1, -2), K)
-
-
-def _matmul(a, b):
-    if a.shape[-1] <= MAX_FUSED_D:
-        return a @ b
-    from ._dense_field import matmul  # NumPy's BLAS threads would slow the torch field
-
-    return matmul(a, b)
+    return matmul(np.swapaxes(Q, -1, -2), K)
 
 
 def _raise_non_finite(params, t, step):
