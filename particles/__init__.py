@@ -3,12 +3,11 @@
 import importlib.metadata
 
 from ._params import SimulationParams as SimulationParams
+from ._phase_diagram import ClusteringEnsemble as ClusteringEnsemble
 from ._phase_diagram import PhaseDiagram as PhaseDiagram
-from ._phase_diagram import PhaseDiagramConfig as PhaseDiagramConfig
+from ._phase_diagram import beta_generator as beta_generator
 from ._phase_diagram import beta_statistics as beta_statistics
-from ._phase_diagram import load_phase_diagram as load_phase_diagram
 from ._phase_diagram import phase_diagram as phase_diagram
-from ._phase_diagram import run_phase_diagram as run_phase_diagram
 from ._simulate import simulate as simulate
 from ._step_check import StepSizeWarning as StepSizeWarning
 from ._step_check import check_step as check_step
@@ -63,9 +62,8 @@ __all__ = [
     "nearby_critical_point",
     # sweeps
     "phase_diagram",
-    "run_phase_diagram",
-    "load_phase_diagram",
     "beta_statistics",
-    "PhaseDiagramConfig",
+    "beta_generator",
+    "ClusteringEnsemble",
     "PhaseDiagram",
 ]

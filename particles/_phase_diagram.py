@@ -1,6 +1,7 @@
 """The (t, beta) phase diagram of clustering (Geshkovski et al., 2023, section 2 of the
 theory note): many systems per beta, the authors' Euler scheme, clustering statistics at
-checkpoints in time."""
+checkpoints in time. The computation only; the study (result file, resuming, Dask, figure)
+is ``simulations.phase_diagram``."""
 
 import dataclasses
 import math
@@ -15,31 +16,22 @@ from ._params import DYNAMICS, SimulationParams
 from ._simulate import run
 from ._step_check import check_step, lipschitz_bound
 
-__all__ = [
-    "PhaseDiagramConfig",
-    "PhaseDiagram",
-    "phase_diagram",
-    "run_phase_diagram",
-    "load_phase_diagram",
-    "beta_statistics",
-    "beta_generator",
-]
+__all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
 
 DRAWS = ("system", "beta", "run")
 # First word of the spawn keys: a beta's own stream or the one shared by all betas
 # (draw="run"). Keys have a fixed length, since SeedSequence ignores trailing zero words.
 _BETA_STREAM, _RUN_STREAM = 0, 1
-# Stored with the config: files written when draws were keyed by the position k of beta in
-# the list hold other numbers, and ResultStore refuses them instead of mixing the two.
+# Stored with a sweep's settings (see ClusteringEnsemble.as_dict).
 _DRAW_KEY = "seed and float64 bits of beta"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PhaseDiagramConfig:
-    """Everything that defines a phase-diagram sweep (defaults: the authors' SA defaults).
+class ClusteringEnsemble:
+    """The systems simulated at each beta of a phase diagram and the statistics kept of
+    them (defaults: the authors' SA defaults).
 
     Attributes:
-        betas: inverse temperatures, >= 0.
         n, d, batch: tokens, dimension, systems per beta.
         t_max, dt: final time and Euler step.
         checkpoints: number of checkpoint times, linspace(0, t_max, checkpoints); each is
@@ -57,7 +49,6 @@ class PhaseDiagramConfig:
         cluster_tol: single-linkage tolerance of the cluster count (authors: 1e-4).
     """
 
-    betas: tuple
     n: int = 32
     d: int = 2
     batch: int = 2048
@@ -78,10 +69,6 @@ class PhaseDiagramConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        betas = np.atleast_1d(np.asarray(self.betas, dtype=np.float64))
-        if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or betas.min() < 0:
-            raise ValueError(f"betas must be a non-empty 1-D list of finite values >= 0, got {self.betas!r}")
-        set_("betas", tuple(float(b) for b in betas))
         set_("n", check_int("n", self.n, low=2))
         set_("d", check_int("d", self.d, low=2))
         set_("batch", check_int("batch", self.batch, low=1))
@@ -106,13 +93,46 @@ class PhaseDiagramConfig:
     def checkpoint_times(self):
         return np.linspace(0.0, self.t_max, self.checkpoints)
 
+    @staticmethod
+    def check_betas(betas):
+        """``betas`` as a tuple of floats; ValueError unless a non-empty 1-D list of finite
+        values >= 0."""
+        array = np.atleast_1d(np.asarray(betas, dtype=np.float64))
+        if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)) or array.min() < 0:
+            raise ValueError(f"betas must be a non-empty 1-D list of finite values >= 0, got {betas!r}")
+        return tuple(float(b) for b in array)
+
     def as_dict(self):
-        """Flat dict of scalars, strings and arrays (for HDF5 attributes)."""
+        """Flat dict of scalars and strings (for HDF5 attributes); ``draw_key`` names how
+        the draws are keyed: files written when draws were keyed by the position k of beta
+        in the list hold other numbers, and ``ResultStore`` refuses them instead of mixing
+        the two."""
         out = dataclasses.asdict(self)
-        out["betas"] = np.asarray(self.betas)
         out["regen_period"] = -1.0 if self.regen_period is None else self.regen_period
         out["draw_key"] = _DRAW_KEY
         return out
+
+    @classmethod
+    def from_dict(cls, values):
+        """The ensemble of an ``as_dict`` (extra keys, such as a sweep's betas, ignored)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in fields}
+        if kwargs.get("regen_period") == -1.0:
+            kwargs["regen_period"] = None
+        return cls(**kwargs)
+
+    def check_steps(self, betas):
+        """One ``StepSizeWarning`` for a sweep over ``betas``, at the beta whose Euler step
+        lies furthest past the stability limit (with its first draw of B and V), or none."""
+
+        def step_times_bound(beta):
+            A, V = _draws(self, beta)[1]()
+            return self.step_size(beta) * lipschitz_bound(beta, A, V, self.dynamics)
+
+        if betas:
+            beta = max(betas, key=step_times_bound)
+            A, V = _draws(self, beta)[1]()
+            check_step(beta, self.step_size(beta), A=A, V=V, dynamics=self.dynamics, method="euler", stacklevel=4)
 
 
 def beta_generator(seed, beta):
@@ -131,7 +151,7 @@ class PhaseDiagram:
     """Result of a sweep.
 
     Attributes:
-        config: the ``PhaseDiagramConfig``.
+        ensemble: the ``ClusteringEnsemble`` of every beta.
         betas: (K,) inverse temperatures.
         ts: (C,) checkpoint times.
         density: (K, C) fraction of close ordered pairs, pooled over systems.
@@ -139,207 +159,94 @@ class PhaseDiagram:
         final_density: (K, batch) density of each system at the last checkpoint.
     """
 
-    config: PhaseDiagramConfig
+    ensemble: ClusteringEnsemble
     betas: np.ndarray
     ts: np.ndarray
     density: np.ndarray
     clusters: np.ndarray
     final_density: np.ndarray
 
+    @classmethod
+    def from_rows(cls, ensemble, betas, rows):
+        """The diagram of the ``beta_statistics`` rows of ``betas``, in their order."""
+        stack = lambda name: np.stack([row[name] for row in rows])  # noqa: E731
+        return cls(
+            ensemble=ensemble,
+            betas=np.asarray(betas, dtype=np.float64),
+            ts=ensemble.checkpoint_times(),
+            density=stack("density"),
+            clusters=stack("clusters"),
+            final_density=stack("final_density"),
+        )
 
-def beta_statistics(config, k):
-    """Simulate the systems of beta number k and return their statistics at the checkpoints.
 
-    The numbers depend on the value of ``config.betas[k]``, not on k (see ``beta_generator``).
+def beta_statistics(beta, ensemble):
+    """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
+    checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
+    ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
-    beta = config.betas[k]
-    x0, draw_matrices = _draws(config, beta)
-    h = config.step_size(beta)
-    checkpoint_steps = np.ceil(config.checkpoint_times() / h - 1e-9).astype(np.int64)
+    beta = float(beta)
+    x0, draw_matrices = _draws(ensemble, beta)
+    h = ensemble.step_size(beta)
+    checkpoint_steps = np.ceil(ensemble.checkpoint_times() / h - 1e-9).astype(np.int64)
     redraw = None
-    if config.regen_period is not None:
-        every = max(1, round(config.regen_period / h))
+    if ensemble.regen_period is not None:
+        every = max(1, round(ensemble.regen_period / h))
         redraw = (np.arange(every, checkpoint_steps[-1] + 1, every), draw_matrices)
     A, V = draw_matrices()
     # Q = I, K = A: the field's A is the drawn matrix itself.
-    params = SimulationParams(beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=config.dynamics, K=A, V=V)
-    pairs = config.n * (config.n - 1)
-    close = np.empty(config.batch, np.int64)
-    counts = np.empty(config.batch, np.int64)
-    labels = np.empty((config.batch, config.n), np.int64)
-    rows, stacks = _observable_kernels.scratch(config.batch, config.n)
+    params = SimulationParams(beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=ensemble.dynamics, K=A, V=V)
+    pairs = ensemble.n * (ensemble.n - 1)
+    close = np.empty(ensemble.batch, np.int64)
+    counts = np.empty(ensemble.batch, np.int64)
+    labels = np.empty((ensemble.batch, ensemble.n), np.int64)
+    rows, stacks = _observable_kernels.scratch(ensemble.batch, ensemble.n)
 
     def statistics(x):
         _observable_kernels.pair_statistics(
-            x, config.density_threshold, 1.0 - config.cluster_tol, rows, stacks, close, labels, counts
+            x, ensemble.density_threshold, 1.0 - ensemble.cluster_tol, rows, stacks, close, labels, counts
         )
-        return close.sum() / (config.batch * pairs), np.median(counts)
+        return close.sum() / (ensemble.batch * pairs), np.median(counts)
 
     saved = run(x0, params, in_span=False, save_steps=checkpoint_steps, fn=statistics, redraw=redraw)
     density, clusters = np.array([stats for _, stats in saved]).T
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
 
 
-def _draws(config, beta):
+def _draws(ensemble, beta):
     """The starts of beta's systems and a function drawing their next (B, V), in the order
     of the draws of ``beta_statistics``."""
-    rng = beta_generator(config.seed, beta)
-    run_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(_RUN_STREAM, 0, 0)))
-    x0 = rng.standard_normal((config.batch, config.n, config.d))
+    rng = beta_generator(ensemble.seed, beta)
+    run_rng = np.random.default_rng(np.random.SeedSequence(ensemble.seed, spawn_key=(_RUN_STREAM, 0, 0)))
+    x0 = rng.standard_normal((ensemble.batch, ensemble.n, ensemble.d))
     x0 /= np.linalg.norm(x0, axis=-1, keepdims=True)
-    draw_rng = run_rng if config.draw == "run" else rng
-    size = config.batch if config.draw == "system" else None
-    return x0, lambda: ensembles.draw(config.interaction, config.value, config.d, draw_rng, size=size)
+    draw_rng = run_rng if ensemble.draw == "run" else rng
+    size = ensemble.batch if ensemble.draw == "system" else None
+    return x0, lambda: ensembles.draw(ensemble.interaction, ensemble.value, ensemble.d, draw_rng, size=size)
 
 
-def _check_steps(config, betas):
-    """One ``StepSizeWarning`` for the sweep, at the beta whose Euler step lies furthest past
-    the stability limit (with its first draw of B and V), or none."""
-
-    def step_times_bound(beta):
-        A, V = _draws(config, beta)[1]()
-        return config.step_size(beta) * lipschitz_bound(beta, A, V, config.dynamics)
-
-    if betas:
-        beta = max(betas, key=step_times_bound)
-        A, V = _draws(config, beta)[1]()
-        check_step(beta, config.step_size(beta), A=A, V=V, dynamics=config.dynamics, method="euler", stacklevel=3)
-
-
-def phase_diagram(
-    betas,
-    *,
-    n=32,
-    d=2,
-    batch=2048,
-    t_max=30.0,
-    dt=0.1,
-    checkpoints=200,
-    dynamics="SA",
-    interaction="identity",
-    value="identity",
-    draw="system",
-    regen_period=None,
-    usa_step_correction=False,
-    seed=0,
-    store=None,
-    scheduler=None,
-    progress=False,
-):
-    """The (t, beta) phase diagram of clustering.
-
-    Arguments are the fields of ``PhaseDiagramConfig``; ``store``, ``scheduler`` and
-    ``progress`` are those of ``run_phase_diagram``.
-
-    Returns:
-        ``PhaseDiagram``.
-    """
-    config = PhaseDiagramConfig(
-        betas=betas,
-        n=n,
-        d=d,
-        batch=batch,
-        t_max=t_max,
-        dt=dt,
-        checkpoints=checkpoints,
-        dynamics=dynamics,
-        interaction=interaction,
-        value=value,
-        draw=draw,
-        regen_period=regen_period,
-        usa_step_correction=usa_step_correction,
-        seed=seed,
-    )
-    return run_phase_diagram(config, store=store, scheduler=scheduler, progress=progress)
-
-
-def run_phase_diagram(config, *, store=None, scheduler=None, progress=False):
-    """Run the sweep defined by a ``PhaseDiagramConfig``.
+def phase_diagram(betas, *, progress=False, **settings):
+    """The (t, beta) phase diagram of clustering, computed here and kept in memory.
 
     Args:
-        config: the sweep.
-        store: HDF5 path; each finished beta is saved there at once, and a rerun with the
-            same configuration skips the betas already stored.
-        scheduler: None (this machine's cores), a Dask ``distributed.Client`` or the address
-            of a Dask scheduler ("tcp://host:port"); one task per beta, identical results.
+        betas: inverse temperatures, >= 0.
         progress: show a progress bar over betas.
+        **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
+            checkpoints, dynamics, interaction, value, draw, regen_period,
+            usa_step_correction, seed, density_threshold, cluster_tol).
 
     Returns:
-        ``PhaseDiagram``.
+        ``PhaseDiagram``. A sweep stored in a file, resumable and on a Dask cluster, is
+        ``python -m simulations.phase_diagram``.
+
+    Warns:
+        StepSizeWarning: once, at the beta whose Euler step is worst, if any is unstable.
     """
-    results = {}
-    sink = None
-    if store is not None:
-        from .io import ResultStore
-
-        sink = ResultStore(store, config=config.as_dict())
-        results = {k: sink.load(_key(k)) for k in range(len(config.betas)) if sink.done(_key(k))}
-    todo = [k for k in range(len(config.betas)) if k not in results]
-    _check_steps(config, [config.betas[k] for k in todo])
-    bar = tqdm(total=len(config.betas), initial=len(results), disable=not progress, desc="phase diagram", unit="beta")
-    with bar:
-        for k, stats in _compute(config, todo, scheduler):
-            results[k] = stats
-            if sink is not None:
-                sink.save(_key(k), **stats)
-            bar.update(1)
-    return _assemble(config, results)
-
-
-def _assemble(config, results):
-    stack = lambda name: np.stack([results[k][name] for k in range(len(config.betas))])  # noqa: E731
-    return PhaseDiagram(
-        config=config,
-        betas=np.asarray(config.betas),
-        ts=config.checkpoint_times(),
-        density=stack("density"),
-        clusters=stack("clusters"),
-        final_density=stack("final_density"),
-    )
-
-
-def load_phase_diagram(path, config):
-    """Read a finished sweep back from its HDF5 store.
-
-    Args:
-        path: the ``store`` of ``run_phase_diagram``.
-        config: its ``PhaseDiagramConfig`` (checked against the one stored).
-
-    Raises:
-        ValueError: the file holds another sweep, or not all betas are finished.
-    """
-    from .io import ResultStore
-
-    store = ResultStore(path, config=config.as_dict())
-    missing = [k for k in range(len(config.betas)) if not store.done(_key(k))]
-    if missing:
-        raise ValueError(
-            f"{path} holds {len(config.betas) - len(missing)} of "
-            f"{len(config.betas)} betas; rerun the sweep to finish it"
-        )
-    return _assemble(config, {k: store.load(_key(k)) for k in range(len(config.betas))})
-
-
-def _key(k):
-    return f"beta_{k:04d}"
-
-
-def _compute(config, todo, scheduler):
-    """Yield (k, statistics) as betas finish, here or on a Dask cluster."""
-    if scheduler is None:
-        for k in todo:
-            yield k, beta_statistics(config, k)
-        return
-    from distributed import Client, as_completed
-
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
-        futures = {client.submit(beta_statistics, config, k, pure=False): k for k in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        if client is not scheduler:
-            client.close()
+    betas = ClusteringEnsemble.check_betas(betas)
+    ensemble = ClusteringEnsemble(**settings)
+    ensemble.check_steps(betas)
+    rows = [beta_statistics(beta, ensemble) for beta in tqdm(betas, disable=not progress, unit="beta")]
+    return PhaseDiagram.from_rows(ensemble, betas, rows)

@@ -4,28 +4,163 @@ Quick default (under a minute on 2 cores): d = 2, n = 32, SA, 45 betas in [0.1, 
 systems per beta, t_max = 30, dt = 0.1, 100 checkpoints. ``--full`` gives the authors'
 defaults: 90 betas, 2048 systems, 200 checkpoints.
 
-Results go to an HDF5 file named by a hash of the configuration (a rerun skips the betas
-already finished); the figure is drawn from that file, next to it.
+Results go to an HDF5 file named by a digest of the configuration (a rerun skips the betas
+already finished); the figure is drawn from that file, next to it. One task per beta, here
+or on a Dask cluster (``--scheduler``), with identical numbers.
 
     python -m simulations.phase_diagram [--full] [--dynamics USA --t-max 1] [--out DIR]
 """
 
-import argparse
-import hashlib
-import json
-from pathlib import Path
+import dataclasses
 
 import numpy as np
+from matplotlib.colors import LogNorm
+from tqdm.auto import tqdm
 
-from particles import PhaseDiagramConfig, ensembles, load_phase_diagram, run_phase_diagram
-from particles.figures import plot_phase_diagram
+from particles import ClusteringEnsemble, PhaseDiagram, beta_statistics, ensembles
+from particles.io import ResultStore
+from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.naming import result_path
+
+
+def _quick_betas():
+    return tuple(np.linspace(0.1, 9.0, 45))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PhaseDiagramConfig:
+    """A phase-diagram sweep: the betas and the ensemble simulated at each (quick defaults).
+
+    Attributes:
+        betas: inverse temperatures, >= 0.
+        ensemble: the ``particles.ClusteringEnsemble`` of every beta.
+    """
+
+    betas: tuple = dataclasses.field(default_factory=_quick_betas)
+    ensemble: ClusteringEnsemble = dataclasses.field(
+        default_factory=lambda: ClusteringEnsemble(batch=512, checkpoints=100)
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", ClusteringEnsemble.check_betas(self.betas))
+        if not isinstance(self.ensemble, ClusteringEnsemble):
+            raise TypeError(f"ensemble must be a particles.ClusteringEnsemble, got {type(self.ensemble).__name__}")
+
+    def as_dict(self):
+        """The flat config stored with the results (and digested into the file name)."""
+        return {"betas": np.asarray(self.betas), **self.ensemble.as_dict()}
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(betas=tuple(np.atleast_1d(values["betas"])), ensemble=ClusteringEnsemble.from_dict(values))
+
+
+def run(config, path, *, progress=True, scheduler=None):
+    """Compute the sweep into ``path``, saving each beta as it finishes; a rerun with the
+    same config skips the betas already saved.
+
+    Args:
+        config: the ``PhaseDiagramConfig``.
+        path: the HDF5 file (``particles.io.ResultStore``).
+        progress: show a progress bar over betas.
+        scheduler: None (this process), a Dask ``distributed.Client`` or the address of a
+            Dask scheduler ("tcp://host:port"): one task per beta, identical results.
+
+    Returns:
+        the ``particles.PhaseDiagram`` read back from ``path``.
+    """
+    store = ResultStore(path, config.as_dict())
+    todo = [k for k in range(len(config.betas)) if not store.done(_key(k))]
+    config.ensemble.check_steps([config.betas[k] for k in todo])
+    bar = tqdm(total=len(config.betas), initial=len(config.betas) - len(todo), disable=not progress, unit="beta")
+    with bar:
+        for k, stats in _compute(config, todo, scheduler):
+            store.save(_key(k), **stats)
+            bar.update(1)
+    return load(path)
+
+
+def _compute(config, todo, scheduler):
+    """Yield (k, statistics) as betas finish, here or on a Dask cluster."""
+    if scheduler is None:
+        for k in todo:
+            yield k, beta_statistics(config.betas[k], config.ensemble)
+        return
+    # Imported only for a cluster run: distributed is an optional dependency.
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = {client.submit(beta_statistics, config.betas[k], config.ensemble, pure=False): k for k in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        if client is not scheduler:
+            client.close()
+
+
+def load(path):
+    """The ``particles.PhaseDiagram`` of a finished sweep, read from its file alone.
+
+    Raises:
+        ValueError: not all betas are finished (rerun the sweep).
+    """
+    store = ResultStore(path)
+    config = PhaseDiagramConfig.from_dict(store.config)
+    missing = [k for k in range(len(config.betas)) if not store.done(_key(k))]
+    if missing:
+        raise ValueError(
+            f"{path} holds {len(config.betas) - len(missing)} of {len(config.betas)} betas; "
+            f"rerun the sweep to finish it"
+        )
+    rows = [store.load(_key(k)) for k in range(len(config.betas))]
+    return PhaseDiagram.from_rows(config.ensemble, config.betas, rows)
+
+
+def plot(path):
+    """Draw the sweep in ``path`` as in Geshkovski et al. (2023): colour over (t, beta), the
+    density of close pairs on linear and logarithmic colour scales and the median number
+    of clusters; saved as PNG beside the file. Returns the ``Figure``."""
+    result = load(path)
+    c = result.ensemble
+    fig = new_figure(16, 4.6)
+    axes = fig.subplots(1, 3)
+    panels = [
+        (result.density, None, "density of pairs with <x_i, x_j> > %g" % c.density_threshold),
+        (np.maximum(result.density, 1e-4), LogNorm(vmin=1e-3, vmax=1), "same, log colour scale"),
+        (result.clusters, LogNorm(vmin=1, vmax=c.n), "median number of clusters"),
+    ]
+    for ax, (values, norm, title) in zip(axes, panels):
+        mesh = ax.pcolormesh(
+            result.ts,
+            result.betas,
+            values,
+            shading="nearest",
+            cmap="magma",
+            norm=norm,
+            vmin=None if norm else 0,
+            vmax=None if norm else 1,
+            rasterized=True,
+        )
+        fig.colorbar(mesh, ax=ax)
+        ax.set_xlabel("t")
+        ax.set_ylabel(r"$\beta$")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(
+        f"{c.dynamics}, d = {c.d}, n = {c.n}, {c.batch} systems per beta, "
+        f"B: {c.interaction}, V: {c.value}, dt = {c.dt:g}"
+    )
+    save_figure(fig, figure_path(path))
+    return fig
+
+
+def _key(k):
+    return f"beta_{k:04d}"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--full", action="store_true", help="the authors' defaults: 90 betas, 2048 systems, 200 checkpoints")
+    p = study_parser(__doc__, out="results/phase_diagram")
     p.add_argument(
         "--betas",
         type=float,
@@ -43,7 +178,7 @@ def parse_args(argv=None):
     p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
     p.add_argument("--interaction", choices=ensembles.INTERACTIONS, default="identity", help="B = Q^T K")
     p.add_argument("--value", choices=ensembles.VALUES, default="identity", help="V")
-    p.add_argument("--draw", choices=PhaseDiagramConfig.DRAWS, default="system", help="one draw of (B, V) per ...")
+    p.add_argument("--draw", choices=ClusteringEnsemble.DRAWS, default="system", help="one draw of (B, V) per ...")
     p.add_argument("--regen-period", type=float, default=None, help="re-draw (B, V) every this much time")
     p.add_argument(
         "--usa-step-correction",
@@ -52,20 +187,18 @@ def parse_args(argv=None):
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
-    p.add_argument("--out", type=Path, default=Path("results/phase_diagram"))
     return p.parse_args(argv)
 
 
 def config_from_args(args):
     start, stop, num = args.betas or (0.1, 9.0, 90 if args.full else 45)
-    return PhaseDiagramConfig(
-        betas=tuple(np.linspace(start, stop, int(num))),
+    ensemble = ClusteringEnsemble(
         n=args.n,
         d=args.d,
-        batch=args.batch or (2048 if args.full else 512),
+        batch=full_or_quick(args.batch, 2048, 512, args),
         t_max=args.t_max,
         dt=args.dt,
-        checkpoints=args.checkpoints or (200 if args.full else 100),
+        checkpoints=full_or_quick(args.checkpoints, 200, 100, args),
         dynamics=args.dynamics,
         interaction=args.interaction,
         value=args.value,
@@ -74,30 +207,21 @@ def config_from_args(args):
         usa_step_correction=args.usa_step_correction,
         seed=args.seed,
     )
-
-
-def config_hash(config):
-    items = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in config.as_dict().items()}
-    return hashlib.sha1(json.dumps(items, sort_keys=True).encode()).hexdigest()[:10]
+    return PhaseDiagramConfig(betas=tuple(np.linspace(start, stop, int(num))), ensemble=ensemble)
 
 
 def main(argv=None):
     args = parse_args(argv)
     config = config_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"phase_diagram_{config.dynamics}_d{config.d}_n{config.n}_{config_hash(config)}"
-    store = stem.with_suffix(".h5")
-    run_phase_diagram(config, store=store, scheduler=args.scheduler, progress=True)
-    result = load_phase_diagram(store, config)
-    plot_phase_diagram(result, stem.with_suffix(".png"))
+    c = config.ensemble
+    path = result_path(args.out, f"phase_diagram_{c.dynamics}_d{c.d}_n{c.n}", config)
+    result = run(config, path, progress=not args.no_progress, scheduler=args.scheduler)
+    plot(path)
     final = result.density[:, -1]
-    print(f"saved {store} and {stem.with_suffix('.png')}")
+    print(f"saved {path} and {figure_path(path)}")
     print("final density at t = %g:" % result.ts[-1])
-    for beta, dens, clus in zip(
-        result.betas[:: max(1, len(result.betas) // 9)],
-        final[:: max(1, len(result.betas) // 9)],
-        result.clusters[:, -1][:: max(1, len(result.betas) // 9)],
-    ):
+    every = max(1, len(result.betas) // 9)
+    for beta, dens, clus in zip(result.betas[::every], final[::every], result.clusters[:, -1][::every]):
         print(f"  beta = {beta:5.2f}: density {dens:.3f}, median clusters {clus:g}")
 
 

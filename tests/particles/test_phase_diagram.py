@@ -6,33 +6,32 @@ import numpy as np
 import pytest
 
 from particles import (
-    PhaseDiagramConfig,
+    ClusteringEnsemble,
     StepSizeWarning,
+    beta_generator,
     beta_statistics,
     clustering_density,
     count_clusters,
     phase_diagram,
-    run_phase_diagram,
     simulate,
 )
-from particles._phase_diagram import beta_generator
 from particles.ensembles import draw
 
 SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
 
 
-def _start(config, k):
-    # The initial state of beta k, as beta_statistics draws it.
-    rng = beta_generator(config.seed, config.betas[k])
-    x0 = rng.standard_normal((config.batch, config.n, config.d))
+def _start(ensemble, beta):
+    # The initial state of beta, as beta_statistics draws it.
+    rng = beta_generator(ensemble.seed, beta)
+    x0 = rng.standard_normal((ensemble.batch, ensemble.n, ensemble.d))
     return x0 / np.linalg.norm(x0, axis=-1, keepdims=True), rng
 
 
 def test_statistics_match_simulate_and_observables():
-    config = PhaseDiagramConfig(betas=(0.5, 4.0), **SMALL)
-    for k, beta in enumerate(config.betas):
-        stats = beta_statistics(config, k)
-        x0, _ = _start(config, k)
+    ensemble = ClusteringEnsemble(**SMALL)
+    for beta in (0.5, 4.0):
+        stats = beta_statistics(beta, ensemble)
+        x0, _ = _start(ensemble, beta)
         # Checkpoints at t = 0, 0.5, ..., 3: steps 0, 5, ..., 30 of the same Euler scheme.
         traj = simulate(x0, beta=beta, t_max=3.0, dt=0.1, save_every=5)
         # Pooled counts versus the mean of per-system fractions: equal up to rounding.
@@ -42,14 +41,14 @@ def test_statistics_match_simulate_and_observables():
 
 
 def test_per_system_random_matrices_match_simulate():
-    config = PhaseDiagramConfig(betas=(1.0,), interaction="gaussian", value="minus_qk", **SMALL)
-    x0, rng = _start(config, 0)
-    A, V = draw("gaussian", "minus_qk", 2, rng, size=config.batch)
+    ensemble = ClusteringEnsemble(interaction="gaussian", value="minus_qk", **SMALL)
+    x0, rng = _start(ensemble, 1.0)
+    A, V = draw("gaussian", "minus_qk", 2, rng, size=ensemble.batch)
     # A = Q^T K with Q = A^T, K = I.
     traj = simulate(
         x0, beta=1.0, t_max=3.0, dt=0.1, Q=np.swapaxes(A, 1, 2), K=np.broadcast_to(np.eye(2), A.shape).copy(), V=V
     )
-    np.testing.assert_array_equal(beta_statistics(config, 0)["final_density"], clustering_density(traj.final))
+    np.testing.assert_array_equal(beta_statistics(1.0, ensemble)["final_density"], clustering_density(traj.final))
 
 
 @pytest.mark.parametrize("n", [8, 64])
@@ -57,17 +56,17 @@ def test_redrawn_matrices_match_simulate_segment_by_segment(n):
     # Redraws every 0.5 (= every checkpoint): the sweep is the chain of 5-step runs, each
     # with the next draw of (B, V). n = 8 takes the bit-mask statistics, n = 64 the
     # depth-first search.
-    config = PhaseDiagramConfig(
-        betas=(1.5,), regen_period=0.5, interaction="goe", value="minus_qk", draw="beta", **{**SMALL, "n": n}
+    ensemble = ClusteringEnsemble(
+        regen_period=0.5, interaction="goe", value="minus_qk", draw="beta", **{**SMALL, "n": n}
     )
-    x, rng = _start(config, 0)
+    x, rng = _start(ensemble, 1.5)
     frames = [x]
     for _ in range(6):
         A, V = draw("goe", "minus_qk", 2, rng)
         x = simulate(x, beta=1.5, t_max=0.5, dt=0.1, Q=A.T, K=np.eye(2), V=V).final
         frames.append(x)
     frames = np.stack(frames)
-    stats = beta_statistics(config, 0)
+    stats = beta_statistics(1.5, ensemble)
     np.testing.assert_allclose(stats["density"], clustering_density(frames).mean(axis=1), rtol=1e-14)
     np.testing.assert_array_equal(stats["clusters"], np.median(count_clusters(frames, tol=1e-4), axis=1))
     np.testing.assert_array_equal(stats["final_density"], clustering_density(frames[-1]))
@@ -108,21 +107,8 @@ def test_beta_generator_keys_by_value():
     assert not np.array_equal(first, beta_generator(4, 1.0).standard_normal(4))
 
 
-def test_store_written_with_other_draw_keys_is_refused(tmp_path):
-    # A store from the days when draws were keyed by position holds other numbers: a rerun
-    # must refuse it rather than mix its betas with new ones.
-    from particles.io import ResultStore
-
-    config = PhaseDiagramConfig(betas=(0.5, 2.0), **SMALL)
-    old = {key: value for key, value in config.as_dict().items() if key != "draw_key"}
-    ResultStore(tmp_path / "old.h5", config=old)
-    with pytest.raises(ValueError, match="draw_key"):
-        run_phase_diagram(config, store=tmp_path / "old.h5")
-
-
 def test_regeneration_and_usa_step_correction_run():
-    config = PhaseDiagramConfig(
-        betas=(2.0,),
+    ensemble = ClusteringEnsemble(
         dynamics="USA",
         usa_step_correction=True,
         interaction="goe",
@@ -131,8 +117,8 @@ def test_regeneration_and_usa_step_correction_run():
         **SMALL,
     )
     # h = 0.1 / (sqrt(2) e^{1.5}): many more steps than with dt, the same checkpoints.
-    assert config.step_size(2.0) == pytest.approx(0.1 / (np.sqrt(2) * np.exp(1.5)))
-    stats = beta_statistics(config, 0)
+    assert ensemble.step_size(2.0) == pytest.approx(0.1 / (np.sqrt(2) * np.exp(1.5)))
+    stats = beta_statistics(2.0, ensemble)
     assert np.all(np.isfinite(stats["density"]))
 
 
@@ -148,9 +134,9 @@ def test_regeneration_and_usa_step_correction_run():
         (dict(betas=[1.0], dynamics="softmax"), "dynamics must be one of"),
     ],
 )
-def test_bad_config(kwargs, match):
+def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        PhaseDiagramConfig(**kwargs)
+        phase_diagram(**kwargs)
 
 
 def test_regeneration_on_a_checkpoint_step_redraws(monkeypatch):
@@ -160,8 +146,8 @@ def test_regeneration_on_a_checkpoint_step_redraws(monkeypatch):
     draws = []
     original = module.ensembles.draw
     monkeypatch.setattr(module.ensembles, "draw", lambda *a, **k: draws.append(1) or original(*a, **k))
-    config = PhaseDiagramConfig(betas=(1.0,), regen_period=0.5, interaction="goe", **SMALL)
-    beta_statistics(config, 0)
+    ensemble = ClusteringEnsemble(regen_period=0.5, interaction="goe", **SMALL)
+    beta_statistics(1.0, ensemble)
     # t_max 3: the initial draw plus redraws at t = 0.5, 1.0, ..., 3.0.
     assert len(draws) == 1 + 6
 

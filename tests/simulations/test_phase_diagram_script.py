@@ -1,36 +1,68 @@
-"""python -m simulations.phase_diagram end to end on a tiny sweep."""
+"""python -m simulations.phase_diagram end to end on a tiny sweep, and the study's store."""
+
+import dataclasses
 
 import numpy as np
+import pytest
 
-import particles._phase_diagram as pd_module
+import particles
 from particles.io import ResultStore
-from simulations import phase_diagram as script
+from simulations import phase_diagram as study
 
 TINY = ["--betas", "0.5", "4", "3", "--n", "6", "--batch", "4", "--t-max", "2", "--checkpoints", "5"]
+SMALL = dict(n=8, d=2, batch=16, t_max=3.0, dt=0.1, checkpoints=7)
+
+
+def _in_memory(config):
+    return particles.phase_diagram(config.betas, **dataclasses.asdict(config.ensemble))
 
 
 def test_writes_results_and_figure_then_skips_finished_betas(tmp_path, monkeypatch):
-    script.main(TINY + ["--out", str(tmp_path)])
+    study.main(TINY + ["--out", str(tmp_path), "--no-progress"])
     (h5,) = tmp_path.glob("*.h5")
     assert h5.with_suffix(".png").stat().st_size > 10_000
-    config = script.config_from_args(script.parse_args(TINY))
-    stored = pd_module.load_phase_diagram(h5, config)
-    direct = pd_module.run_phase_diagram(config)
+    config = study.config_from_args(study.parse_args(TINY))
+    stored = study.load(h5)
+    direct = _in_memory(config)
+    assert stored.ensemble == config.ensemble
+    np.testing.assert_array_equal(stored.betas, config.betas)
     np.testing.assert_array_equal(stored.density, direct.density)
     np.testing.assert_array_equal(stored.clusters, direct.clusters)
 
     # Interrupted sweep: drop one beta; the rerun computes exactly that one.
     ResultStore(h5, config=config.as_dict()).delete("beta_0001")
+    with pytest.raises(ValueError, match="2 of 3 betas"):
+        study.load(h5)
     calls = []
-    original = pd_module.beta_statistics
-    monkeypatch.setattr(pd_module, "beta_statistics", lambda c, k: calls.append(k) or original(c, k))
-    script.main(TINY + ["--out", str(tmp_path)])
-    assert calls == [1]
-    np.testing.assert_array_equal(pd_module.load_phase_diagram(h5, config).density, direct.density)
+    original = study.beta_statistics
+    monkeypatch.setattr(study, "beta_statistics", lambda beta, ensemble: calls.append(beta) or original(beta, ensemble))
+    study.main(TINY + ["--out", str(tmp_path), "--no-progress"])
+    assert calls == [config.betas[1]]
+    np.testing.assert_array_equal(study.load(h5).density, direct.density)
+
+
+def test_store_written_with_other_draw_keys_is_refused(tmp_path):
+    # A store from the days when draws were keyed by position holds other numbers: a rerun
+    # must refuse it rather than mix its betas with new ones.
+    config = study.PhaseDiagramConfig(betas=(0.5, 2.0), ensemble=particles.ClusteringEnsemble(**SMALL))
+    old = {key: value for key, value in config.as_dict().items() if key != "draw_key"}
+    ResultStore(tmp_path / "old.h5", config=old)
+    with pytest.raises(ValueError, match="draw_key"):
+        study.run(config, tmp_path / "old.h5", progress=False)
+
+
+def test_config_round_trips_through_the_file(tmp_path):
+    ensemble = particles.ClusteringEnsemble(regen_period=0.5, interaction="goe", draw="beta", **SMALL)
+    config = study.PhaseDiagramConfig(betas=(1.0, 0.5), ensemble=ensemble)
+    study.run(config, tmp_path / "sweep.h5", progress=False)
+    assert study.PhaseDiagramConfig.from_dict(ResultStore(tmp_path / "sweep.h5").config) == config
 
 
 def test_full_flag_gives_the_authors_defaults():
-    config = script.config_from_args(script.parse_args(["--full"]))
-    assert (config.batch, config.checkpoints, len(config.betas)) == (2048, 200, 90)
+    config = study.config_from_args(study.parse_args(["--full"]))
+    e = config.ensemble
+    assert (e.batch, e.checkpoints, len(config.betas)) == (2048, 200, 90)
     assert config.betas[0] == 0.1 and config.betas[-1] == 9.0
-    assert (config.n, config.d, config.t_max, config.dt, config.dynamics) == (32, 2, 30.0, 0.1, "SA")
+    assert (e.n, e.d, e.t_max, e.dt, e.dynamics) == (32, 2, 30.0, 0.1, "SA")
+    quick = study.config_from_args(study.parse_args([]))
+    assert quick == study.PhaseDiagramConfig()
