@@ -1,4 +1,4 @@
-"""Rendering speed of `particles.movie`: movie frames per second for the circle and the
+"""Rendering speed of `simulations.movie`: movie frames per second for the circle and the
 sphere, drawing alone and with the MP4 and GIF writers, on a synthetic trajectory (the
 solver is not timed here).
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import particles
-from particles.movie import movie_frames, save_movie
+from simulations.movie import movie_frames, save_movie
 
 
 def trajectory(n, d, frames, seed=0):

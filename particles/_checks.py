@@ -24,8 +24,8 @@ def check_finite(name, array):
         raise ValueError(f"{name} must be finite, got {array[tuple(bad)]} at index {tuple(bad)}")
 
 
-def check_real(name, value, *, low=None, low_inclusive=True, finite=True):
-    """A real scalar (not bool), optionally bounded below."""
+def check_real(name, value, *, low=None, low_inclusive=True, high=None, finite=True):
+    """A real scalar (not bool), optionally bounded below and (inclusively) above."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
@@ -36,6 +36,8 @@ def check_real(name, value, *, low=None, low_inclusive=True, finite=True):
             raise ValueError(f"{name} must be >= {low}, got {value}")
         if not low_inclusive and value <= low:
             raise ValueError(f"{name} must be > {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
     return value
 
 
@@ -61,3 +63,20 @@ def check_dtype(name, value):
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be 'float64' or 'float32', got {value!r}")
     return dtype
+
+
+def check_configuration(name, x, *, tol):
+    """One configuration (n, d), n >= 1, d >= 2, finite, rows of unit norm within ``tol``;
+    returned as float64."""
+    x = as_float_array(name, x)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (n, d) with n >= 1 and d >= 2, got shape {x.shape}")
+    check_finite(name, x)
+    x = x.astype(np.float64)
+    err = np.abs(np.linalg.norm(x, axis=1) - 1.0)
+    worst = int(np.argmax(err))
+    if err[worst] > tol:
+        raise ValueError(
+            f"{name} must have unit rows (| |x_i| - 1 | <= {tol:g}); row {worst} has norm {np.linalg.norm(x[worst])!r}"
+        )
+    return x

@@ -14,13 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import check_int, check_real
-from .energy_derivatives import (
-    check_beta,
-    check_configuration,
-    energy_gradient,
-    energy_hessian,
-)
+from ._checks import check_configuration, check_int, check_real
+from .energy_derivatives import MAX_BETA, SPHERE_TOL, energy_gradient, energy_hessian
 from .metastability import MIN_LOG_LENGTH, find_plateaus
 from .observables import cluster_labels, count_clusters
 
@@ -97,7 +92,7 @@ def rotation_orbit_basis(x):
     Returns:
         (n d, r) float64 array with orthonormal columns, r <= d(d-1)/2.
     """
-    x = check_configuration(x)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
     n, d = x.shape
     a, b = np.triu_indices(d, k=1)
     # (E_ab - E_ba) x_i has x_i[b] in coordinate a and -x_i[a] in coordinate b.
@@ -163,8 +158,8 @@ def classify_critical_point(x, beta, tol=1e-8):
     Returns:
         ``CriticalPoint``.
     """
-    x = check_configuration(x)
-    beta = check_beta(beta)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
+    beta = check_real("beta", beta, low=0.0, high=MAX_BETA)
     tol = check_real("tol", tol, low=1e-14)
     if tol >= 1:
         raise ValueError(f"tol must be < 1 (relative to the Hessian's scale), got {tol}")
@@ -214,8 +209,8 @@ def refine_critical_point(x, beta, *, tol=1e-12, max_iter=200, max_step=0.1):
         RuntimeError: no convergence in max_iter steps (the message gives the relative
             gradient reached).
     """
-    x = check_configuration(x)
-    beta = check_beta(beta)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
+    beta = check_real("beta", beta, low=0.0, high=MAX_BETA)
     tol = check_real("tol", tol, low=1e-15)
     max_iter = check_int("max_iter", max_iter, low=1)
     max_step = check_real("max_step", max_step, low=0.0, low_inclusive=False)
@@ -252,7 +247,7 @@ def merge_clusters(x, tol=1e-3):
         merged: (n, d) float64, tokens of one cluster equal.
         labels: (n,) int64 cluster labels.
     """
-    x = check_configuration(x)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
     labels, sizes = cluster_labels(x, tol=tol)
     means = np.zeros((len(sizes), x.shape[1]))
     np.add.at(means, labels, x)
@@ -328,7 +323,7 @@ def nearby_critical_point(x, beta, *, link_tol=1e-3, tol=1e-8, max_iter=200):
     Returns:
         ``NearbyCriticalPoint``.
     """
-    x = check_configuration(x)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
     merged, labels = merge_clusters(x, link_tol)
     clusters = int(labels.max()) + 1
     try:

@@ -27,38 +27,16 @@ only the constant $1/(2\beta)$ diverges and it has no derivative.
 
 import numpy as np
 
-from ._checks import as_float_array, check_finite, check_real
+from ._checks import check_configuration, check_real
 
-__all__ = ["MAX_HESSIAN_SIZE", "SPHERE_TOL", "energy_gradient", "energy_hessian"]
+__all__ = ["MAX_BETA", "MAX_HESSIAN_SIZE", "SPHERE_TOL", "energy_gradient", "energy_hessian"]
 
 # Rows farther than this from the unit sphere are rejected: the formulas use |x_i| = 1.
 SPHERE_TOL = 1e-10
+# e^beta overflows float64 beyond ~709.
+MAX_BETA = 700.0
 # n*d above this would make the dense (n d)^2 Hessian and its temporaries exceed ~0.5 GB.
 MAX_HESSIAN_SIZE = 4096
-
-
-def check_configuration(x, name="x"):
-    """One configuration (n, d), n >= 1, d >= 2, finite, unit rows; returned as float64."""
-    x = as_float_array(name, x)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1 and d >= 2, got shape {x.shape}")
-    check_finite(name, x)
-    x = x.astype(np.float64)
-    err = np.abs(np.linalg.norm(x, axis=1) - 1.0)
-    worst = int(np.argmax(err))
-    if err[worst] > SPHERE_TOL:
-        raise ValueError(
-            f"{name} must have unit rows (| |x_i| - 1 | <= {SPHERE_TOL:g}); row {worst} "
-            f"has norm {np.linalg.norm(x[worst])!r}"
-        )
-    return x
-
-
-def check_beta(beta):
-    beta = check_real("beta", beta, low=0.0)
-    if beta > 700.0:
-        raise ValueError(f"beta must be <= 700 (e^beta overflows float64 beyond ~709), got {beta}")
-    return beta
 
 
 def _weights(x, beta):
@@ -83,8 +61,8 @@ def energy_gradient(x, beta):
         TypeError: x is not a float array, beta not a real number.
         ValueError: bad shape, non-finite entries, a row off the sphere, beta out of range.
     """
-    x = check_configuration(x)
-    beta = check_beta(beta)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
+    beta = check_real("beta", beta, low=0.0, high=MAX_BETA)
     n = x.shape[0]
     gram, W = _weights(x, beta)
     # sum_j W_ij (x_j - G_ij x_i): the radial part of W x removed.
@@ -109,8 +87,8 @@ def energy_hessian(x, beta):
     Raises:
         TypeError, ValueError: as ``energy_gradient``; also n d > MAX_HESSIAN_SIZE.
     """
-    x = check_configuration(x)
-    beta = check_beta(beta)
+    x = check_configuration("x", x, tol=SPHERE_TOL)
+    beta = check_real("beta", beta, low=0.0, high=MAX_BETA)
     n, d = x.shape
     if n * d > MAX_HESSIAN_SIZE:
         raise ValueError(

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from ._checks import check_int, check_real
+from ._simulate import simulate
 from .observables import count_clusters
 
 # A plateau lasts at least a doubling of t.
@@ -91,8 +92,6 @@ def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler"):
     Returns:
         (m,) or (m, batch) cluster counts.
     """
-    from ._simulate import simulate
-
     ts = np.asarray(ts, dtype=np.float64)
     steps = np.unique(np.ceil(ts / dt - 1e-9).astype(np.int64))
     counts = {}

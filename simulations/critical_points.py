@@ -16,15 +16,15 @@ state at each plateau's midpoint into clusters, refines it by Newton to an exact
 point and classifies both; plateau durations are compared with (1 - alpha) beta and with the
 ascent ratio of the stalled state.
 
-Results go to HDF5 (one entry per configuration and per simulated beta; a rerun skips
-finished entries); the figure is drawn from that file, next to it.
+The defaults are the full sizes (``--full`` changes nothing). Results go to
+``<out>/critical_points_<dynamics>_d<d>_n<n>_<digest>.h5`` through ``particles.io.ResultStore``
+(one entry per configuration and per simulated beta, then the fits; a rerun skips finished
+entries); the figure is drawn from that file, next to it.
 """
 
-import argparse
-from pathlib import Path
+import dataclasses
 
 import numpy as np
-from scipy import stats
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
@@ -35,8 +35,14 @@ from particles.critical_points import (
     plateau_critical_points,
     polygon_configuration,
 )
-from particles.io import ResultStore
 from particles.metastability import find_plateaus
+from simulations.common.cli import study_parser
+from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.fits import fit_line
+from simulations.common.naming import result_path
+from simulations.common.store import open_study_store
+
+STUDY = "critical_points"
 
 # (label, k, tokens per vertex or None for --tokens-per-vertex, d)
 CONFIGURATIONS = [
@@ -70,66 +76,52 @@ PLATEAU_FIELDS = (
 )
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--betas", type=float, nargs="+", default=list(np.arange(0.0, 20.5, 1.0)))
-    p.add_argument("--tokens-per-vertex", type=int, default=4)
-    p.add_argument("--tol", type=float, default=1e-8, help="relative classification tolerance")
-    p.add_argument("--fit-beta-min", type=float, default=4.0)
-    p.add_argument("--ratio-floor", type=float, default=1e-10, help="smallest ascent ratio fitted (rounding is ~1e-15)")
-    p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
-    p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
-    p.add_argument("--prepared-betas", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
-    p.add_argument("--prepared-t-max", type=float, default=2000.0)
-    p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
-    p.add_argument(
-        "--prepared-ratio-max",
-        type=float,
-        default=0.2,
-        help="prepared runs with a larger ascent ratio are not fitted (the escape "
-        "is not slow against the collapse into the caps)",
-    )
-    p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--d", type=int, default=2)
-    p.add_argument("--batch", type=int, default=8, help="uniform starts per simulated beta")
-    p.add_argument("--t-max", type=float, default=1000.0)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--save-every", type=int, default=10)
-    p.add_argument("--link-tol", type=float, default=1e-3, help="cluster linkage tolerance")
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/critical_points"))
-    return p.parse_args(argv)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CriticalPointsConfig:
+    """The three parts of the study (see the module docstring); the fields are the flags.
 
+    Attributes:
+        betas, tokens_per_vertex, tol, fit_beta_min, ratio_floor: part 1, the classified
+            configurations, their beta grid, the classification tolerance and the fitted range.
+        prepared_ks, prepared_n, prepared_betas, prepared_t_max, spread, prepared_ratio_max:
+            part 2, the caps around the k-gon.
+        sim_betas, n, d, batch, t_max: part 3, the uniform starts.
+        dt, save_every, link_tol, dynamics, seed: the runs of parts 2 and 3.
+    """
 
-def make_config(args):
-    """The run's parameters, stored with the results (a rerun must match them)."""
-    return dict(
-        betas=np.asarray(args.betas, dtype=float),
-        tokens_per_vertex=args.tokens_per_vertex,
-        tol=args.tol,
-        fit_beta_min=args.fit_beta_min,
-        ratio_floor=args.ratio_floor,
-        prepared_ks=np.asarray(args.prepared_ks),
-        prepared_n=args.prepared_n,
-        prepared_betas=np.asarray(args.prepared_betas, dtype=float),
-        prepared_t_max=args.prepared_t_max,
-        spread=args.spread,
-        prepared_ratio_max=args.prepared_ratio_max,
-        sim_betas=np.asarray(args.sim_betas, dtype=float),
-        n=args.n,
-        d=args.d,
-        batch=args.batch,
-        t_max=args.t_max,
-        dt=args.dt,
-        save_every=args.save_every,
-        link_tol=args.link_tol,
-        dynamics=args.dynamics,
-        seed=args.seed,
-    )
+    betas: tuple = tuple(float(b) for b in np.arange(0.0, 20.5, 1.0))
+    tokens_per_vertex: int = 4
+    tol: float = 1e-8
+    fit_beta_min: float = 4.0
+    ratio_floor: float = 1e-10
+    prepared_ks: tuple = (4, 5, 6)
+    prepared_n: int = 60
+    prepared_betas: tuple = (6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
+    prepared_t_max: float = 2000.0
+    spread: float = 0.05
+    prepared_ratio_max: float = 0.2
+    sim_betas: tuple = (4.0, 6.0, 8.0, 10.0)
+    n: int = 32
+    d: int = 2
+    batch: int = 8
+    t_max: float = 1000.0
+    dt: float = 0.1
+    save_every: int = 10
+    link_tol: float = 1e-3
+    dynamics: str = "SA"
+    seed: int = 0
+
+    def __post_init__(self):
+        for k in self.prepared_ks:
+            if k < 2 or self.prepared_n % k:
+                raise ValueError(f"prepared_ks must be >= 2 and divide prepared_n = {self.prepared_n}, got {k}")
+
+    def as_dict(self):
+        out = dataclasses.asdict(self)
+        for name in ("betas", "prepared_betas", "sim_betas"):
+            out[name] = np.asarray(out[name], dtype=float)
+        out["prepared_ks"] = np.asarray(self.prepared_ks)
+        return out
 
 
 def theory_alpha(k):
@@ -157,39 +149,44 @@ def scan_configuration(k, m, d, betas, tol):
     )
 
 
-def scan_prepared(beta, args):
+def scan_prepared(beta, config):
     """Duration of the first k-cluster plateau from caps around the k-gon, one run per k."""
-    m = [args.prepared_n // k for k in args.prepared_ks]
+    m = [config.prepared_n // k for k in config.prepared_ks]
     x0 = np.stack(
-        [polygon_configuration(k, mk, 2, spread=args.spread, seed=args.seed + k) for k, mk in zip(args.prepared_ks, m)]
+        [
+            polygon_configuration(k, mk, 2, spread=config.spread, seed=config.seed + k)
+            for k, mk in zip(config.prepared_ks, m)
+        ]
     )
     traj = simulate(
-        x0, beta=beta, t_max=args.prepared_t_max, dt=args.dt, dynamics=args.dynamics, save_every=args.save_every
+        x0, beta=beta, t_max=config.prepared_t_max, dt=config.dt, dynamics=config.dynamics, save_every=config.save_every
     )
-    ts, counts = traj.ts[1:], count_clusters(traj.xs[1:], tol=args.link_tol)
+    ts, counts = traj.ts[1:], count_clusters(traj.xs[1:], tol=config.link_tol)
     start, end = np.full(len(m), np.nan), np.full(len(m), np.nan)
-    for j, k in enumerate(args.prepared_ks):
+    for j, k in enumerate(config.prepared_ks):
         plateaus = [p for p in find_plateaus(ts, counts[:, j]) if p.clusters == k]
         if plateaus:
             start[j], end[j] = plateaus[0].start, plateaus[0].end
     ratio = [
-        classify_critical_point(polygon_configuration(k, mk), beta, args.tol).ascent_ratio
-        for k, mk in zip(args.prepared_ks, m)
+        classify_critical_point(polygon_configuration(k, mk), beta, config.tol).ascent_ratio
+        for k, mk in zip(config.prepared_ks, m)
     ]
     return dict(
         beta=beta,
-        k=np.asarray(args.prepared_ks),
+        k=np.asarray(config.prepared_ks),
         start=start,
         end=end,
         censored=end >= ts[-1],
         ratio=np.asarray(ratio),
-        alpha=np.array([theory_alpha(k) for k in args.prepared_ks]),
+        alpha=np.array([theory_alpha(k) for k in config.prepared_ks]),
     )
 
 
-def scan_plateaus(x0, beta, args):
-    traj = simulate(x0, beta=beta, t_max=args.t_max, dt=args.dt, dynamics=args.dynamics, save_every=args.save_every)
-    found = plateau_critical_points(traj.ts[1:], traj.xs[1:], beta, link_tol=args.link_tol, tol=args.tol)
+def scan_plateaus(x0, beta, config):
+    traj = simulate(
+        x0, beta=beta, t_max=config.t_max, dt=config.dt, dynamics=config.dynamics, save_every=config.save_every
+    )
+    found = plateau_critical_points(traj.ts[1:], traj.xs[1:], beta, link_tol=config.link_tol, tol=config.tol)
     rows = [
         (
             s,
@@ -213,12 +210,10 @@ def scan_plateaus(x0, beta, args):
     return dict(beta=beta, **{f: table[:, j] for j, f in enumerate(PLATEAU_FIELDS)})
 
 
-def slope_fit(xs, ys):
-    """(slope, standard error, intercept) of the least-squares line; NaN below 3 points."""
-    if len(xs) < 3 or np.ptp(xs) == 0:
-        return float("nan"), float("nan"), float("nan")
-    fit = stats.linregress(xs, ys)
-    return float(fit.slope), float(fit.stderr), float(fit.intercept)
+def _line(x, y):
+    """(slope, standard error, intercept) of ``fit_line``: NaN below 3 points."""
+    fit = fit_line(x, y)
+    return fit.slope, fit.stderr, fit.intercept
 
 
 def prefactor_fit(betas, log_ratio):
@@ -235,12 +230,11 @@ def prefactor_fit(betas, log_ratio):
     return float(coef[1]), float(np.sqrt(cov[1, 1])), float(coef[2]), float(np.sqrt(cov[2, 2]))
 
 
-def eigen_fits(store, config):
+def eigen_fits(configurations, config):
     """Per configuration: alpha, slope and SE of log ratio vs beta, its intercept, points
     used, then the slope, its SE, the power of beta and its SE of ``prefactor_fit``."""
     rows = []
-    for j, _ in enumerate(CONFIGURATIONS):
-        e = store.load(f"config_{j:02d}")
+    for e in configurations:
         use = (
             (e["betas"] >= config["fit_beta_min"])
             & (e["ratio"] > config["ratio_floor"])
@@ -248,46 +242,45 @@ def eigen_fits(store, config):
             & (e["kind"] != KINDS.index("maximum"))
         )
         b, log_ratio = e["betas"][use], np.log(e["ratio"][use])
-        rows.append((e["alpha"], *slope_fit(b, log_ratio), use.sum(), *prefactor_fit(b, log_ratio)))
+        rows.append((e["alpha"], *_line(b, log_ratio), use.sum(), *prefactor_fit(b, log_ratio)))
     return np.array(rows)
 
 
-def prepared_columns(store, config):
+def prepared_columns(prepared):
     """The prepared runs as arrays: beta (P,), then plateau duration, censored and ascent
     ratio (P, K), one column per k of ``prepared_ks``."""
-    entries = [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))]
-    beta = np.array([e["beta"] for e in entries])
-    duration = np.array([np.asarray(e["end"]) - np.asarray(e["start"]) for e in entries])
-    censored = np.array([np.asarray(e["censored"], dtype=bool) for e in entries])
-    ratio = np.array([e["ratio"] for e in entries])
+    beta = np.array([e["beta"] for e in prepared])
+    duration = np.array([np.asarray(e["end"]) - np.asarray(e["start"]) for e in prepared])
+    censored = np.array([np.asarray(e["censored"], dtype=bool) for e in prepared])
+    ratio = np.array([e["ratio"] for e in prepared])
     return beta, duration, censored, ratio
 
 
-def prepared_fits(store, config):
+def prepared_fits(prepared, config):
     """Per k: alpha, slope and SE of log duration vs beta, intercept, minus the slope of log
     ratio over the same betas, mean of log(duration * ratio), points used (uncensored, ratio
     below prepared_ratio_max). Last row: log duration vs -log ratio pooled over k (slope, SE,
     intercept, then NaN, NaN, NaN, points)."""
-    beta, durations, censored, ratios = prepared_columns(store, config)
+    beta, durations, censored, ratios = prepared_columns(prepared)
     rows, pooled_x, pooled_y = [], [], []
     for j, k in enumerate(config["prepared_ks"]):
         duration, ratio = durations[:, j], ratios[:, j]
         ok = ~censored[:, j] & np.isfinite(duration) & (ratio < config["prepared_ratio_max"])
-        slope, se, intercept = slope_fit(beta[ok], np.log(duration[ok]))
-        ratio_slope = -slope_fit(beta[ok], np.log(ratio[ok]))[0]
+        slope, se, intercept = _line(beta[ok], np.log(duration[ok]))
+        ratio_slope = -fit_line(beta[ok], np.log(ratio[ok])).slope
         product = float(np.mean(np.log(duration[ok] * ratio[ok]))) if ok.any() else np.nan
         rows.append((theory_alpha(int(k)), slope, se, intercept, ratio_slope, product, ok.sum()))
         pooled_x.append(-np.log(ratio[ok]))
         pooled_y.append(np.log(duration[ok]))
     x, y = np.concatenate(pooled_x), np.concatenate(pooled_y)
-    rows.append((*slope_fit(x, y), np.nan, np.nan, np.nan, len(x)))
+    rows.append((*_line(x, y), np.nan, np.nan, np.nan, len(x)))
     return np.array(rows)
 
 
-def plateau_table(store, config):
-    entries = [store.load(f"plateaus_{i:02d}") for i in range(len(config["sim_betas"]))]
-    cols = {f: np.concatenate([e[f] for e in entries]) for f in PLATEAU_FIELDS}
-    cols["beta"] = np.concatenate([np.full(len(e["start"]), e["beta"]) for e in entries])
+def plateau_table(plateaus):
+    """The plateaus of all simulated betas as columns (``PLATEAU_FIELDS`` and ``beta``)."""
+    cols = {f: np.concatenate([e[f] for e in plateaus]) for f in PLATEAU_FIELDS}
+    cols["beta"] = np.concatenate([np.full(len(e["start"]), e["beta"]) for e in plateaus])
     return cols
 
 
@@ -299,34 +292,111 @@ def plateau_fits(cols):
     beta, alpha = cols["beta"][ok], cols["alpha"][ok]
     return np.array(
         [
-            (*slope_fit(beta, log_t), float(np.mean(1 - alpha)) if ok.any() else np.nan),
-            (*slope_fit((1 - alpha) * beta, log_t), 1.0),
-            (*slope_fit(-np.log(np.abs(cols["merged_ratio"][ok])), log_t), 1.0),
-            (*slope_fit(-np.log(np.abs(cols["critical_ratio"][ok])), log_t), 1.0),
+            (*_line(beta, log_t), float(np.mean(1 - alpha)) if ok.any() else np.nan),
+            (*_line((1 - alpha) * beta, log_t), 1.0),
+            (*_line(-np.log(np.abs(cols["merged_ratio"][ok])), log_t), 1.0),
+            (*_line(-np.log(np.abs(cols["critical_ratio"][ok])), log_t), 1.0),
         ]
     )
 
 
-def plot(path, config, out):
-    """Four panels, all read from the HDF5 file: ascent ratio vs beta for the k-gon clusters;
-    prepared plateau durations vs beta; uniform-start plateau durations vs (1 - alpha) beta,
-    and vs the inverse ascent ratio of the stalled state."""
-    import matplotlib
+def run(config, path, *, progress=True):
+    """All three parts into ``path``, then the fits; a rerun skips finished entries.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Returns:
+        ``pathlib.Path`` of the file.
+    """
+    store, stored = open_study_store(path, STUDY, config)
+    # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
+    with threadpool_limits(1, user_api="blas"):
+        for j, (label, k, m, d) in enumerate(tqdm(CONFIGURATIONS, desc="configurations", disable=not progress)):
+            if not store.done(f"config_{j:02d}"):
+                m = config.tokens_per_vertex if m is None else m
+                store.save(f"config_{j:02d}", label=label, **scan_configuration(k, m, d, config.betas, config.tol))
+        for i, beta in enumerate(tqdm(config.prepared_betas, desc="prepared starts", disable=not progress)):
+            if not store.done(f"prepared_{i:02d}"):
+                store.save(f"prepared_{i:02d}", **scan_prepared(beta, config))
+        x0 = sample_sphere(config.n, config.d, batch=config.batch, seed=config.seed)
+        for i, beta in enumerate(tqdm(config.sim_betas, desc="uniform starts", disable=not progress)):
+            if not store.done(f"plateaus_{i:02d}"):
+                store.save(f"plateaus_{i:02d}", **scan_plateaus(x0, beta, config))
+    data = _entries(store, stored)
+    store.save_observable(
+        "eigen_fits",
+        eigen_fits(data["configurations"], stored),
+        overwrite=True,
+        attrs=dict(
+            columns="alpha, slope, stderr, intercept, points, slope with p log beta, its stderr, p, its stderr",
+            rows="; ".join(c[0] for c in CONFIGURATIONS),
+        ),
+    )
+    store.save_observable(
+        "prepared_fits",
+        prepared_fits(data["prepared"], stored),
+        overwrite=True,
+        attrs=dict(
+            columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
+            rows="k = "
+            + ", ".join(str(k) for k in config.prepared_ks)
+            + "; last: log T vs -log ratio over all k (slope, stderr, intercept, ..., points)",
+        ),
+    )
+    store.save_observable(
+        "plateau_fits",
+        plateau_fits(plateau_table(data["plateaus"])),
+        overwrite=True,
+        attrs=dict(
+            columns="slope, stderr, intercept, reference",
+            rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "
+            "log T vs -log ratio of the merged state; log T vs -log ratio at the critical point",
+        ),
+    )
+    return path
 
-    store = ResultStore(path, config=config)
-    fits, _ = store.load_observable("eigen_fits")
-    pfits, _ = store.load_observable("prepared_fits")
-    ufits, _ = store.load_observable("plateau_fits")
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), constrained_layout=True)
+
+def _entries(store, config):
+    return {
+        "configurations": [store.load(f"config_{j:02d}") for j in range(len(CONFIGURATIONS))],
+        "prepared": [store.load(f"prepared_{i:02d}") for i in range(len(config["prepared_betas"]))],
+        "plateaus": [store.load(f"plateaus_{i:02d}") for i in range(len(config["sim_betas"]))],
+    }
+
+
+def load(path):
+    """The results of a file written by ``run``.
+
+    Returns:
+        dict with ``config``; ``configurations`` (one dict per ``CONFIGURATIONS`` entry: the
+        classification over ``betas``), ``prepared`` (one per prepared beta), ``plateaus``
+        (one per simulated beta); the fit tables ``eigen_fits``, ``prepared_fits``,
+        ``plateau_fits`` (columns in ``eigen_fits``, ``prepared_fits``, ``plateau_fits``).
+    """
+    store, config = open_study_store(path, STUDY)
+    data = {"config": config, **_entries(store, config)}
+    for name in ("eigen_fits", "prepared_fits", "plateau_fits"):
+        data[name] = store.load_observable(name)[0]
+    return data
+
+
+def plot(path):
+    """Four panels, all read from the HDF5 file and saved as PNG beside it: ascent ratio vs
+    beta for the k-gon clusters; prepared plateau durations vs beta; uniform-start plateau
+    durations vs (1 - alpha) beta, and vs the inverse ascent ratio of the stalled state.
+
+    Returns:
+        the ``Figure``.
+    """
+    data = load(path)
+    config = data["config"]
+    fits, pfits, ufits = data["eigen_fits"], data["prepared_fits"], data["plateau_fits"]
+    fig = new_figure(13, 9.5)
+    axes = fig.subplots(2, 2)
     ax = axes[0, 0]
     for j, (label, k, m, d) in enumerate(CONFIGURATIONS):
         alpha, slope, _, intercept = fits[j][:4]
         if k < 2 or m == 1 or d != 2 or np.isnan(slope):
             continue
-        e = store.load(f"config_{j:02d}")
+        e = data["configurations"][j]
         keep = e["ratio"] > 0
         (line,) = ax.semilogy(
             e["betas"][keep],
@@ -349,7 +419,7 @@ def plot(path, config, out):
     ax.legend(fontsize=7)
 
     ax = axes[0, 1]
-    beta, durations, censoreds, ratios = prepared_columns(store, config)
+    beta, durations, censoreds, ratios = prepared_columns(data["prepared"])
     for j, k in enumerate(config["prepared_ks"]):
         alpha, slope, se, intercept, _, product, _ = pfits[j]
         duration, censored, ratio = durations[:, j], censoreds[:, j], ratios[:, j]
@@ -373,7 +443,7 @@ def plot(path, config, out):
     )
     ax.legend(fontsize=7)
 
-    cols = plateau_table(store, config)
+    cols = plateau_table(data["plateaus"])
     ok = cols["censored"] == 0
     duration = cols["end"] - cols["start"]
     ax = axes[1, 0]
@@ -410,11 +480,13 @@ def plot(path, config, out):
     ax.set_ylabel("plateau duration")
     ax.set_title(f"uniform starts: log-log slope {ufits[2][0]:.2f} +- {ufits[2][1]:.2f}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, figure_path(path))
+    return fig
 
 
-def print_tables(store, config, fits, pfits, ufits):
+def print_tables(data):
+    """The classification at a few betas and the three fit tables."""
+    config, fits, pfits, ufits = data["config"], data["eigen_fits"], data["prepared_fits"], data["plateau_fits"]
     betas = config["betas"]
     shown = [b for b in (1.0, 4.0, 10.0) if b in betas] or list(betas[:3])
     print(
@@ -422,7 +494,7 @@ def print_tables(store, config, fits, pfits, ufits):
         + " ".join(f"{'beta=' + format(b, 'g'):>27s}" for b in shown)
     )
     for j, (label, k, _, _) in enumerate(CONFIGURATIONS):
-        e = store.load(f"config_{j:02d}")
+        e = data["configurations"][j]
         cells = []
         for b in shown:
             i = int(np.argmin(np.abs(e["betas"] - b)))
@@ -462,70 +534,57 @@ def print_tables(store, config, fits, pfits, ufits):
         print(f"{name:32s} {slope:7.3f} {se:6.3f} {ref:9.3f}")
 
 
-def run(args):
-    config = make_config(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"critical_points_{args.dynamics}_d{args.d}_n{args.n}.h5"
-    store = ResultStore(path, config=config)
-    for j, (label, k, m, d) in enumerate(tqdm(CONFIGURATIONS, desc="configurations")):
-        if not store.done(f"config_{j:02d}"):
-            m = args.tokens_per_vertex if m is None else m
-            store.save(f"config_{j:02d}", label=label, **scan_configuration(k, m, d, args.betas, args.tol))
-    for i, beta in enumerate(tqdm(args.prepared_betas, desc="prepared starts")):
-        if not store.done(f"prepared_{i:02d}"):
-            store.save(f"prepared_{i:02d}", **scan_prepared(beta, args))
-    x0 = sample_sphere(args.n, args.d, batch=args.batch, seed=args.seed)
-    for i, beta in enumerate(tqdm(args.sim_betas, desc="uniform starts")):
-        if not store.done(f"plateaus_{i:02d}"):
-            store.save(f"plateaus_{i:02d}", **scan_plateaus(x0, beta, args))
-    fits = eigen_fits(store, config)
-    pfits = prepared_fits(store, config)
-    ufits = plateau_fits(plateau_table(store, config))
-    store.save_observable(
-        "eigen_fits",
-        fits,
-        overwrite=True,
-        attrs=dict(
-            columns="alpha, slope, stderr, intercept, points, slope with p log beta, its stderr, p, its stderr",
-            rows="; ".join(c[0] for c in CONFIGURATIONS),
-        ),
+def parse_args(argv=None):
+    p = study_parser(__doc__, out="results/critical_points")
+    p.add_argument("--betas", type=float, nargs="+", default=list(np.arange(0.0, 20.5, 1.0)))
+    p.add_argument("--tokens-per-vertex", type=int, default=4)
+    p.add_argument("--tol", type=float, default=1e-8, help="relative classification tolerance")
+    p.add_argument("--fit-beta-min", type=float, default=4.0)
+    p.add_argument("--ratio-floor", type=float, default=1e-10, help="smallest ascent ratio fitted (rounding is ~1e-15)")
+    p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
+    p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
+    p.add_argument("--prepared-betas", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
+    p.add_argument("--prepared-t-max", type=float, default=2000.0)
+    p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
+    p.add_argument(
+        "--prepared-ratio-max",
+        type=float,
+        default=0.2,
+        help="prepared runs with a larger ascent ratio are not fitted (the escape "
+        "is not slow against the collapse into the caps)",
     )
-    store.save_observable(
-        "prepared_fits",
-        pfits,
-        overwrite=True,
-        attrs=dict(
-            columns="alpha, slope, stderr, intercept, minus ratio slope, mean log(T ratio), points",
-            rows="k = "
-            + ", ".join(str(k) for k in args.prepared_ks)
-            + "; last: log T vs -log ratio over all k (slope, stderr, intercept, ..., points)",
-        ),
-    )
-    store.save_observable(
-        "plateau_fits",
-        ufits,
-        overwrite=True,
-        attrs=dict(
-            columns="slope, stderr, intercept, reference",
-            rows="log T vs beta (reference mean(1 - alpha)); log T vs (1 - alpha) beta; "
-            "log T vs -log ratio of the merged state; log T vs -log ratio at the critical point",
-        ),
-    )
-    png = path.with_suffix(".png")
-    plot(path, config, png)
-    print_tables(store, config, fits, pfits, ufits)
-    print(f"\nsaved {path} and {png}")
-    return path
+    p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--d", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8, help="uniform starts per simulated beta")
+    p.add_argument("--t-max", type=float, default=1000.0)
+    p.add_argument("--dt", type=float, default=0.1)
+    p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--link-tol", type=float, default=1e-3, help="cluster linkage tolerance")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def make_config(args):
+    """The study's config from the command line."""
+    fields = [f.name for f in dataclasses.fields(CriticalPointsConfig)]
+    values = {name: getattr(args, name) for name in fields}
+    for name in ("betas", "prepared_betas", "sim_betas"):
+        values[name] = tuple(float(b) for b in values[name])
+    values["prepared_ks"] = tuple(int(k) for k in values["prepared_ks"])
+    return CriticalPointsConfig(**values)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    for k in args.prepared_ks:
-        if k < 2 or args.prepared_n % k:
-            raise ValueError(f"--prepared-ks must be >= 2 and divide --prepared-n = {args.prepared_n}, got {k}")
-    # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
-    with threadpool_limits(1, user_api="blas"):
-        return run(args)
+    config = make_config(args)
+    path = result_path(args.out, f"critical_points_{config.dynamics}_d{config.d}_n{config.n}", config)
+    run(config, path, progress=not args.no_progress)
+    plot(path)
+    print_tables(load(path))
+    print(f"\nsaved {path} and {figure_path(path)}")
+    return path
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from particles.critical_points import (
     classify_critical_point,
     polygon_configuration,
 )
-from particles.io import ResultStore
 from simulations import critical_points as script
 
 ARGS = [
@@ -52,22 +51,25 @@ def test_writes_results_and_figure(tmp_path):
     args = ARGS + ["--out", str(tmp_path)]
     path = script.main(args)
     assert path.with_suffix(".png").stat().st_size > 10_000
-    store = ResultStore(path, config=script.make_config(script.parse_args(args)))
+    assert path.name.startswith("critical_points_SA_d2_n8_")
+    data = script.load(path)
     labels = [c[0] for c in script.CONFIGURATIONS]
     # Two antipodal clusters: ascent ratio 2 / (e^{2 beta} - 1) in closed form.
-    pair = store.load(f"config_{labels.index('2 clusters'):02d}")
+    pair = data["configurations"][labels.index("2 clusters")]
     np.testing.assert_allclose(pair["ratio"][1:], 2 / np.expm1(2 * pair["betas"][1:]), rtol=1e-9)
-    fits, _ = store.load_observable("eigen_fits")
+    fits = data["eigen_fits"]
     np.testing.assert_allclose(fits[labels.index("2 clusters"), 1], -2.0, atol=0.01)
     # A stored classification equals a direct recomputation.
-    tri = store.load(f"config_{labels.index('3 clusters'):02d}")
+    tri = data["configurations"][labels.index("3 clusters")]
     direct = classify_critical_point(polygon_configuration(3, 2), 4.0, tol=1e-8)
     i = list(tri["betas"]).index(4.0)
     np.testing.assert_allclose(tri["eigenvalues"][i], direct.eigenvalues, rtol=1e-12)
     assert KINDS[tri["kind"][i]] == direct.kind == "strict saddle"
-    single = store.load(f"config_{labels.index('single cluster'):02d}")
+    single = data["configurations"][labels.index("single cluster")]
     assert all(KINDS[k] == "maximum" for k in single["kind"])
-    prepared = store.load("prepared_00")
+    prepared = data["prepared"][0]
     assert prepared["k"].tolist() == [3, 4] and np.all(prepared["end"] > prepared["start"])
-    plateaus = store.load("plateaus_00")
+    plateaus = data["plateaus"][0]
     assert plateaus["beta"] == 6.0 and np.all(plateaus["clusters"] >= 2)
+    with pytest.raises(ValueError, match="prepared_ks must be >= 2"):
+        script.make_config(script.parse_args(["--prepared-ks", "7", "--prepared-n", "12"]))

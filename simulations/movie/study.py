@@ -16,18 +16,20 @@ Files go to ``<out>/<name>.mp4`` and ``<out>/<name>.gif`` (default ``movies/``).
 """
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
 import particles
-from particles.movie import FORMATS, save_movie
+from simulations.common.naming import config_digest
+
+from .render import FORMATS, save_movie
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="python -m simulations.movie",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_argument_group("what to show")
     src.add_argument(
@@ -76,9 +78,7 @@ def load_or_simulate(args):
     if args.source is not None:
         if not args.source.is_file():
             sys.exit(f"error: --from must be an HDF5 run file, got {str(args.source)!r}")
-        from particles import io
-
-        traj = io.load(args.source)
+        traj = particles.load(args.source)
         system = "" if args.system is None else f"_system{args.system}"
         return traj, f"{args.source.stem}{system}"
     x0 = particles.sample_sphere(args.n, args.d, seed=args.seed)
@@ -94,9 +94,8 @@ def load_or_simulate(args):
         **store,
     )
     config = {k: getattr(args, k) for k in ("d", "n", "beta", "t_max", "dt", "dynamics", "method", "seed")}
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     shape = {2: "circle", 3: "sphere"}.get(args.d, f"d{args.d}")
-    return traj, f"{shape}_n{args.n}_beta{args.beta:g}_{args.dynamics}_{digest}"
+    return traj, f"{shape}_n{args.n}_beta{args.beta:g}_{args.dynamics}_{config_digest(config)}"
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""particles.movie: frame selection, decoded files (frame count, size, timing) and guards."""
+"""simulations.movie.render: frame selection, decoded files (frame count, size, timing) and guards."""
 
 import dataclasses
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import particles
-from particles.movie import frame_indices, movie_frames, save_movie
+from simulations.movie import frame_indices, movie_frames, save_movie
 
 SIZE = 96
 
