@@ -6,10 +6,8 @@ import torch
 from hessian_reference import reference_split
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh
 
-from hessian import CurvatureProblem, hessian_operator
+from hessian import KINDS, CurvatureProblem, hessian_operator
 from hessian.operators import functional_hessian_operator, ggn_operator
-
-KINDS = ("H", "H_o", "H_f")
 
 
 @pytest.fixture

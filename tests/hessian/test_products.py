@@ -6,7 +6,7 @@ import pytest
 import torch
 from hessian_reference import reference_split
 
-from hessian import CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer
+from hessian import KINDS, CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer
 from hessian.products import (
     functional_hessian_vector_product,
     ggn_vector_product,
@@ -17,7 +17,6 @@ from hessian.products import (
 )
 
 ATOL = 1e-12  # float64 autograd on both sides, O(1) entries
-KINDS = ("H", "H_o", "H_f")
 
 
 @pytest.fixture
