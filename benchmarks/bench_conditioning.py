@@ -28,7 +28,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from hessian.conditioning import extreme_eigenvalues
 from hessian.experiments.size_sweep import SizeSweepConfig, row_setup
-from hessian.operators import ggn_operator, hessian_operator
+from hessian.problem import CurvatureProblem
 
 
 def plain_both_ends(op, tol: float, maxiter: int) -> tuple[np.ndarray | None, int]:
@@ -66,12 +66,9 @@ def main(argv=None) -> None:
     )
     for d in d_models:
         setup, params = row_setup(config, d, 1, "softmax")
-        problem = (setup.model, setup.loss, params, setup.tokens, setup.target)
-        for label, make, block in (
-            ("H  W_Q", hessian_operator, "blocks.0.attn.W_Q"),
-            ("H_o W_V", ggn_operator, "blocks.0.attn.W_V"),
-        ):
-            op = make(*problem, [block])
+        data = (setup.model, setup.loss, params, setup.tokens, setup.target)
+        for label, kind, block in (("H  W_Q", "H", "blocks.0.attn.W_Q"), ("H_o W_V", "H_o", "blocks.0.attn.W_V")):
+            op = CurvatureProblem(*data, [block]).curvature(kind).operator()
             P = op.shape[0]
             t0 = time.perf_counter()
             M = op.matmat(np.eye(P))

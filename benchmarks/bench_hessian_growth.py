@@ -36,7 +36,7 @@ import torch
 from hessian.experiments.block_norms import KINDS, hutchpp_split_norms
 from hessian.experiments.growth import GrowthConfig, build, measure_point, point_params
 from hessian.interop import FunctionalModule, LossModule
-from hessian.products import make_ggnvp, make_hvp
+from hessian.problem import CurvatureProblem
 
 
 def reference_point(config, setup, params, seed):
@@ -149,9 +149,11 @@ def main() -> None:
     print(f"\ncross-check at sigma = {config.sigmas[k]:.3g}: Hutch++ (our products, sketch 16, 64 probes) vs exact")
     for b, block in enumerate(("Q", "V")):
         name = [f"blocks.0.attn.W_{block}"]
-        hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, chunk_size=None)
-        ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, chunk_size=None)
-        est = hutchpp_split_norms(hvp, ggnvp, hvp.dim, sketch=16, probes=64, seed=0, dtype=torch.float64)
+        problem = CurvatureProblem(setup.model, setup.loss, params, setup.tokens, setup.target, name)
+        # the (k, P) -> (k, P) torch products of the operators, all k vectors in one vmap call
+        hvp = problem.curvature("H", chunk_size=None).operator().torch_matmat
+        ggnvp = problem.curvature("H_o", chunk_size=None).operator().torch_matmat
+        est = hutchpp_split_norms(hvp, ggnvp, problem.dim, sketch=16, probes=64, seed=0, dtype=torch.float64)
         want = exact[(0, k)][b]
         for q, kind in enumerate(KINDS):
             if want[q] == 0:

@@ -4,7 +4,7 @@ Reference setting (theory note §3.3-3.5): d_model = d_head = 128, d_mlp 512, 1 
 causal softmax attention, cross-entropy on the answer positions 11..16 against tokens 12..17, float32.
 Times, in one run and on the same product H v with v in R^16384:
 
-* ours, one vector per call (``make_hvp``) and k vectors per call (vmap);
+* ours, one vector per call (``Curvature.matvec``) and k vectors per call (``Curvature.matmat``, vmap);
 * ours with ``Transformer(readout=(11, 17))``: the same numbers, computed only for the scored rows;
 * curvlinops' ``HessianLinearOperator``, one vector and k vectors (its own vmap).
 
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from hessian import CrossEntropyLoss, Transformer, make_hvp
+from hessian import CrossEntropyLoss, CurvatureProblem, Transformer
 from hessian.interop import FunctionalModule, LossModule
 
 BLOCK = "blocks.0.attn.W_Q"
@@ -62,8 +62,8 @@ def main() -> None:
     V = torch.randn(args.batch, P, generator=gen, dtype=dtype)
     v = V[0]
 
-    hvp = make_hvp(model, loss, params, tokens, tokens, [BLOCK], dtype=dtype)
-    hvp_short = make_hvp(short, CrossEntropyLoss(), params, tokens, answers, [BLOCK], dtype=dtype)
+    H = CurvatureProblem(model, loss, params, tokens, tokens, [BLOCK], dtype=dtype).H
+    H_short = CurvatureProblem(short, CrossEntropyLoss(), params, tokens, answers, [BLOCK], dtype=dtype).H
 
     from curvlinops import HessianLinearOperator
 
@@ -75,16 +75,16 @@ def main() -> None:
 
     # the four implementations compute the same product
     ref = (op @ VT).T
-    for name, out in (("ours", hvp(V)), ("ours+readout", hvp_short(V))):
+    for name, out in (("ours", H.matmat(VT).T), ("ours+readout", H_short.matmat(VT).T)):
         err = ((out - ref).norm() / ref.norm()).item()
         print(f"relative difference {name} vs curvlinops: {err:.2e}")
 
     k = args.batch
     rows = [
-        ("ours, single (make_hvp)", 1 / best_time(lambda: hvp(v), args.repeats)),
-        (f"ours, vmap batch {k} (chunks of 8)", k / best_time(lambda: hvp(V), args.repeats)),
-        ("ours+readout, single", 1 / best_time(lambda: hvp_short(v), args.repeats)),
-        (f"ours+readout, vmap {k} (chunks 8)", k / best_time(lambda: hvp_short(V), args.repeats)),
+        ("ours, single (H.matvec)", 1 / best_time(lambda: H.matvec(v), args.repeats)),
+        (f"ours, vmap batch {k} (chunks of 8)", k / best_time(lambda: H.matmat(VT), args.repeats)),
+        ("ours+readout, single", 1 / best_time(lambda: H_short.matvec(v), args.repeats)),
+        (f"ours+readout, vmap {k} (chunks 8)", k / best_time(lambda: H_short.matmat(VT), args.repeats)),
         ("curvlinops, single (op @ v)", 1 / best_time(lambda: op @ v, args.repeats)),
         (f"curvlinops, batch {k} (op @ V)", k / best_time(lambda: op @ VT, args.repeats)),
     ]

@@ -313,8 +313,8 @@ MUTATIONS = [
     dict(
         id="functional_product_sign",
         file="hessian/products.py",
-        old="return lambda V: h(V) - g(V)",
-        new="return lambda V: h(V) + g(V)",
+        old="h(V, chunk_size) - g(V, chunk_size)",
+        new="h(V, chunk_size) + g(V, chunk_size)",
         tests=["tests/hessian/test_products.py::test_products_match_dense"],
         description="functional Hessian product H v + G v instead of H v - G v",
     ),

@@ -1,8 +1,14 @@
 """Curvature of self-attention layers: exact Hessian blocks, Gauss-Newton split, closed forms, estimators.
 
-Every function takes a functional model ``f(params, X)``, a loss ``loss(output, Y)``, the parameter dict,
-the data and a list of block names (e.g. ``"blocks.0.attn.W_Q"``); analysis runs in float64 by default.
+Describe a problem once, ``problem = CurvatureProblem(model, loss, params, X, Y, blocks)`` (a functional model
+``f(params, X)``, a loss ``loss(output, Y)``, the parameter dict, the data and the block names, e.g.
+``"blocks.0.attn.W_Q"``; float64 by default), then ask it for a curvature, ``problem.H``, ``problem.H_o`` or
+``problem.H_f``, and that for ``.dense()``, ``.matvec(v)`` / ``.matmat(V)``, ``.operator()`` or an estimate
+(``.trace()``, ``.frobenius_norm()``, ``.top_eigenvalues()``, ``.condition_number()``, ...). The estimators
+also take any operator or matrix.
 """
+
+from importlib import import_module
 
 from . import block as block
 from . import closed_form as closed_form
@@ -16,22 +22,14 @@ from .conditioning import NegativeMass as NegativeMass
 from .conditioning import condition_number as condition_number
 from .conditioning import extreme_eigenvalues as extreme_eigenvalues
 from .conditioning import negative_mass as negative_mass
+from .curvature import Curvature as Curvature
 from .dataset_size import per_sample_hessians as per_sample_hessians
 from .dense import HessianSplit as HessianSplit
-from .dense import dense_hessian as dense_hessian
-from .dense import functional_hessian as functional_hessian
-from .dense import gauss_newton as gauss_newton
-from .dense import ggn_matrix as ggn_matrix
-from .dense import hessian_matrix as hessian_matrix
 from .dense import hessian_split as hessian_split
 from .estimators import Estimate as Estimate
 from .estimators import SpectralDensity as SpectralDensity
 from .estimators import diagonal as diagonal
 from .estimators import frobenius_norm as frobenius_norm
-from .estimators import hutchinson_diagonal as hutchinson_diagonal
-from .estimators import hutchinson_squared_frobenius as hutchinson_squared_frobenius
-from .estimators import hutchinson_trace as hutchinson_trace
-from .estimators import hutchpp_trace as hutchpp_trace
 from .estimators import spectral_density as spectral_density
 from .estimators import top_eigenvalues as top_eigenvalues
 from .estimators import trace as trace
@@ -43,6 +41,7 @@ from .jacobians import BlockJacobian as BlockJacobian
 from .jacobians import JacobianOperator as JacobianOperator
 from .jacobians import jacobian as jacobian
 from .jacobians import jacobian_operator as jacobian_operator
+from .kinds import KINDS as KINDS
 from .landscape import Landscape as Landscape
 from .landscape import QuadraticModel as QuadraticModel
 from .landscape import loss_landscape as loss_landscape
@@ -56,18 +55,19 @@ from .models import AttentionKind as AttentionKind
 from .models import LinearMLP as LinearMLP
 from .models import SelfAttention as SelfAttention
 from .models import Transformer as Transformer
-from .operators import CurvatureOperator as CurvatureOperator
-from .operators import functional_hessian_operator as functional_hessian_operator
-from .operators import ggn_operator as ggn_operator
 from .operators import hessian_operator as hessian_operator
-from .products import (
-    functional_hessian_vector_product as functional_hessian_vector_product,
-)
-from .products import ggn_vector_product as ggn_vector_product
-from .products import hessian_vector_product as hessian_vector_product
-from .products import make_functional_hvp as make_functional_hvp
-from .products import make_ggnvp as make_ggnvp
-from .products import make_hvp as make_hvp
+from .problem import CurvatureProblem as CurvatureProblem
+
+# kept for the study modules until they migrate (``from hessian import dense_hessian``); not part of the API:
+# ``CurvatureProblem(...).H.dense()`` is the public form
+_KEPT_FOR_STUDIES = {"dense_hessian": "dense"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _KEPT_FOR_STUDIES:
+        return getattr(import_module(f".{_KEPT_FOR_STUDIES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     # models and losses
@@ -77,40 +77,20 @@ __all__ = [
     "AttentionKind",
     "MSELoss",
     "CrossEntropyLoss",
-    # exact dense curvature
-    "dense_hessian",
-    "gauss_newton",
-    "functional_hessian",
-    "hessian_split",
-    "HessianSplit",
-    "hessian_matrix",
-    "ggn_matrix",
+    # the problem, described once, and its curvatures H, H_o, H_f: dense blocks, products, operator, estimates
+    "CurvatureProblem",
+    "Curvature",
+    "KINDS",
     "BlockMatrix",
-    # matrix-free products and operators
-    "hessian_vector_product",
-    "ggn_vector_product",
-    "functional_hessian_vector_product",
-    "make_hvp",
-    "make_ggnvp",
-    "make_functional_hvp",
+    "HessianSplit",
+    # shortcuts: CurvatureProblem(...).split() and CurvatureProblem(...).H.operator() in one call
+    "hessian_split",
     "hessian_operator",
-    "ggn_operator",
-    "functional_hessian_operator",
-    "CurvatureOperator",
-    # Jacobians of the output (input tokens and parameter blocks)
-    "jacobian",
-    "BlockJacobian",
-    "jacobian_operator",
-    "JacobianOperator",
-    # estimators
+    # estimators of any operator or matrix
     "Estimate",
     "trace",
-    "hutchinson_trace",
-    "hutchpp_trace",
     "frobenius_norm",
-    "hutchinson_squared_frobenius",
     "diagonal",
-    "hutchinson_diagonal",
     "top_eigenvalues",
     "spectral_density",
     "SpectralDensity",
@@ -121,6 +101,11 @@ __all__ = [
     "Conditioning",
     "negative_mass",
     "NegativeMass",
+    # Jacobians of the output (input tokens and parameter blocks)
+    "jacobian",
+    "BlockJacobian",
+    "jacobian_operator",
+    "JacobianOperator",
     # loss landscapes (Li, Xu, Taylor, Studer & Goldstein, 2018)
     "loss_landscape",
     "Landscape",

@@ -8,23 +8,31 @@ import torch
 from torch import Tensor
 
 
-def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int if it is an integer >= ``minimum``, else raise."""
+def check_int(name: str, value: object, *, low: int = 1) -> int:
+    """Return ``value`` if it is an int (not a bool) >= ``low``, else raise."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+        raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value}")
     return value
 
 
-def check_float_dtype(dtype: object, name: str = "dtype") -> torch.dtype:
-    """Return ``dtype`` if it is torch.float32 or torch.float64."""
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name} must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype  # type: ignore[return-value]
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """The old argument order of ``check_int``.
+
+    Kept for the study modules (block, training, dataset_size, flow, experiments) until they migrate.
+    """
+    return check_int(name, value, low=minimum)
 
 
-def check_finite(tensor: Tensor, name: str) -> None:
+def check_float_dtype(name: str, value: object) -> torch.dtype:
+    """Return ``value`` if it is torch.float32 or torch.float64."""
+    if value not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be torch.float32 or torch.float64, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def check_finite(name: str, tensor: Tensor) -> None:
     """Raise ``ValueError`` if a floating tensor holds NaN or inf."""
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
@@ -45,7 +53,7 @@ def check_params(params: object) -> dict[str, Tensor]:
             raise TypeError(f"params keys must be str, got {type(key).__name__} {key!r}")
         if not isinstance(value, Tensor):
             raise TypeError(f"params[{key!r}] must be a torch.Tensor, got {type(value).__name__}")
-        check_finite(value, f"params[{key!r}]")
+        check_finite(f"params[{key!r}]", value)
         out[key] = value
     return out
 

@@ -1,4 +1,7 @@
-"""Validation and dtype casting of (model, loss, params, X, Y, blocks), done once per public call."""
+"""The checked record of a curvature problem (model, loss, params, X, Y, blocks), validated and cast once.
+
+``hessian.problem.CurvatureProblem`` is its public face; the products, dense matrices and operators take it.
+"""
 
 from __future__ import annotations
 
@@ -44,42 +47,50 @@ def _cast(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype) if x.is_floating_point() else x
 
 
-def make_problem(
+def check_problem(
     model: object, loss: object, params: object, X: object, Y: object, blocks: object, dtype: object
-) -> Problem:
-    """Check every argument, cast floating tensors to ``dtype`` and check that the loss is a finite scalar."""
+) -> tuple[Model, Loss, dict[str, Tensor], Tensor, Tensor, tuple[str, ...]]:
+    """The fields of a ``Problem``: every argument checked, floating tensors cast to ``dtype``, the loss a finite
+    scalar at ``params``."""
     if not callable(model):
         raise TypeError(f"model must be a callable f(params, X), got {type(model).__name__}")
     if not callable(loss):
         raise TypeError(f"loss must be a callable loss(output, Y) -> scalar, got {type(loss).__name__}")
-    dtype = check_float_dtype(dtype)
+    dtype = check_float_dtype("dtype", dtype)
     params = check_params(params)
     for name, value in (("X", X), ("Y", Y)):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        check_finite(value, name)
+        check_finite(name, value)
     names = check_blocks(blocks, params)
     params = {k: _cast(v, dtype) for k, v in params.items()}
-    problem = Problem(model, loss, params, _cast(X, dtype), _cast(Y, dtype), names)
+    Xc, Yc = _cast(X, dtype), _cast(Y, dtype)
     with torch.no_grad():
         try:
-            out = model(problem.params, problem.X)
+            out = model(params, Xc)
         except (RuntimeError, IndexError) as err:
             raise ValueError(f"model(params, X) failed for X of shape {tuple(X.shape)}: {err}") from err
         if not isinstance(out, Tensor):
             raise TypeError(f"model must return a torch.Tensor, got {type(out).__name__}")
         try:
-            value = loss(out, problem.Y)
+            value = loss(out, Yc)
         except RuntimeError as err:
             raise ValueError(
-                f"loss(output, Y) failed for output {tuple(out.shape)} and Y {tuple(problem.Y.shape)}: {err}"
+                f"loss(output, Y) failed for output {tuple(out.shape)} and Y {tuple(Yc.shape)}: {err}"
             ) from err
     if not isinstance(value, Tensor) or value.ndim != 0:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(f"loss must return a scalar (0-dim tensor), got {shape}")
     if not bool(torch.isfinite(value)):
         raise ValueError(f"loss at the given params is not finite: {value.item()}")
-    return problem
+    return model, loss, params, Xc, Yc, names
+
+
+def make_problem(
+    model: object, loss: object, params: object, X: object, Y: object, blocks: object, dtype: object
+) -> Problem:
+    """The checked ``Problem`` (``check_problem``)."""
+    return Problem(*check_problem(model, loss, params, X, Y, blocks, dtype))
 
 
 def unflatten(problem_names: tuple[str, ...], shapes: tuple[tuple[int, ...], ...], w: Tensor) -> dict[str, Tensor]:

@@ -27,20 +27,17 @@ stochastic Lanczos quadrature (``estimators.slq``), exact up to the probe averag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
-from torch import Tensor
 
-from ._checks import check_positive_int
-from ._problem import Loss, Model
+from ._checks import check_int
 from .block_matrix import BlockMatrix
 from .estimators._base import as_matmat, mean_and_stderr
 from .estimators.slq import lanczos, spectral_density
-from .operators import functional_hessian_operator, ggn_operator, hessian_operator
 
 #: largest n for which an operator is turned into a dense matrix (n products) and diagonalised by LAPACK
 DENSE_THRESHOLD = 1024
@@ -171,7 +168,7 @@ def _spectrum(A: object) -> np.ndarray:
 
 
 def _check_threshold(dense_threshold: object) -> int:
-    return check_positive_int(dense_threshold, "dense_threshold", minimum=0)
+    return check_int("dense_threshold", dense_threshold, low=0)
 
 
 def extreme_eigenvalues(
@@ -188,7 +185,7 @@ def extreme_eigenvalues(
     """The k largest and/or k smallest (algebraic) eigenvalues of a symmetric operator.
 
     Args:
-        A: symmetric (n, n) ``CurvatureOperator`` (e.g. ``hessian_operator``), scipy LinearOperator, numpy array,
+        A: symmetric (n, n) ``CurvatureOperator`` (``Curvature.operator()``), scipy LinearOperator, numpy array,
             torch tensor or BlockMatrix.
         k: eigenvalues per end, 1 <= k < n (for "both" on the Lanczos path 2k < n).
         which: "largest", "smallest", "both" (k at each end) or "magnitude" (k largest |lambda|).
@@ -212,7 +209,7 @@ def extreme_eigenvalues(
         [-1.0, 3.0]
     """
     which = _check_which(which)
-    check_positive_int(k, "k")
+    check_int("k", k)
     dense_threshold = _check_threshold(dense_threshold)
     matmat, n, dtype, dense = _operator(A)
     if k >= n:
@@ -341,7 +338,7 @@ def condition_number(
     ``min(|lambda_1|, |lambda_n|) > rtol |lambda|_max``), otherwise NaN and -1 (the smallest |lambda| is interior).
 
     Args:
-        A: symmetric (n, n) operator, array, tensor or BlockMatrix (e.g. ``ggn_operator(...)`` for H_o).
+        A: symmetric (n, n) operator, array, tensor or BlockMatrix (e.g. ``problem.H_o.operator()``).
         rtol: relative rank tolerance (None: n eps).
         dense_threshold: largest n for the dense path (0: always Lanczos).
         tol: Lanczos accuracy relative to |lambda|_max (``extreme_eigenvalues``).
@@ -426,40 +423,3 @@ def negative_mass(
     # delta method for a ratio of means: var(a - mass b) / (P mean(b)^2)
     mass_se = se(a - mass * b) / float(b.mean()) if b.mean() > 0 else 0.0
     return NegativeMass(float(s.mean()), se(s), mass, mass_se, "slq")
-
-
-CURVATURES = {"H": hessian_operator, "H_o": ggn_operator, "H_f": functional_hessian_operator}
-
-
-def block_condition_number(
-    model: Model,
-    loss: Loss,
-    params: Mapping[str, Tensor],
-    X: Tensor,
-    Y: Tensor,
-    blocks: Sequence[str] | str | None = None,
-    *,
-    curvature: str = "H",
-    dtype: torch.dtype = torch.float64,
-    rtol: float | None = None,
-    dense_threshold: int = DENSE_THRESHOLD,
-    tol: float = 1e-10,
-    seed: int = 0,
-) -> Conditioning:
-    """``condition_number`` of the diagonal block of H, H_o or H_f over ``blocks`` of ``loss(model(params, X), Y)``.
-
-    Args:
-        model, loss, params, X, Y, blocks, dtype: as in ``dense_hessian`` / ``hessian_operator``.
-        curvature: "H" (Hessian), "H_o" (Gauss-Newton, PSD for convex losses) or "H_f" (functional, H - H_o).
-        rtol, dense_threshold, tol, seed: as in ``condition_number``.
-
-    Returns:
-        Conditioning of the (P, P) block.
-
-    Raises:
-        ValueError: unknown curvature, and the errors of ``hessian_operator`` and ``condition_number``.
-    """
-    if curvature not in CURVATURES:
-        raise ValueError(f"curvature must be one of {sorted(CURVATURES)}, got {curvature!r}")
-    op = CURVATURES[curvature](model, loss, params, X, Y, blocks, dtype=dtype)
-    return condition_number(op, rtol=rtol, dense_threshold=dense_threshold, tol=tol, seed=seed)

@@ -23,12 +23,12 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 from torch.func import jvp, vjp
 
-from ._checks import check_finite, check_float_dtype, check_params, check_positive_int
+from ._checks import check_finite, check_float_dtype, check_int, check_params
 from ._problem import Model, _cast, flatten, unflatten
 from .dense import MAX_PARAMS
 from .estimators import Estimate, top_eigenvalues
 from .operators import CurvatureOperator
-from .products import DEFAULT_CHUNK, _batched
+from .products import DEFAULT_CHUNK, batched
 
 #: name of the model input among the differentiated arguments
 INPUT = "X"
@@ -84,11 +84,11 @@ def _check_wrt(wrt: object, params: Mapping[str, Tensor], X: Tensor) -> tuple[st
 def _make_problem(model: object, params: object, X: object, wrt: object, dtype: object) -> _Problem:
     if not callable(model):
         raise TypeError(f"model must be a callable f(params, X), got {type(model).__name__}")
-    dtype = check_float_dtype(dtype)
+    dtype = check_float_dtype("dtype", dtype)
     params = check_params(params)
     if not isinstance(X, Tensor):
         raise TypeError(f"X must be a torch.Tensor, got {type(X).__name__}")
-    check_finite(X, "X")
+    check_finite("X", X)
     names = _check_wrt(wrt, params, X)
     params = {k: _cast(v, dtype) for k, v in params.items()}
     X = _cast(X, dtype)
@@ -101,7 +101,7 @@ def _make_problem(model: object, params: object, X: object, wrt: object, dtype: 
         raise TypeError(
             f"model must return a floating torch.Tensor, got {type(out).__name__} {getattr(out, 'dtype', '')}"
         )
-    check_finite(out, "model(params, X)")
+    check_finite("model(params, X)", out)
     args = {INPUT: X, **params}
     shapes = tuple(tuple(args[n].shape) for n in names)
 
@@ -115,7 +115,7 @@ def _make_problem(model: object, params: object, X: object, wrt: object, dtype: 
 
 def check_jacobian_size(N: int, P: int, max_entries: int) -> None:
     """Refuse an (N, P) dense Jacobian above ``max_entries`` entries, before allocating."""
-    check_positive_int(max_entries, "max_entries")
+    check_int("max_entries", max_entries)
     if N * P > max_entries:
         raise ValueError(
             f"dense Jacobian of {N} outputs by P={P} arguments needs an {N}x{P} matrix ({N * P * 8 / 2**20:.1f} MiB in "
@@ -197,14 +197,14 @@ def jacobian(
     problem = _make_problem(model, params, X, wrt, dtype)
     N, P = problem.out_dim, problem.dim
     check_jacobian_size(N, P, max_entries)
-    check_positive_int(chunk_size, "chunk_size")
+    check_int("chunk_size", chunk_size)
     if P < N:
         # P forward products J e_p are the columns (reverse mode, with one shared forward pass, wins at P = N)
         one = lambda v: jvp(problem.fn, (problem.w0,), (v,))[1]
-        matrix = _batched(one, torch.eye(P, dtype=dtype), chunk_size).T
+        matrix = batched(one, torch.eye(P, dtype=dtype), chunk_size).T
     else:
         _, pullback = vjp(problem.fn, problem.w0)
-        matrix = _batched(lambda u: pullback(u)[0], torch.eye(N, dtype=dtype), chunk_size)
+        matrix = batched(lambda u: pullback(u)[0], torch.eye(N, dtype=dtype), chunk_size)
     return BlockJacobian(matrix.contiguous(), problem.names, problem.shapes, problem.out_shape)
 
 
@@ -240,7 +240,7 @@ class JacobianOperator(LinearOperator):
                 raise ValueError(f"V must have shape ({n},) or (k, {n}), got {tuple(V.shape)}")
             if V.ndim == 2 and V.shape[0] == 0:
                 return V.new_zeros(0, m)
-            return _batched(one, V.to(self._torch_dtype), chunk_size)
+            return batched(one, V.to(self._torch_dtype), chunk_size)
 
         return apply
 
@@ -269,15 +269,12 @@ class JacobianOperator(LinearOperator):
         if side == "auto":
             side = "input" if P <= N else "output"
         if side == "input":
-            product = lambda V: self.torch_rmatmat(self.torch_matmat(V))
-            product.names, product.shapes, product.dim = self.names, self.shapes, P
-        elif side == "output":
-            product = lambda U: self.torch_matmat(self.torch_rmatmat(U))
-            product.names, product.shapes, product.dim = ("output",), (self.out_shape,), N
-        else:
-            raise ValueError(f"side must be 'auto', 'input' or 'output', got {side!r}")
-        product.dtype = self._torch_dtype
-        return CurvatureOperator(product)
+            product = lambda V: self.torch_rmatmat(self.torch_matmat(V))  # noqa: E731
+            return CurvatureOperator(product, self.names, self.shapes, self._torch_dtype)
+        if side == "output":
+            product = lambda U: self.torch_matmat(self.torch_rmatmat(U))  # noqa: E731
+            return CurvatureOperator(product, ("output",), (self.out_shape,), self._torch_dtype)
+        raise ValueError(f"side must be 'auto', 'input' or 'output', got {side!r}")
 
     def spectral_norm(self, *, tol: float = 1e-10, seed: int = 0, maxiter: int | None = None) -> Estimate:
         """Largest singular value ``||J||_2`` by Lanczos on the smaller Gram operator.
@@ -329,11 +326,12 @@ def jacobian_operator(
         ValueError, TypeError: as ``jacobian``.
 
     Example:
+        >>> from hessian.models import SelfAttention
         >>> layer = SelfAttention(d_model=3)
         >>> op = jacobian_operator(layer, layer.init(seed=0), torch.randn(4, 3, dtype=torch.float64))
         >>> op.shape, float(op.spectral_norm()) > 0
         ((12, 12), True)
     """
     if chunk_size is not None:
-        check_positive_int(chunk_size, "chunk_size")
+        check_int("chunk_size", chunk_size)
     return JacobianOperator(_make_problem(model, params, X, wrt, dtype), chunk_size)

@@ -18,7 +18,9 @@ from torch import Tensor
 from torch.func import vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ._checks import check_finite, check_params, check_positive_int
+from ._checks import check_finite, check_int, check_params
+from ._problem import flatten
+from .problem import CurvatureProblem
 
 #: default memory limit of one chunk of grid points (bytes)
 MAX_MEMORY = 2**30
@@ -108,7 +110,7 @@ def check_directions(directions: object, params: Mapping[str, Tensor]) -> list[d
                 raise ValueError(
                     f"directions[{k}][{name!r}]: parameter {name!r} has dtype {p.dtype}, expected a floating dtype"
                 )
-            check_finite(t, f"directions[{k}][{name!r}]")
+            check_finite(f"directions[{k}][{name!r}]", t)
             checked[name] = t.detach().to(p.dtype)
         out.append(checked)
     return out
@@ -197,9 +199,9 @@ def loss_landscape(
     params = check_params(params)
     dirs = check_directions(directions, params)
     axes = _check_grid(grid, len(dirs))
-    check_positive_int(max_memory, "max_memory")
+    check_int("max_memory", max_memory)
     if chunk_size is not None:
-        check_positive_int(chunk_size, "chunk_size")
+        check_int("chunk_size", chunk_size)
     names = sorted({n for d in dirs for n in d}, key=list(params).index)
     per_point, value = bytes_per_point(loss_fn, params, names)
     if not isinstance(value, Tensor) or value.ndim != 0:
@@ -301,10 +303,10 @@ def quadratic_model(
     """The second-order model of ``l(w) = loss(model(w, X), Y)`` on the grid of ``loss_landscape``.
 
     The gradient is exact (autograd) and ``d_k^T H d_l`` comes from exact Hessian-vector products
-    (``hessian.products.make_hvp``), so ``l(w + t d) - q(t) = O(t^3)``.
+    (``CurvatureProblem(...).H.matmat``), so ``l(w + t d) - q(t) = O(t^3)``.
 
     Args:
-        model, loss, params, X, Y: the problem, as in ``hessian_operator``.
+        model, loss, params, X, Y: the problem, as in ``CurvatureProblem``.
         directions: one dict name -> tensor, or a sequence of one or two.
         grid: as in ``loss_landscape``.
         dtype: computation dtype (float64 default).
@@ -313,21 +315,18 @@ def quadratic_model(
         ``QuadraticModel`` with the values on the grid and the coefficients.
 
     Raises:
-        ValueError, TypeError: as ``loss_landscape`` and ``make_hvp``.
+        ValueError, TypeError: as ``loss_landscape`` and ``CurvatureProblem``.
     """
-    from ._problem import flat_gradient, flatten
-    from .products import make_hvp
-
     params = check_params(params)
     dirs = check_directions(directions, params)
     axes = _check_grid(grid, len(dirs))
     names = [n for n in params if any(n in d for d in dirs)]
-    hvp = make_hvp(model, loss, params, X, Y, names, dtype=dtype)
+    problem = CurvatureProblem(model, loss, params, X, Y, names, dtype=dtype)
     full = [{n: d.get(n, torch.zeros_like(params[n])).to(dtype) for n in names} for d in dirs]
     V = torch.stack([flatten(d, tuple(names)) for d in full])
-    g, value = flat_gradient(model, loss, params, X, Y, names, dtype)
+    g, value = problem.gradient()
     slopes = (V @ g).detach().numpy()
-    HV = hvp(V)
+    HV = problem.H.matmat(V.T).T
     curvature = (V @ HV.T).detach().numpy()
     curvature = (curvature + curvature.T) / 2  # H is symmetric; average away round-off
     c = grid_coefficients(axes)

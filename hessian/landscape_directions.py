@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_blocks, check_params, check_positive_int
-from ._problem import flat_gradient, unflatten
+from ._checks import check_blocks, check_int, check_params
+from ._problem import unflatten
 from .estimators.eigen import lanczos_eigenpairs
-from .operators import hessian_operator
+from .problem import CurvatureProblem
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,12 @@ def top_eigenvector_directions(
 ) -> EigenDirections:
     """The k largest (algebraic) eigenpairs of the Hessian of ``loss(model(params, X), Y)`` as directions.
 
-    Implicitly restarted Lanczos (ARPACK ``eigsh``) on the matrix-free ``hessian_operator``, from the same
-    seeded start vector as ``hessian.estimators.top_eigenvalues``. Each eigenvector's sign is chosen so that
-    the loss decreases along it to first order (``g.v <= 0``).
+    Implicitly restarted Lanczos (ARPACK ``eigsh``) on the matrix-free ``CurvatureProblem(...).H.operator()``,
+    from the same seeded start vector as ``hessian.estimators.top_eigenvalues``. Each eigenvector's sign is chosen
+    so that the loss decreases along it to first order (``g.v <= 0``).
 
     Args:
-        model, loss, params, X, Y: the problem, as in ``hessian_operator``.
+        model, loss, params, X, Y: the problem, as in ``CurvatureProblem``.
         k: number of eigenvectors, 1 <= k < P.
         blocks: parameter names spanned by the directions (None: every floating parameter).
         tol: ARPACK relative accuracy.
@@ -68,21 +68,23 @@ def top_eigenvector_directions(
         ``EigenDirections``.
 
     Raises:
-        ValueError, TypeError: as ``hessian_operator``; k out of range.
+        ValueError, TypeError: as ``CurvatureProblem``; k out of range.
     """
-    op = hessian_operator(model, loss, params, X, Y, blocks, dtype=dtype)
-    P = op.shape[0]
-    check_positive_int(k, "k")
+    problem = CurvatureProblem(model, loss, params, X, Y, blocks, dtype=dtype)
+    P = problem.dim
+    check_int("k", k)
     if k >= P:
         raise ValueError(
             f"k={k} must be smaller than the number of parameters P={P} for Lanczos; use numpy.linalg.eigh on the dense Hessian"
         )
     # a Krylov space wider than ARPACK's default 2k + 1 needs fewer products when the top eigenvalues are close
     ncv = min(P, max(2 * k + 1, 20))
-    vals, vecs, resid, num_matvecs = lanczos_eigenpairs(op, k, which="LA", tol=tol, seed=seed, ncv=ncv)
-    g = flat_gradient(model, loss, params, X, Y, op.names, dtype)[0].detach().numpy()
+    vals, vecs, resid, num_matvecs = lanczos_eigenpairs(
+        problem.H.operator(), k, which="LA", tol=tol, seed=seed, ncv=ncv
+    )
+    g = problem.gradient()[0].detach().numpy()
     vecs = vecs * np.where(vecs.T @ g > 0, -1.0, 1.0)
-    directions = [unflatten(op.names, op.shapes, torch.as_tensor(vecs[:, i], dtype=dtype)) for i in range(k)]
+    directions = [unflatten(problem.names, problem.shapes, torch.as_tensor(vecs[:, i], dtype=dtype)) for i in range(k)]
     return EigenDirections(directions=directions, eigenvalues=vals, residuals=resid, num_matvecs=num_matvecs)
 
 
@@ -115,7 +117,7 @@ def random_filter_normalized_directions(
     """
     params = check_params(params)
     names = check_blocks(blocks, params)
-    check_positive_int(num_directions, "num_directions")
+    check_int("num_directions", num_directions)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     gen = torch.Generator().manual_seed(seed)

@@ -1,33 +1,44 @@
-"""``scipy.sparse.linalg.LinearOperator`` views of H, H_o (GGN) and H_f, so ``eigsh`` and ``cg`` apply directly."""
+"""``scipy.sparse.linalg.LinearOperator`` views of a curvature, so ``eigsh`` and ``cg`` apply directly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from math import prod
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 
-from ._problem import Loss, Model
-from .products import DEFAULT_CHUNK, make_functional_hvp, make_ggnvp, make_hvp
+from ._problem import Problem, make_problem
+from .products import DEFAULT_CHUNK, Product, checked_rows, product_of
 
 
 class CurvatureOperator(LinearOperator):
     """Symmetric (P, P) operator backed by a batched torch product (vmap over the columns).
 
+    Args:
+        torch_matmat: (P,) or (k, P) -> same shape (rows are vectors).
+        names, shapes: the blocks of the rows and columns (row-major concatenation).
+        dtype: torch.float64 or torch.float32; the operator's numpy dtype follows.
+
     Attributes:
-        names: block names; shapes: their shapes (row-major concatenation).
-        torch_matmat: the torch function (P,) or (k, P) -> same shape, usable without numpy.
+        names, shapes: as given; torch_matmat: the torch function, usable without numpy.
     """
 
-    def __init__(self, product: Callable[[Tensor], Tensor]):
-        self.torch_matmat = product
-        self.names = product.names
-        self.shapes = product.shapes
-        self._torch_dtype = product.dtype
-        P = product.dim
-        super().__init__(dtype=np.float64 if product.dtype == torch.float64 else np.float32, shape=(P, P))
+    def __init__(
+        self,
+        torch_matmat: Callable[[Tensor], Tensor],
+        names: tuple[str, ...],
+        shapes: tuple[tuple[int, ...], ...],
+        dtype: torch.dtype,
+    ):
+        self.torch_matmat = torch_matmat
+        self.names = names
+        self.shapes = shapes
+        self._torch_dtype = dtype
+        P = sum(prod(s) for s in shapes)
+        super().__init__(dtype=np.float64 if dtype == torch.float64 else np.float32, shape=(P, P))
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         v = torch.as_tensor(np.ascontiguousarray(np.ravel(x)), dtype=self._torch_dtype)
@@ -47,8 +58,20 @@ class CurvatureOperator(LinearOperator):
         return self
 
 
-def _doc(kind: str) -> str:
-    return f"""{kind} of ``l(w) = loss(model(params, X), Y)`` over ``blocks`` as a scipy LinearOperator.
+def curvature_operator(problem: Problem, product: Product, chunk_size: int | None) -> CurvatureOperator:
+    """The operator of a product of a checked problem, ``chunk_size`` columns per vmap call."""
+    return CurvatureOperator(checked_rows(problem, product, chunk_size), problem.names, problem.shapes, problem.dtype)
+
+
+def _operator(kind, model, loss, params, X, Y, blocks, dtype, chunk_size) -> CurvatureOperator:
+    problem = make_problem(model, loss, params, X, Y, blocks, dtype)
+    return curvature_operator(problem, product_of(problem, kind), chunk_size)
+
+
+def hessian_operator(
+    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
+) -> CurvatureOperator:
+    """``CurvatureProblem(model, loss, params, X, Y, blocks, dtype=dtype).H.operator()`` in one call.
 
     Args:
         model: functional model ``f(params, X)``.
@@ -63,52 +86,23 @@ def _doc(kind: str) -> str:
         ``CurvatureOperator`` of shape (P, P): symmetric, deterministic; ``.torch_matmat`` is the torch version.
 
     Raises:
-        ValueError, TypeError: as ``dense_hessian``.
+        ValueError, TypeError: as ``CurvatureProblem``.
     """
+    return _operator("H", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
-def hessian_operator(
-    model: Model,
-    loss: Loss,
-    params: Mapping[str, Tensor],
-    X: Tensor,
-    Y: Tensor,
-    blocks: Sequence[str] | None = None,
-    *,
-    dtype: torch.dtype = torch.float64,
-    chunk_size: int | None = DEFAULT_CHUNK,
-) -> CurvatureOperator:
-    return CurvatureOperator(make_hvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
+# kept for the study modules until they migrate to CurvatureProblem(...).H_o.operator() / .H_f.operator()
 
 
 def ggn_operator(
-    model: Model,
-    loss: Loss,
-    params: Mapping[str, Tensor],
-    X: Tensor,
-    Y: Tensor,
-    blocks: Sequence[str] | None = None,
-    *,
-    dtype: torch.dtype = torch.float64,
-    chunk_size: int | None = DEFAULT_CHUNK,
+    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
 ) -> CurvatureOperator:
-    return CurvatureOperator(make_ggnvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
+    """The Gauss-Newton H_o as an operator; arguments as in ``hessian_operator``."""
+    return _operator("H_o", model, loss, params, X, Y, blocks, dtype, chunk_size)
 
 
 def functional_hessian_operator(
-    model: Model,
-    loss: Loss,
-    params: Mapping[str, Tensor],
-    X: Tensor,
-    Y: Tensor,
-    blocks: Sequence[str] | None = None,
-    *,
-    dtype: torch.dtype = torch.float64,
-    chunk_size: int | None = DEFAULT_CHUNK,
+    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
 ) -> CurvatureOperator:
-    return CurvatureOperator(make_functional_hvp(model, loss, params, X, Y, blocks, dtype=dtype, chunk_size=chunk_size))
-
-
-hessian_operator.__doc__ = _doc("Hessian H")
-ggn_operator.__doc__ = _doc("Gauss-Newton / outer-product Hessian H_o = J^T (d^2 loss/dF^2) J")
-functional_hessian_operator.__doc__ = _doc("Functional Hessian H_f = H - H_o")
+    """The functional Hessian H_f = H - H_o as an operator; arguments as in ``hessian_operator``."""
+    return _operator("H_f", model, loss, params, X, Y, blocks, dtype, chunk_size)

@@ -45,7 +45,7 @@ def _matrix(x: object, name: str, shape: tuple[int | None, ...]) -> Tensor:
     if x.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, x.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
-    check_finite(x, name)
+    check_finite(name, x)
     return x.to(torch.float64) if x.is_floating_point() else x
 
 

@@ -31,7 +31,7 @@ def _tensor(x: object, name: str) -> Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got dtype {x.dtype}")
-    check_finite(x, name)
+    check_finite(name, x)
     return x.to(torch.float64)
 
 

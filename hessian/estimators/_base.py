@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-from .._checks import check_positive_int
+from .._checks import check_int
 from ..block_matrix import BlockMatrix
 
 
@@ -60,9 +60,9 @@ def rademacher(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> np.
     return (2 * rng.integers(0, 2, size=(n, k)) - 1).astype(dtype)
 
 
-def check_samples(num_samples: object, n: int, name: str = "num_samples", *, at_most_dim: bool = False) -> int:
+def check_samples(name: str, num_samples: object, n: int, *, at_most_dim: bool = False) -> int:
     """Positive int; with ``at_most_dim`` also <= n (sketches and Krylov spaces cannot exceed the dimension)."""
-    check_positive_int(num_samples, name)
+    check_int(name, num_samples)
     if at_most_dim and num_samples > n:
         raise ValueError(
             f"{name}={num_samples} exceeds the dimension n={n} of the operator; use at most {n} (or an exact method)"

@@ -19,7 +19,7 @@ def hutchinson_diagonal(A: object, num_samples: int = 100, *, seed: int = 0) -> 
         Estimate with (n,) value and (n,) stderr.
     """
     matmat, n, dtype = as_matmat(A)
-    check_samples(num_samples, n)
+    check_samples("num_samples", num_samples, n)
     V = rademacher(np.random.default_rng(seed), n, num_samples, dtype)
     mean, se = mean_and_stderr((V * np.asarray(matmat(V))).T.astype(np.float64))
     return Estimate(mean, se, num_samples)
@@ -45,6 +45,6 @@ def diagonal(A: object, *, method: str = "exact", num_samples: int = 100, seed: 
             diag[start : start + b] = cols[np.arange(start, start + b), np.arange(b)]
         return Estimate(diag, np.zeros(n), n)
     if method == "hutchinson":
-        check_samples(num_samples, as_matmat(A)[1], "num_samples", at_most_dim=True)
+        check_samples("num_samples", num_samples, as_matmat(A)[1], at_most_dim=True)
         return hutchinson_diagonal(A, num_samples, seed=seed)
     raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")

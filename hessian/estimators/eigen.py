@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .._checks import check_positive_int
+from .._checks import check_int
 from ._base import Estimate, as_matmat
 
 
@@ -15,7 +15,7 @@ def top_eigenvalues(
     """The k extreme eigenvalues of a symmetric operator.
 
     Args:
-        A: symmetric (n, n) LinearOperator (e.g. ``hessian_operator``), array, tensor or BlockMatrix.
+        A: symmetric (n, n) LinearOperator (e.g. ``Curvature.operator()``), array, tensor or BlockMatrix.
         k: number of eigenvalues, 1 <= k < n (use ``numpy.linalg.eigvalsh`` on a dense matrix for all).
         which: "LA" largest algebraic (default), "SA" smallest algebraic, "LM" largest magnitude.
         tol: relative accuracy passed to ARPACK.
@@ -50,7 +50,7 @@ def lanczos_eigenpairs(
     wanted eigenvalues are close.
     """
     matmat, n, dtype = as_matmat(A)
-    check_positive_int(k, "k")
+    check_int("k", k)
     if k >= n:
         raise ValueError(
             f"k={k} must be smaller than the dimension n={n} for Lanczos; use numpy.linalg.eigvalsh on the dense matrix"

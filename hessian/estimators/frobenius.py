@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_int
 from ._base import Estimate, as_matmat, check_samples, exact_columns, mean_and_stderr, rademacher
 
 
@@ -22,7 +22,7 @@ def hutchinson_squared_frobenius(A: object, num_samples: int = 20, *, seed: int 
         Estimate of the squared norm, stderr = sample std / sqrt(S).
     """
     matmat, n, dtype = as_matmat(A)
-    check_samples(num_samples, n)
+    check_samples("num_samples", num_samples, n)
     V = rademacher(np.random.default_rng(seed), n, num_samples, dtype)
     AV = np.asarray(matmat(V), dtype=np.float64)
     mean, se = mean_and_stderr((AV * AV).sum(axis=0))
@@ -42,7 +42,7 @@ def frobenius_norm(
     """Frobenius norm ``||A||_F`` of a square operator (e.g. a Hessian block).
 
     Args:
-        A: (n, n) LinearOperator (``hessian_operator``/``ggn_operator``/...), array, tensor or BlockMatrix.
+        A: (n, n) LinearOperator (e.g. ``problem.H.operator()``), array, tensor or BlockMatrix.
         method: "auto" (exact if n <= max_exact, else Hutchinson), "exact" or "hutchinson".
         num_samples: Hutchinson probes, at most n; the reported norm is ``sqrt(mean ||A v||^2)`` (the
             reference protocol). ``hutchinson_squared_frobenius`` allows more, for statistical checks.
@@ -55,7 +55,7 @@ def frobenius_norm(
     Raises:
         ValueError: unknown method, bad sample count, non-square A.
     """
-    check_positive_int(max_exact, "max_exact")
+    check_int("max_exact", max_exact)
     _, n, _ = as_matmat(A)
     if method == "auto":
         method = "exact" if n <= max_exact else "hutchinson"
@@ -63,7 +63,7 @@ def frobenius_norm(
         sq = exact_squared_frobenius(A)
     elif method == "hutchinson":
         # the exact norm costs n products, so more random products than n is a mistake
-        check_samples(num_samples, n, "num_samples", at_most_dim=True)
+        check_samples("num_samples", num_samples, n, at_most_dim=True)
         sq = hutchinson_squared_frobenius(A, num_samples, seed=seed)
     else:
         raise ValueError(f"method must be 'auto', 'exact' or 'hutchinson', got {method!r}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_int
 from ._base import Estimate, as_matmat, check_samples, mean_and_stderr, rademacher
 
 
@@ -92,7 +92,7 @@ def spectral_density(
     """Smoothed spectral density of a symmetric operator by stochastic Lanczos quadrature.
 
     Args:
-        A: symmetric (n, n) LinearOperator (e.g. ``hessian_operator``), array, tensor or BlockMatrix.
+        A: symmetric (n, n) LinearOperator (e.g. ``Curvature.operator()``), array, tensor or BlockMatrix.
         num_probes: Rademacher probes.
         num_steps: Lanczos steps per probe, <= n.
         grid: (G,) points at which to evaluate; default: ``num_points`` points spanning the Ritz values
@@ -108,9 +108,9 @@ def spectral_density(
         ValueError: num_steps > n, non-positive counts, bad kernel width.
     """
     matmat, n, dtype = as_matmat(A)
-    check_samples(num_probes, n, "num_probes")
-    check_samples(num_steps, n, "num_steps", at_most_dim=True)
-    check_positive_int(num_points, "num_points")
+    check_samples("num_probes", num_probes, n)
+    check_samples("num_steps", num_steps, n, at_most_dim=True)
+    check_int("num_points", num_points)
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
     for _ in range(num_probes):

@@ -19,7 +19,7 @@ def hutchinson_trace(A: object, num_samples: int = 100, *, seed: int = 0) -> Est
         Estimate with stderr = sample std / sqrt(S).
     """
     matmat, n, dtype = as_matmat(A)
-    check_samples(num_samples, n)
+    check_samples("num_samples", num_samples, n)
     V = rademacher(np.random.default_rng(seed), n, num_samples, dtype)
     samples = np.einsum("ij,ij->j", V, matmat(V)).astype(np.float64)
     mean, se = mean_and_stderr(samples)
@@ -40,11 +40,11 @@ def hutchpp_trace(A: object, num_matvecs: int = 99, *, seed: int = 0) -> Estimat
         Estimate; stderr is that of the Hutchinson part given Q (the low-rank part is exact).
     """
     matmat, n, dtype = as_matmat(A)
-    check_samples(num_matvecs, n, "num_matvecs")
+    check_samples("num_matvecs", num_matvecs, n)
     if num_matvecs < 3:
         raise ValueError(f"num_matvecs must be >= 3 for Hutch++ (sketch, range, probes), got {num_matvecs}")
     k = num_matvecs // 3
-    check_samples(k, n, "num_matvecs // 3 (Hutch++ sketch size)", at_most_dim=True)
+    check_samples("num_matvecs // 3 (Hutch++ sketch size)", k, n, at_most_dim=True)
     g = num_matvecs - 2 * k
     rng = np.random.default_rng(seed)
     Q, _ = np.linalg.qr(matmat(rademacher(rng, n, k, dtype)).astype(np.float64))
@@ -60,7 +60,7 @@ def trace(A: object, *, method: str = "hutchpp", num_samples: int = 99, seed: in
     """Trace of a square operator.
 
     Args:
-        A: (n, n) LinearOperator (e.g. ``hessian_operator(...)``), array, tensor or BlockMatrix.
+        A: (n, n) LinearOperator (e.g. ``problem.H.operator()``), array, tensor or BlockMatrix.
         method: "hutchpp" (default), "hutchinson", or "exact" (n products with unit vectors, stderr 0).
         num_samples: products for the random methods (Hutch++: total products), at most n (the exact
             trace costs n products).
@@ -80,7 +80,7 @@ def trace(A: object, *, method: str = "hutchpp", num_samples: int = 99, seed: in
         return Estimate(total, 0.0, n)
     if method in ("hutchinson", "hutchpp"):
         # n unit vectors give the exact trace, so more random products than n is a mistake
-        check_samples(num_samples, as_matmat(A)[1], "num_samples", at_most_dim=True)
+        check_samples("num_samples", num_samples, as_matmat(A)[1], at_most_dim=True)
     if method == "hutchinson":
         return hutchinson_trace(A, num_samples, seed=seed)
     if method == "hutchpp":

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_positive_int
+from .._checks import check_float_dtype, check_int
 
 
 class AttentionKind(str, enum.Enum):
@@ -161,8 +161,8 @@ class SelfAttention:
     bias: bool = False
 
     def __post_init__(self) -> None:
-        check_positive_int(self.d_model, "d_model")
-        check_positive_int(self.n_heads, "n_heads")
+        check_int("d_model", self.d_model)
+        check_int("n_heads", self.n_heads)
         for name in ("d_k", "d_v"):
             value = getattr(self, name)
             if value is None:
@@ -172,7 +172,7 @@ class SelfAttention:
                     )
                 object.__setattr__(self, name, self.d_model // self.n_heads)
             else:
-                check_positive_int(value, name)
+                check_int(name, value)
         object.__setattr__(self, "attention", AttentionKind.parse(self.attention))
         if self.beta is not None and not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta)):
             raise ValueError(f"beta must be a finite float or None, got {self.beta!r}")
@@ -225,7 +225,7 @@ class SelfAttention:
         Returns:
             dict name -> tensor with the shapes of ``param_shapes``.
         """
-        check_float_dtype(dtype)
+        check_float_dtype("dtype", dtype)
         std = 1.0 / math.sqrt(self.d_model) if std is None else float(std)
         gen = torch.Generator().manual_seed(seed)
         params = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_positive_int
+from .._checks import check_float_dtype, check_int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +36,7 @@ class LinearMLP:
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "d_vocab"):
-            check_positive_int(getattr(self, name), name)
+            check_int(name, getattr(self, name))
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names and shapes of the parameters."""
@@ -47,7 +47,7 @@ class LinearMLP:
 
     def init(self, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
         """PyTorch default init: embedding N(0, 1), linear weights U(-1/sqrt(in), 1/sqrt(in))."""
-        check_float_dtype(dtype)
+        check_float_dtype("dtype", dtype)
         gen = torch.Generator().manual_seed(seed)
         params = {}
         for name, shape in self.param_shapes().items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_positive_int
+from .._checks import check_float_dtype, check_int
 from .attention import AttentionKind, SelfAttention, apply_attention
 
 
@@ -72,7 +72,7 @@ class Transformer:
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "d_head", "n_heads", "d_mlp", "d_vocab", "n_ctx"):
-            check_positive_int(getattr(self, name), name)
+            check_int(name, getattr(self, name))
         object.__setattr__(self, "attention", AttentionKind.parse(self.attention))
         if not math.isfinite(self.residual_scaling):
             raise ValueError(f"residual_scaling must be finite, got {self.residual_scaling}")
@@ -141,7 +141,7 @@ class Transformer:
         Returns:
             dict name -> tensor with the shapes of ``param_shapes``.
         """
-        check_float_dtype(dtype)
+        check_float_dtype("dtype", dtype)
         std = 0.8 / math.sqrt(self.d_model) if self.init_std is None else self.init_std
         gen = torch.Generator().manual_seed(seed)
         params = {}

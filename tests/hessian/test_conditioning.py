@@ -1,8 +1,8 @@
 """Extreme eigenvalues, condition numbers and negative mass against LAPACK spectra (float64).
 
 References: a random symmetric matrix with a prescribed spectrum (Q diag(lambda) Q^T, Q from a QR), and real
-Hessian blocks (``dense_hessian`` / ``gauss_newton``, themselves checked against torch.func) diagonalised by
-``torch.linalg.eigvalsh``. Tolerances: 1e-8 for eigenvalues (LAPACK and ARPACK at tol 1e-12 agree to ~1e-13 on
+Hessian blocks (``CurvatureProblem(...).H.dense()`` / ``.H_o.dense()``, themselves checked against torch.func)
+diagonalised by ``torch.linalg.eigvalsh``. Tolerances: 1e-8 for eigenvalues (LAPACK and ARPACK at tol 1e-12 agree to ~1e-13 on
 these well-separated ends); the SLQ estimates are compared with the exact value within 4 standard errors, since
 with ``num_steps = n`` each SLQ sample is exactly Hutchinson's unbiased ``v^T f(A) v / n``.
 """
@@ -14,17 +14,15 @@ from scipy.sparse.linalg import aslinearoperator
 
 from hessian.block_matrix import BlockMatrix
 from hessian.conditioning import (
-    block_condition_number,
     condition_number,
     conditioning_from_eigenvalues,
     extreme_eigenvalues,
     negative_mass,
     negative_mass_from_eigenvalues,
 )
-from hessian.dense import dense_hessian, functional_hessian, gauss_newton
-from hessian.losses import MSELoss
+from hessian.losses import CrossEntropyLoss, MSELoss
 from hessian.models import SelfAttention, Transformer
-from hessian.operators import ggn_operator, hessian_operator
+from hessian.problem import CurvatureProblem
 
 EIG_TOL = 1e-8
 
@@ -126,29 +124,35 @@ def test_negative_mass_dense_and_slq(known):
 
 
 def test_attention_blocks_against_torch_eigvalsh(attention_problem):
-    model, loss, params, X, Y = attention_problem
     for block in ("W_Q", "W_V"):
-        H = dense_hessian(model, loss, params, X, Y, [block]).matrix
+        problem = CurvatureProblem(*attention_problem, [block])
+        H = problem.H.dense().matrix
         ref = torch.linalg.eigvalsh(H).numpy()
-        op = hessian_operator(model, loss, params, X, Y, [block])
+        op = problem.H.operator()
         for threshold in (1000, 0):
             res = extreme_eigenvalues(op, 2, "both", dense_threshold=threshold, tol=1e-12)
             np.testing.assert_allclose(res.values, np.r_[ref[:2], ref[-2:]], rtol=0, atol=EIG_TOL * np.abs(ref).max())
+            # the curvature's own method is the same function on its operator
+            same = problem.H.extreme_eigenvalues(2, "both", dense_threshold=threshold, tol=1e-12)
+            np.testing.assert_array_equal(same.values, res.values)
         c = condition_number(op)
         a = np.abs(ref)
         assert c.kappa == pytest.approx(a.max() / a[a > 25 * np.finfo(float).eps * a.max()].min(), rel=1e-8)
-        G = gauss_newton(model, loss, params, X, Y, [block]).matrix
+        assert problem.H.condition_number() == c
+        G = problem.H_o.dense().matrix
         ref_o = torch.linalg.eigvalsh(G).numpy()
-        c_o = block_condition_number(model, loss, params, X, Y, block, curvature="H_o")
+        c_o = problem.H_o.condition_number()
         assert c_o.rank == int(np.sum(np.abs(ref_o) > 25 * np.finfo(float).eps * np.abs(ref_o).max()))
         assert c_o.largest == pytest.approx(ref_o[-1], rel=1e-10)
         # H_o is PSD (convex loss, theory note §1.2): no eigenvalue below the round-off tolerance
-        assert negative_mass(ggn_operator(model, loss, params, X, Y, [block])).fraction == 0
+        assert problem.H_o.negative_mass().fraction == 0
     # softmax makes H_f(Q, Q) indefinite (theory note §2.3), and H_f(V, V) = 0 since F is linear in W_V
-    Hf_Q = functional_hessian(model, loss, params, X, Y, ["W_Q"]).matrix
+    H_f = CurvatureProblem(*attention_problem, ["W_Q"]).H_f
+    Hf_Q = H_f.dense().matrix
     nm = negative_mass(Hf_Q)
     assert 0 < nm.fraction < 1 and 0 < nm.mass < 1
-    c_f = block_condition_number(model, loss, params, X, Y, ["W_Q"], curvature="H_f")
+    assert H_f.negative_mass() == nm
+    c_f = H_f.condition_number()
     ref_f = torch.linalg.eigvalsh(Hf_Q).numpy()
     assert (c_f.largest, c_f.smallest) == (pytest.approx(ref_f[-1], abs=1e-12), pytest.approx(ref_f[0], abs=1e-12))
 
@@ -157,15 +161,12 @@ def test_transformer_blocks_lanczos_equals_dense():
     model = Transformer(d_model=8, d_head=8, d_mlp=16, readout=(11, 17))
     params = model.init(seed=0)
     tokens = torch.randint(0, 12, (4, 18), generator=torch.Generator().manual_seed(0))
-    from hessian.losses import CrossEntropyLoss
-
     loss, target = CrossEntropyLoss(), tokens[:, 12:18]
     # (the W_V block's bottom is a cluster near 0 that takes ~1800 products to resolve to 1e-12: tested on SelfAttention)
     for block in ("blocks.0.attn.W_Q",):
-        ref = torch.linalg.eigvalsh(dense_hessian(model, loss, params, tokens, target, [block]).matrix).numpy()
-        res = extreme_eigenvalues(
-            hessian_operator(model, loss, params, tokens, target, [block]), 1, "both", dense_threshold=0, tol=1e-12
-        )
+        H = CurvatureProblem(model, loss, params, tokens, target, [block]).H
+        ref = torch.linalg.eigvalsh(H.dense().matrix).numpy()
+        res = H.extreme_eigenvalues(1, "both", dense_threshold=0, tol=1e-12)
         np.testing.assert_allclose(res.values, [ref[0], ref[-1]], rtol=0, atol=EIG_TOL * np.abs(ref).max())
 
 
@@ -198,7 +199,7 @@ def test_bad_inputs(known):
 
 
 def test_bad_curvature(attention_problem):
-    with pytest.raises(ValueError, match="curvature"):
-        block_condition_number(*attention_problem, "W_Q", curvature="GGN")
+    with pytest.raises(ValueError, match=r"kind must be one of \('H', 'H_o', 'H_f'\), got 'GGN'"):
+        CurvatureProblem(*attention_problem, "W_Q").curvature("GGN")
     with pytest.raises(ValueError, match="blocks"):
-        block_condition_number(*attention_problem, "W_X")
+        CurvatureProblem(*attention_problem, "W_X")

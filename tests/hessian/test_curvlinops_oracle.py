@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from curvlinops import GGNLinearOperator, HessianLinearOperator
 
-from hessian import CrossEntropyLoss, MSELoss, SelfAttention, Transformer, ggn_operator, hessian_operator
+from hessian import CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer
 from hessian.interop import FunctionalModule, LossModule
 
 
@@ -17,11 +17,12 @@ def compare(model, loss, params, X, Y, blocks):
     theirs = [module.parameter(b) for b in blocks]
     P = sum(p.numel() for p in theirs)
     V = np.random.default_rng(0).standard_normal((P, 4))
-    for ours_fn, theirs_cls in ((hessian_operator, HessianLinearOperator), (ggn_operator, GGNLinearOperator)):
+    problem = CurvatureProblem(model, loss, params, X, Y, blocks)
+    for ours, theirs_cls in ((problem.H, HessianLinearOperator), (problem.H_o, GGNLinearOperator)):
         # our own tests check determinism; skipping theirs keeps this file fast
         op = theirs_cls(module, LossModule(loss), theirs, [(X, Y)], check_deterministic=False)
         want = (op @ torch.as_tensor(V)).numpy()
-        got = ours_fn(model, loss, params, X, Y, blocks) @ V
+        got = ours.operator() @ V
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
 
 

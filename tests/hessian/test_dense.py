@@ -1,19 +1,12 @@
-"""dense_hessian / gauss_newton / hessian_split against torch.func.hessian and J^T Lambda J in float64."""
+"""Dense H, H_o, H_f (``CurvatureProblem(...).H.dense()``, ``.split()``, ``hessian_split``) against torch.func.hessian
+and J^T Lambda J in float64."""
 
 import pytest
 import torch
 from hessian_reference import reference_split
 
-from hessian import (
-    CrossEntropyLoss,
-    MSELoss,
-    SelfAttention,
-    Transformer,
-    dense_hessian,
-    functional_hessian,
-    gauss_newton,
-    hessian_split,
-)
+from hessian import CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer, hessian_split
+from hessian.dense import dense_hessian, functional_hessian, gauss_newton, ggn_matrix, hessian_matrix
 
 # exact float64 arithmetic on O(1) entries: both sides are autograd, only summation order differs
 ATOL = 1e-12
@@ -22,7 +15,7 @@ ATOL = 1e-12
 def test_dense_hessian_matches_reference(tiny_attention):
     layer, loss, params, X, Y = tiny_attention
     names = ("W_Q", "W_K", "W_V")
-    H = dense_hessian(layer, loss, params, X, Y, names)
+    H = CurvatureProblem(layer, loss, params, X, Y, names).H.dense()
     H_ref, _, _ = reference_split(layer, loss, params, X, Y, names)
     torch.testing.assert_close(H.matrix, H_ref, atol=ATOL, rtol=0)
     assert H.names == names and H.boundaries == (0, 6, 12, 21)
@@ -47,11 +40,15 @@ def test_split_matches_reference(layer):
     Y = torch.randn(4, layer.d_out, generator=gen, dtype=torch.float64)
     loss = MSELoss()
     names = tuple(n for n in params if n.startswith("W"))
-    split = hessian_split(layer, loss, params, X, Y, names)
+    split = CurvatureProblem(layer, loss, params, X, Y, names).split()
     H, H_o, H_f = reference_split(layer, loss, params, X, Y, names)
     torch.testing.assert_close(split.H.matrix, H, atol=ATOL, rtol=0)
     torch.testing.assert_close(split.H_o.matrix, H_o, atol=ATOL, rtol=0)
     torch.testing.assert_close(split.H_f.matrix, H_f, atol=ATOL, rtol=0)
+    # the one-call shortcut is the same computation
+    short = hessian_split(layer, loss, params, X, Y, names)
+    for got, want in zip((short.H, short.H_o, short.H_f), (split.H, split.H_o, split.H_f)):
+        assert torch.equal(got.matrix, want.matrix)
     # F is linear in W_V, so the value block of H_f vanishes (theory note §2.3)
     assert split.H_f.block("W_V").abs().max() < 1e-13
 
@@ -62,9 +59,8 @@ def test_cross_entropy_transformer_blocks():
     tokens = torch.randint(0, 5, (3, 6), generator=torch.Generator().manual_seed(0))
     loss = CrossEntropyLoss(positions=(2, 5), target_shift=1)
     names = ("blocks.0.attn.W_Q", "blocks.0.attn.W_V", "blocks.0.ln1.w")
-    H = dense_hessian(model, loss, params, tokens, tokens, names)
-    H_o = gauss_newton(model, loss, params, tokens, tokens, names)
-    H_f = functional_hessian(model, loss, params, tokens, tokens, names)
+    problem = CurvatureProblem(model, loss, params, tokens, tokens, names)
+    H, H_o, H_f = problem.H.dense(), problem.H_o.dense(), problem.H_f.dense()
     ref = reference_split(model, loss, params, tokens, tokens, names)
     for got, want in zip((H, H_o, H_f), ref):
         torch.testing.assert_close(got.matrix, want, atol=ATOL, rtol=0)
@@ -72,9 +68,15 @@ def test_cross_entropy_transformer_blocks():
     assert torch.linalg.eigvalsh(H_o.matrix).min() > -1e-12
 
 
-def test_pure_matrices_vmap_over_token_configurations():
-    from hessian import ggn_matrix, hessian_matrix
+def test_functions_kept_for_the_studies_equal_the_new_api(tiny_attention):
+    problem = CurvatureProblem(*tiny_attention, ["W_Q", "W_V"])
+    for kept, curvature in zip(
+        (dense_hessian, gauss_newton, functional_hessian), (problem.H, problem.H_o, problem.H_f)
+    ):
+        assert torch.equal(kept(*tiny_attention, ["W_Q", "W_V"]).matrix, curvature.dense().matrix)
 
+
+def test_pure_matrices_vmap_over_token_configurations():
     layer = SelfAttention(d_model=3, d_k=2, d_v=3)
     params = layer.init(seed=0, std=1.0)
     gen = torch.Generator().manual_seed(5)
@@ -91,14 +93,14 @@ def test_pure_matrices_vmap_over_token_configurations():
 
 def test_default_blocks_are_all_float_params(tiny_attention):
     layer, loss, params, X, Y = tiny_attention
-    H = dense_hessian(layer, loss, params, X, Y)
-    assert H.names == ("W_Q", "W_K", "W_V")
+    problem = CurvatureProblem(layer, loss, params, X, Y)
+    assert problem.names == problem.H.dense().names == ("W_Q", "W_K", "W_V")
 
 
 def test_float32_close_to_float64(tiny_attention):
     layer, loss, params, X, Y = tiny_attention
-    H64 = dense_hessian(layer, loss, params, X, Y)
-    H32 = dense_hessian(layer, loss, params, X, Y, dtype=torch.float32)
+    H64 = CurvatureProblem(layer, loss, params, X, Y).H.dense()
+    H32 = CurvatureProblem(layer, loss, params, X, Y, dtype=torch.float32).H.dense()
     assert H32.matrix.dtype == torch.float32
     # float32 round-off (~1e-7) amplified by a few dozen operations
     torch.testing.assert_close(H32.matrix.double(), H64.matrix, atol=1e-5, rtol=1e-4)
@@ -108,37 +110,14 @@ def test_size_guard_refuses_before_allocating():
     model = Transformer(d_model=64, d_head=64, d_mlp=8)
     params = model.init(seed=0)
     tokens = torch.zeros(1, 18, dtype=torch.long)
+    big = CurvatureProblem(
+        model, CrossEntropyLoss(), params, tokens, tokens, ["blocks.0.attn.W_Q", "blocks.0.attn.W_K"]
+    )
     with pytest.raises(ValueError, match=r"P=8192.*max_params=4096"):
-        dense_hessian(model, CrossEntropyLoss(), params, tokens, tokens, ["blocks.0.attn.W_Q", "blocks.0.attn.W_K"])
-    with pytest.raises(ValueError, match="max_params=10"):
-        gauss_newton(
-            model, CrossEntropyLoss(), params, tokens, tokens, ["unembed.b_U", "blocks.0.mlp.b_in"], max_params=10
-        )
-
-
-def test_bad_inputs(tiny_attention):
-    layer, loss, params, X, Y = tiny_attention
-    with pytest.raises(ValueError, match="no parameter named 'W_X'"):
-        dense_hessian(layer, loss, params, X, Y, ["W_X"])
-    with pytest.raises(ValueError, match="duplicates"):
-        dense_hessian(layer, loss, params, X, Y, ["W_Q", "W_Q"])
-    with pytest.raises(ValueError, match="empty"):
-        dense_hessian(layer, loss, params, X, Y, [])
-    bad = X.clone()
-    bad[0, 0] = float("nan")
-    with pytest.raises(ValueError, match="X must be finite"):
-        dense_hessian(layer, loss, params, bad, Y)
-    with pytest.raises(ValueError, match=r"params\['W_Q'\] must be finite"):
-        dense_hessian(layer, loss, {**params, "W_Q": params["W_Q"] * float("inf")}, X, Y)
-    with pytest.raises(ValueError, match="scalar"):
-        dense_hessian(layer, lambda out, y: (out - y) ** 2, params, X, Y)
-    with pytest.raises(ValueError, match="target must match the output shape"):
-        dense_hessian(layer, loss, params, X, Y[:, :2])
-    with pytest.raises(ValueError, match=r"X must have shape \(\.\.\., L, d_model=3\)"):
-        dense_hessian(layer, loss, params, X[:, :2], Y)
-    with pytest.raises(TypeError, match="params must be a mapping"):
-        dense_hessian(layer, loss, [params["W_Q"]], X, Y)
-    with pytest.raises(TypeError, match="dtype"):
-        dense_hessian(layer, loss, params, X, Y, dtype=torch.float16)
-    with pytest.raises(TypeError, match="model must be a callable"):
-        dense_hessian(None, loss, params, X, Y)
+        big.H.dense()
+    with pytest.raises(ValueError, match=r"P=8192.*max_params=4096"):
+        big.split()
+    small = CurvatureProblem(model, CrossEntropyLoss(), params, tokens, tokens, ["unembed.b_U", "blocks.0.mlp.b_in"])
+    for kind in ("H_o", "H_f"):
+        with pytest.raises(ValueError, match="max_params=10"):
+            small.curvature(kind).dense(max_params=10)

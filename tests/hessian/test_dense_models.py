@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from hessian import LinearMLP, MSELoss, Transformer, gauss_newton, hessian_split
+from hessian import CurvatureProblem, LinearMLP, MSELoss, Transformer, hessian_split
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
@@ -31,7 +31,7 @@ def test_linear_attention_depth_exponents(n_layers):
     norms = {}
     for s in (0.1, 0.2):
         scaled = {**params, "embed.W_E": s * params["embed.W_E"], "pos_embed.W_pos": s * params["pos_embed.W_pos"]}
-        H_o = gauss_newton(model, MSELoss(), scaled, tokens, Y, blocks)
+        H_o = CurvatureProblem(model, MSELoss(), scaled, tokens, Y, blocks).H_o.dense()
         norms[s] = [H_o.block(b).norm().item() for b in blocks]
     for n1, n2 in zip(norms[0.1], norms[0.2]):
         assert math.log2(n2 / n1) == pytest.approx(2 * 3**n_layers, abs=1e-6)

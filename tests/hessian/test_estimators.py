@@ -9,18 +9,22 @@ import pytest
 import torch
 
 from hessian import (
+    MSELoss,
+    SelfAttention,
     diagonal,
     frobenius_norm,
     hessian_operator,
-    hutchinson_diagonal,
-    hutchinson_squared_frobenius,
-    hutchinson_trace,
-    hutchpp_trace,
     spectral_density,
     top_eigenvalues,
     trace,
 )
-from hessian.estimators import lanczos
+from hessian.estimators import (
+    hutchinson_diagonal,
+    hutchinson_squared_frobenius,
+    hutchinson_trace,
+    hutchpp_trace,
+    lanczos,
+)
 
 
 def symmetric(n, seed=0, rank=None):
@@ -70,8 +74,6 @@ def test_frobenius_hutchinson_theory_note_check_15():
 
 def test_frobenius_norm_hutchinson_on_hessian_block():
     """The growth-experiment use: ||H_QQ||_F of an operator block by Hutchinson vs the exact dense value."""
-    from hessian import MSELoss, SelfAttention
-
     layer = SelfAttention(d_model=8, d_k=8, d_v=8)
     params = layer.init(seed=0, std=1.0)
     g = torch.Generator().manual_seed(0)

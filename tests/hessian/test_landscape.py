@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from hessian.dense import dense_hessian
 from hessian.experiments.addition import addition_data
 from hessian.landscape import loss_landscape, quadratic_model
 from hessian.landscape_directions import (
@@ -13,6 +12,7 @@ from hessian.landscape_directions import (
 )
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
+from hessian.problem import CurvatureProblem
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_filter_normalisation(problem):
 
 def test_top_eigenvectors_match_dense_eigh(problem):
     model, loss, params, tokens, target = problem
-    H = dense_hessian(model, loss, params, tokens, target).matrix.numpy()
+    H = CurvatureProblem(model, loss, params, tokens, target).H.dense().matrix.numpy()
     evals, evecs = np.linalg.eigh(H)
     eig = top_eigenvector_directions(model, loss, params, tokens, target, k=2, tol=1e-12)
     names = list(params)
@@ -118,7 +118,7 @@ def test_top_eigenvectors_match_dense_eigh(problem):
 def test_quadratic_model_coefficients_match_dense(problem):
     model, loss, params, tokens, target = problem
     names = list(params)
-    H = dense_hessian(model, loss, params, tokens, target).matrix.numpy()
+    H = CurvatureProblem(model, loss, params, tokens, target).H.dense().matrix.numpy()
     g = torch.func.grad(lambda p: loss(model(p, tokens), target))(params)
     g = torch.cat([g[n].reshape(-1) for n in names]).numpy()
     d1, d2 = _random_direction(params, 1), _random_direction(params, 2, names={"blocks.0.attn.W_V"})
