@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hessian.dense import dense_hessian
-from hessian.experiments.addition import addition_data
+from hessian.addition import addition_data
 from hessian.landscape import loss_landscape, quadratic_model
 from hessian.landscape_directions import (
     random_filter_normalized_directions,

@@ -35,11 +35,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
-from ..models import LinearMLP, Transformer
-from ..models.attention import apply_attention, attention_pattern
-from ..models.transformer import layer_norm
-
-KINDS = ("H", "H_o", "H_f")
+from .models import LinearMLP, Transformer
+from .models.attention import apply_attention, attention_pattern
+from .models.transformer import layer_norm
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class SplitNorms:
     """Frobenius norms of one block of H, H_o and H_f with their standard errors (0 when exact).
 
     Attributes:
-        value: (3,) norms in the order ``KINDS`` = (H, H_o, H_f).
+        value: (3,) norms in the order of ``hessian.kinds.KINDS`` = (H, H_o, H_f).
         stderr: (3,) standard errors of the norms.
         num_products: curvature products used (Hessian or Gauss-Newton vector products, per vector).
     """
