@@ -215,7 +215,8 @@ def last_layer_taps(model: Transformer, params: Mapping[str, Tensor], tokens: Te
     """
     if model.readout is None or model.n_heads != 1:
         raise ValueError(
-            f"the exact path needs a transformer with a readout and one head, got readout={model.readout}, n_heads={model.n_heads}"
+            "the exact path needs a transformer with a readout and one head, "
+            f"got readout={model.readout}, n_heads={model.n_heads}"
         )
     start, stop = model.readout
     tokens = tokens[..., :stop]  # causal attention: later tokens cannot reach the read-out logits
