@@ -27,8 +27,8 @@ import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from hessian.conditioning import extreme_eigenvalues
-from hessian.experiments.size_sweep import SizeSweepConfig, row_setup
 from hessian.problem import CurvatureProblem
+from simulations.size_sweep import SizeSweepConfig, row_setup
 
 
 def plain_both_ends(op, tol: float, maxiter: int) -> tuple[np.ndarray | None, int]:

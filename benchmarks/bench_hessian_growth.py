@@ -3,7 +3,7 @@
 Setting of the theory note §3: d_model = d_head = 128, d_mlp 512, batch 64, CE on the answer digits,
 embeddings redrawn with std sigma at every point. Two methods, in one run, on the same parameter points:
 
-* ours (``method="auto"``): the exact Kronecker-sum norms of ``hessian.experiments.block_norms``
+* ours (``method="auto"``): the exact Kronecker-sum norms of ``hessian.block_norms``
   (standard error 0: exact up to rounding);
 * reference: curvlinops' ``HessianLinearOperator`` and ``GGNLinearOperator`` (and their difference for
   -H_f) with ``hutchinson_squared_fro`` on 20 Rademacher probes per estimate, as the authors' notebook does.
@@ -33,10 +33,11 @@ import time
 import numpy as np
 import torch
 
-from hessian.experiments.block_norms import KINDS, hutchpp_split_norms
-from hessian.experiments.growth import GrowthConfig, build, measure_point, point_params
+from hessian.block_norms import hutchpp_split_norms
 from hessian.interop import FunctionalModule, LossModule
+from hessian.kinds import KINDS
 from hessian.problem import CurvatureProblem
+from simulations._growth_points import GrowthConfig, build, measure_point, point_params
 
 
 def reference_point(config, setup, params, seed):

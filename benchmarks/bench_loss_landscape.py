@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hessian.experiments.addition import addition_data
+from hessian.addition import addition_data
 from hessian.landscape import grid_coefficients, loss_landscape
 from hessian.landscape_directions import random_filter_normalized_directions
 from hessian.losses import CrossEntropyLoss

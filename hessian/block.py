@@ -25,13 +25,15 @@ import torch
 from torch import Tensor
 from torch.func import grad, vjp, vmap
 
+from simulations._sigma_grids import sigma_grid
+from simulations.common.fits import fit_power_law
+
 from ._checks import check_positive_int
+from .addition import addition_data, answer_positions
 from .block_matrix import BlockMatrix
 from .closed_form.feedforward import feedforward_blocks
 from .closed_form.layernorm import layer_norm_blocks
 from .dense import HessianSplit, hessian_split
-from .experiments.addition import addition_data, answer_positions
-from .experiments.growth import fit_slope, sigma_grid
 from .losses import CrossEntropyLoss
 from .models import Transformer
 from .models.attention import apply_attention
@@ -418,7 +420,7 @@ def large_sigma_exponent(group: str, kind: str, layer_norm: bool = True) -> floa
 
 
 def _fit(sigmas: np.ndarray, values: np.ndarray, keep: np.ndarray):
-    return fit_slope(sigmas[keep], values[keep]) if keep.sum() >= 3 else fit_slope(sigmas[:0], values[:0])
+    return fit_power_law(sigmas[keep], values[keep]) if keep.sum() >= 3 else fit_power_law(sigmas[:0], values[:0])
 
 
 def growth_table(results: BlockResults, *, sigma_small: float = 0.1, sigma_large: float = 1.0) -> list[dict]:

@@ -26,8 +26,8 @@ from torch.func import grad, vjp, vmap
 
 from ._checks import check_positive_int
 from ._problem import Loss, Model, flatten, make_problem, unflatten
+from .addition import addition_data, answer_positions
 from .block import GROUPS, block_groups, read_store_config
-from .experiments.addition import addition_data, answer_positions
 from .losses import CrossEntropyLoss
 from .models import Transformer
 

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 
 from ._checks import check_positive_int
+from .addition import addition_data, answer_positions
 from .block import addition_problem, block_groups, read_store_config
 from .estimators import frobenius_norm, spectral_density, top_eigenvalues, trace
-from .experiments.addition import addition_data, answer_positions
 from .models import Transformer
 from .operators import hessian_operator
 

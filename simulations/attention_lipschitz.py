@@ -5,35 +5,335 @@ bounds it. For one head (L tokens, width d) and for the same head after a LayerN
 exactly (SVD of the dense float64 Jacobian, or Lanczos on J^T J with --method lanczos) on a log grid of s for
 several random draws, with Gaussian tokens and with one token at the origin (Kim et al.'s construction).
 Large-s exponents are fitted (per-draw log-log slopes over s >= s_fit, mean +- s.e.m.) and printed next to the
-exponents derived in hessian/experiments/lipschitz.py (0, 2, -1, 0). Each draw goes to HDF5 as it finishes
-(a rerun resumes); the figure is drawn from the file, next to it.
+exponents derived below (0, 2, -1, 0). Each draw goes to HDF5 as it finishes (a rerun resumes); the figure is
+drawn from the file, next to it.
 
 Default (L = 16, d = 16, 8 draws, 17 scales from 0.1 to 1000, one torch thread): about 15 s on 2 shared cores.
 
-    python -m simulations.attention_lipschitz [--tokens 16] [--d 16] [--draws 8] [--method dense] [--out results/attention_lipschitz]
+    python -m simulations.attention_lipschitz [--tokens 16] [--d 16] [--draws 8] [--method dense] [--out DIR]
+
+The exponents. The input Jacobian of the head (closed form in ``hessian.closed_form.attention_jacobians``) is
+``A (x) W_V^T`` plus score terms that carry the attention covariance ``M2_i`` of the tokens. Along the ray
+X -> sX, exponents of ``||dF/dX||_2 ~ s^p`` at large s:
+
+* generic tokens, attention: p = 0. Every score row has a unique maximum, the softmax saturates
+  (``a_ij (1 - a_ij) ~ exp(-c s^2)``) and J tends to the hard-attention value term ``A_hard (x) W_V^T``;
+* one token at the origin (the construction of Kim et al.), attention: p = 2. Its scores are all 0, so its
+  attention stays uniform, ``M2`` of that query is ``s^2 Cov(X)`` and its query-side block
+  ``beta W_V^T M2 W_K W_Q^T`` grows like s^2, without bound;
+* LayerNorm first, generic tokens: p = -1 (``LN(sX) = LN(X)``, so ``J(sX) = J(X) / s`` once ``s^2 Var >> eps``);
+* LayerNorm first, token at the origin: p = 0 (that token's LayerNorm Jacobian is ``P / sqrt(eps)`` at every s):
+  bounded, but by a constant of order ``1 / sqrt(eps)``.
+
+For each draw (weights ~ N(0, 1/d), tokens ~ N(0, 1), the same for both layers and both token families) and
+each s of a log grid, ``||dF/dX||_2`` is the largest singular value of the exact dense Jacobian
+(``hessian.jacobians.jacobian``, LAPACK) or of the matrix-free operator (Lanczos on J^T J). Every
+(tokens, draw) goes to HDF5 as it finishes (``particles.io.ResultStore``; a rerun resumes); the figure is
+drawn from the file; exponents are per-draw least-squares slopes over s >= s_fit, mean +- s.e.m. over draws.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from tqdm.auto import tqdm
 
-from hessian.experiments.lipschitz import (
-    LipschitzConfig,
-    format_slopes,
-    load_lipschitz,
-    plot_lipschitz,
-    run_lipschitz,
-)
+from hessian._checks import check_positive_int
+from hessian.block import read_store_config
+from hessian.jacobians import jacobian, jacobian_operator
+from hessian.models import SelfAttention, layer_norm
+from particles.io import ResultStore
+
+from .common.cli import study_parser
+from .common.figures import figure_path, new_figure, save_figure
+from .common.fits import fit_line
+
+KIND = "attention_lipschitz"
+LAYERS = ("attention", "ln_attention")
+TOKENS = ("generic", "zero_token")
+#: large-s exponents derived in the module docstring, keyed (layer, tokens)
+THEORY = {
+    ("attention", "generic"): 0.0,
+    ("attention", "zero_token"): 2.0,
+    ("ln_attention", "generic"): -1.0,
+    ("ln_attention", "zero_token"): 0.0,
+}
+LABELS = {
+    "attention": "softmax attention",
+    "ln_attention": "LayerNorm, then attention",
+    "generic": "Gaussian tokens",
+    "zero_token": "Gaussian tokens, one at the origin (Kim et al.)",
+}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+@dataclass(frozen=True, kw_only=True)
+class LipschitzConfig:
+    """One sweep of ``||dF/dX||_2`` over the input scale.
+
+    Attributes:
+        L: tokens; d: token width (one head, d_K = d_V = d, scale 1/sqrt(d)).
+        draws: independent draws of weights and tokens (seeds ``seed + r``).
+        s_min, s_max, num_scales: log grid of input scales s.
+        s_fit: exponents are fitted over s >= s_fit.
+        eps: LayerNorm epsilon (gain 1, bias 0).
+        method: "dense" (SVD of the exact Jacobian) or "lanczos" (matrix-free, jvp/vjp).
+        seed: base seed.
+    """
+
+    L: int = 16
+    d: int = 16
+    draws: int = 8
+    s_min: float = 0.1
+    s_max: float = 1000.0
+    num_scales: int = 17
+    s_fit: float = 100.0
+    eps: float = 1e-5
+    method: str = "dense"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("L", 2), ("d", 1), ("draws", 1), ("num_scales", 2)):
+            check_positive_int(getattr(self, name), name, minimum=minimum)
+        for name in ("s_min", "s_max", "s_fit", "eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+        if self.s_max <= self.s_min:
+            raise ValueError(f"s_max must exceed s_min, got s_min={self.s_min}, s_max={self.s_max}")
+        if self.method not in ("dense", "lanczos"):
+            raise ValueError(f"method must be 'dense' or 'lanczos', got {self.method!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+
+    def scales(self) -> np.ndarray:
+        """(num_scales,) log grid from s_min to s_max."""
+        return np.geomspace(self.s_min, self.s_max, self.num_scales)
+
+    def name(self) -> str:
+        return (
+            f"attention_lipschitz_L={self.L}_d={self.d}_draws={self.draws}_s={self.s_min:g}-{self.s_max:g}"
+            f"_{self.method}_seed={self.seed}"
+        )
+
+
+def layers(config: LipschitzConfig) -> dict[str, object]:
+    """The two models ``f(params, X)``: one softmax head, and the same head after a LayerNorm (gain 1, bias 0)."""
+    head = SelfAttention(d_model=config.d)
+    eps = config.eps
+    return {"attention": head, "ln_attention": lambda params, X: head(params, layer_norm(X, 1.0, 0.0, eps))}
+
+
+def draw(config: LipschitzConfig, r: int, tokens: str) -> tuple[dict[str, Tensor], Tensor]:
+    """Weights (``SelfAttention.init``, std 1/sqrt(d)) and unit-scale tokens (L, d) of draw r.
+
+    Token 0 is zeroed for ``tokens="zero_token"``.
+    """
+    if tokens not in TOKENS:
+        raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
+    params = SelfAttention(d_model=config.d).init(seed=config.seed + r)
+    X = torch.randn(
+        config.L, config.d, generator=torch.Generator().manual_seed(10_000 + config.seed + r), dtype=torch.float64
     )
+    if tokens == "zero_token":
+        X[0] = 0.0
+    return params, X
+
+
+def input_spectral_norm(model, params: dict[str, Tensor], X: Tensor, method: str = "dense") -> tuple[float, float]:
+    """``(||dF/dX||_2, error bound)``: LAPACK singular values of the dense Jacobian (bound 0) or Lanczos on J^T J."""
+    if method == "dense":
+        return float(torch.linalg.svdvals(jacobian(model, params, X).matrix)[0]), 0.0
+    if method == "lanczos":
+        est = jacobian_operator(model, params, X).spectral_norm()
+        return float(est.value), float(est.stderr)
+    raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")
+
+
+def store(config: LipschitzConfig, path: str | Path) -> ResultStore:
+    """The result store of ``config`` at ``path`` (a file of another config is a ValueError)."""
+    return ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
+
+
+def draw_key(tokens: str, r: int) -> str:
+    """Store key of draw ``r`` of the token family ``tokens``."""
+    return f"{tokens}_draw={r:03d}"
+
+
+def run(config: LipschitzConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Sweep every (tokens, draw) and save each as it finishes; finished keys are skipped (resume).
+
+    Store keys ``{tokens}_draw={r:03d}`` hold ``norms`` and ``bounds`` (n_layers, num_scales) and ``seconds``.
+    """
+    if not isinstance(config, LipschitzConfig):
+        raise TypeError(f"config must be a LipschitzConfig, got {type(config).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = store(config, path)
+    models = layers(config)
+    todo = [(t, r) for t in TOKENS for r in range(config.draws) if not results.done(draw_key(t, r))]
+    for tokens, r in tqdm(todo, desc="attention Lipschitz", disable=not progress):
+        t0 = time.perf_counter()
+        params, X = draw(config, r, tokens)
+        out = np.array(
+            [
+                [input_spectral_norm(models[name], params, s * X, config.method) for s in config.scales()]
+                for name in LAYERS
+            ]
+        )
+        results.save(draw_key(tokens, r), norms=out[..., 0], bounds=out[..., 1], seconds=time.perf_counter() - t0)
+    return path
+
+
+@dataclass(frozen=True)
+class LipschitzResults:
+    """A Lipschitz file in memory.
+
+    Attributes:
+        config: LipschitzConfig; scales: (S,) grid.
+        norms, bounds: (n_tokens, draws, n_layers, S) in the order TOKENS x draws x LAYERS, NaN where missing.
+        seconds: total compute time of the saved keys.
+    """
+
+    config: LipschitzConfig
+    scales: np.ndarray
+    norms: np.ndarray
+    bounds: np.ndarray
+    seconds: float
+
+    def slopes(self) -> list[dict]:
+        """Large-s exponents next to theory, and ``peak``, the median over draws of the largest norm on the grid.
+
+        An exponent is the mean of the per-draw log-log slopes over s >= s_fit (``fit_line``: NaN with fewer
+        than 3 scales there), with its s.e.m. over draws.
+        """
+        keep = self.scales >= self.config.s_fit * (1 - 1e-12)
+        rows = []
+        for t, tokens in enumerate(TOKENS):
+            for l, name in enumerate(LAYERS):
+                per_draw = [
+                    fit_line(np.log(self.scales[keep]), np.log(y[keep])).slope
+                    for y in self.norms[t, :, l]
+                    if np.isfinite(y[keep]).all()
+                ]
+                n = len(per_draw)
+                if n == 0:
+                    slope, sem = float("nan"), float("nan")
+                else:
+                    slope, sem = (
+                        float(np.mean(per_draw)),
+                        float(np.std(per_draw, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                    )
+                with np.errstate(invalid="ignore"):
+                    peak = float(np.nanmedian(np.nanmax(self.norms[t, :, l], axis=1)))
+                rows.append(
+                    {
+                        "layer": name,
+                        "tokens": tokens,
+                        "slope": slope,
+                        "sem": sem,
+                        "draws": n,
+                        "points": int(keep.sum()),
+                        "theory": THEORY[(name, tokens)],
+                        "peak": peak,
+                    }
+                )
+        return rows
+
+
+def load(path: str | Path) -> LipschitzResults:
+    """Read a Lipschitz file (missing keys are NaN)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {path} is not a file")
+    config = LipschitzConfig(**read_store_config(path, LipschitzConfig, KIND))
+    results = store(config, path)
+    S = config.num_scales
+    norms = np.full((len(TOKENS), config.draws, len(LAYERS), S), np.nan)
+    bounds = norms.copy()
+    seconds = 0.0
+    done = set(results.keys())
+    for t, tokens in enumerate(TOKENS):
+        for r in range(config.draws):
+            if draw_key(tokens, r) in done:
+                v = results.load(draw_key(tokens, r))
+                norms[t, r], bounds[t, r] = v["norms"], v["bounds"]
+                seconds += float(v["seconds"])
+    return LipschitzResults(config, config.scales(), norms, bounds, seconds)
+
+
+def format_slopes(rows: list[dict]) -> str:
+    """One line per (tokens, layer): fitted exponent +- s.e.m. and the theory exponent."""
+    lines = [
+        f"{'tokens':<11} {'layer':<13} {'fitted exponent +- s.e.m.':>27}  theory  {'max over s (median of draws)':>28}"
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['tokens']:<11} {row['layer']:<13} {row['slope']:>+15.4f} +- {row['sem']:.1e}  "
+            f"{row['theory']:+6.0f}  {row['peak']:>28.4g}"
+        )
+    return "\n".join(lines)
+
+
+def plot(path: str | Path) -> Figure:
+    """Log-log ``||dF/dX||_2`` against s, one panel per token family: draws thin, geometric mean bold, fitted
+    slope dashed. Saved as PNG next to the data."""
+    res = load(path)
+    rows = {(row["layer"], row["tokens"]): row for row in res.slopes()}
+    s = res.scales
+    keep = s >= res.config.s_fit * (1 - 1e-12)
+    fig = new_figure(12, 4.6, layout="tight")
+    axes = fig.subplots(1, len(TOKENS), sharey=True)
+    for ax, (t, tokens) in zip(axes, enumerate(TOKENS)):
+        for l, name in enumerate(LAYERS):
+            color = f"C{l}"
+            y = res.norms[t, :, l]
+            ax.loglog(s, y.T, color=color, lw=0.6, alpha=0.35)
+            with np.errstate(invalid="ignore"):
+                mean = np.exp(np.nanmean(np.log(y), axis=0))
+            row = rows[(name, tokens)]
+            fitted = f"slope {row['slope']:+.3f} $\\pm$ {row['sem']:.1e} (theory {row['theory']:+.0f})"
+            ax.loglog(
+                s,
+                mean,
+                "o-",
+                color=color,
+                ms=3,
+                lw=1.8,
+                label=f"{LABELS[name]}: {fitted}",
+            )
+            if np.isfinite(row["slope"]) and keep.sum() >= 2:
+                c = np.exp(np.mean(np.log(mean[keep]) - row["slope"] * np.log(s[keep])))
+                ax.loglog(s[keep], 1.6 * c * s[keep] ** row["slope"], "--", color=color, lw=1)
+        ax.axvline(res.config.s_fit, color="0.6", lw=0.8, ls=":")
+        ax.set_title(LABELS[tokens], fontsize=10)
+        ax.set_xlabel("input scale s  (X -> s X)")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("$\\|\\partial F / \\partial X\\|_2$")
+    c = res.config
+    fig.suptitle(
+        f"Spectral norm of the input Jacobian, one head, L = {c.L}, d = {c.d}, {c.draws} draws ({c.method}); "
+        f"slopes fitted for s >= {c.s_fit:g} (dotted line), dashed: fitted power law (offset)",
+        fontsize=9,
+    )
+    save_figure(fig, figure_path(path), dpi=120)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv=None):
+    p = study_parser(__doc__, out="results/attention_lipschitz")
     p.add_argument("--tokens", type=int, default=16, help="L, number of tokens")
     p.add_argument("--d", type=int, default=16, help="token width (d_K = d_V = d)")
     p.add_argument("--draws", type=int, default=8, help="random draws of weights and tokens")
@@ -47,12 +347,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=1, help="torch threads (speed only; one is fastest for these small matrices)"
     )
-    p.add_argument("--out", type=Path, default=Path("results/attention_lipschitz"))
-    p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace) -> LipschitzConfig:
+def config_from_args(args) -> LipschitzConfig:
     return LipschitzConfig(
         L=args.tokens,
         d=args.d,
@@ -71,14 +369,16 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     config = config_from_args(args)
-    path = run_lipschitz(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
-    res = load_lipschitz(path)
-    png = plot_lipschitz(path)
+    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    res = load(path)
+    plot(path)
+    png = figure_path(path)
     rows = res.slopes()
     table = format_slopes(rows)
     path.with_name(path.stem + "_slopes.json").write_text(json.dumps(rows, indent=1))
     print(
-        f"{config.name()}: {res.seconds:.1f} s of Jacobian computation\nlarge-s exponents of ||dF/dX||_2 ~ s^p (s >= {config.s_fit:g}):\n{table}"
+        f"{config.name()}: {res.seconds:.1f} s of Jacobian computation\n"
+        f"large-s exponents of ||dF/dX||_2 ~ s^p (s >= {config.s_fit:g}):\n{table}"
     )
     print(f"saved {path}, {png} and {path.stem}_slopes.json")
     return path

@@ -6,33 +6,285 @@ softmax versus linear attention. The paper's setting is small, so the default is
 (``--full`` is accepted and changes nothing); about a minute on 2 cores. Results go to HDF5 first (a rerun
 with the same settings reuses them), the two PNGs are drawn from that file, next to it.
 
+* Heatmap: the exact dense Hessian of the whole 1-layer transformer (d_model = d_head = 16, d_mlp 64, no
+  LayerNorm, seed 1234, CE on the answer digits, one batch of 64) over W_E, W_pos, W_Q, W_K, W_V, W_O, W_in,
+  b_in, W_out, b_out, W_U, b_U (3836 parameters; attention biases excluded, as in the paper; theory note §3.7).
+* Histograms: the dense W_Q and W_V blocks of H (256 x 256 each) of the same model on 8 batches of 8
+  sequences, for softmax attention and for linear attention (residual 1, CE).
+
     python -m simulations.hessian_heterogeneity [--d-model 16] [--out results/hessian_heterogeneity]
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from scipy.ndimage import uniform_filter
+from torch import Tensor
+from tqdm.auto import tqdm
 
-from hessian.experiments.figures import plot_heatmap, plot_histograms
-from hessian.experiments.heterogeneity import HeterogeneityConfig, run_heterogeneity
-from hessian.experiments.results import load_heterogeneity
+from hessian.addition import addition_data, answer_positions
+from hessian.block import read_store_config
+from hessian.block_matrix import BlockMatrix
+from hessian.dense import dense_hessian
+from hessian.losses import CrossEntropyLoss
+from hessian.models import Transformer
+from particles.io import ResultStore
+
+from .common.cli import study_parser
+from .common.figures import new_figure, save_figure
+from .common.naming import result_path
+
+KIND = "hessian_heterogeneity"
+#: the attention kinds of the histograms, each a store key holding its W_Q and W_V blocks (printed in this order)
+ATTENTIONS = ("linear", "softmax")
+#: parameter order of the heatmap (the authors' order; attention biases excluded)
+HEATMAP_BLOCKS = (
+    "embed.W_E",
+    "pos_embed.W_pos",
+    "blocks.0.attn.W_Q",
+    "blocks.0.attn.W_K",
+    "blocks.0.attn.W_V",
+    "blocks.0.attn.W_O",
+    "blocks.0.mlp.W_in",
+    "blocks.0.mlp.b_in",
+    "blocks.0.mlp.W_out",
+    "blocks.0.mlp.b_out",
+    "unembed.W_U",
+    "unembed.b_U",
+)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+@dataclass(frozen=True, kw_only=True)
+class HeterogeneityConfig:
+    """Sizes and seeds of the heterogeneity figures.
+
+    Attributes:
+        d_model: width (d_head = d_model, one head); d_mlp: MLP width.
+        seed: model seed; data_seed: data seed.
+        batch: sequences for the heatmap Hessian.
+        hist_batches, hist_batch: batches x sequences for the histograms.
+    """
+
+    d_model: int = 16
+    d_mlp: int = 64
+    seed: int = 1234
+    data_seed: int = 1234
+    batch: int = 64
+    hist_batches: int = 8
+    hist_batch: int = 8
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            minimum = 0 if f.name.endswith("seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{f.name} must be an int >= {minimum}, got {value!r}")
+
+    def label(self) -> str:
+        """Readable head of the file name."""
+        return f"heterogeneity_d={self.d_model}_seed={self.seed}_batch={self.batch}"
+
+
+def _model(config: HeterogeneityConfig, attention: str) -> Transformer:
+    a0, a1 = answer_positions()
+    # read-out of the scored logits: the same Hessian as the full model with the position-selecting loss
+    return Transformer(
+        n_layers=1,
+        d_model=config.d_model,
+        d_head=config.d_model,
+        d_mlp=config.d_mlp,
+        attention=attention,
+        readout=(a0 - 1, a1 - 1),
     )
-    p.add_argument("--full", action="store_true", help="the paper's setting (already the default)")
+
+
+def heatmap_hessian(config: HeterogeneityConfig, *, dtype: torch.dtype = torch.float64) -> BlockMatrix:
+    """The exact Hessian of the softmax model over ``HEATMAP_BLOCKS`` on one batch of ``config.batch``."""
+    a0, a1 = answer_positions()
+    tokens = addition_data(config.batch, seed=config.data_seed)[0]
+    model = _model(config, "softmax")
+    params = model.init(seed=config.seed, dtype=dtype)
+    return dense_hessian(
+        model,
+        CrossEntropyLoss(),
+        params,
+        tokens,
+        tokens[:, a0:a1],
+        HEATMAP_BLOCKS,
+        dtype=dtype,
+        max_params=8192,
+        chunk_size=64,
+    )
+
+
+def histogram_blocks(
+    config: HeterogeneityConfig, attention: str, *, dtype: torch.dtype = torch.float64
+) -> dict[str, Tensor]:
+    """The dense W_Q and W_V diagonal blocks of H, ``{"Q": (p, p), "V": (p, p)}``, on the histogram batches."""
+    a0, a1 = answer_positions()
+    # 8 batches of 8 with equal sizes: the mean loss over the 64 sequences is the mean of the batch losses
+    tokens = addition_data(config.hist_batch, num_batches=config.hist_batches, seed=config.data_seed)
+    tokens = tokens.reshape(-1, tokens.shape[-1])
+    model = _model(config, attention)
+    params = model.init(seed=config.seed, dtype=dtype)
+    names = ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"]
+    B = dense_hessian(model, CrossEntropyLoss(), params, tokens, tokens[:, a0:a1], names, dtype=dtype)
+    return {"Q": B.block(names[0], names[0]), "V": B.block(names[1], names[1])}
+
+
+def store(config: HeterogeneityConfig, path: str | Path) -> ResultStore:
+    """The result store of ``config`` at ``path`` (a file of another config is a ValueError)."""
+    return ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
+
+
+def run(config: HeterogeneityConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Compute and save the heatmap Hessian and the histogram blocks, each piece unless already saved.
+
+    Store keys: ``heatmap`` (``hessian`` (P, P) float32, as it is only displayed; ``names``, space-separated;
+    ``boundaries`` (len(names) + 1,)) and one per attention in ``ATTENTIONS`` with ``Q`` and ``V`` (p, p).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = store(config, path)
+    todo = [key for key in ("heatmap", *ATTENTIONS) if not results.done(key)]
+    for key in tqdm(todo, desc="heterogeneity", disable=not progress):
+        if key == "heatmap":
+            H = heatmap_hessian(config)
+            results.save(
+                key,
+                hessian=H.matrix.numpy().astype(np.float32),
+                names=" ".join(H.names),
+                boundaries=np.asarray(H.boundaries, dtype=np.int64),
+            )
+        else:
+            results.save(key, **{block: M.numpy() for block, M in histogram_blocks(config, key).items()})
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """Read a heterogeneity file: dict with ``config``, ``hessian`` (P, P) float64, ``names``, ``boundaries``
+    and ``blocks`` = {"softmax": {"Q": (p, p), "V": (p, p)}, "linear": {...}}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {path} is not a file")
+    config = HeterogeneityConfig(**read_store_config(path, HeterogeneityConfig, KIND))
+    results = store(config, path)
+    missing = [key for key in ("heatmap", *ATTENTIONS) if not results.done(key)]
+    if missing:
+        raise ValueError(f"{path} is not a complete {KIND} file: {missing} missing")
+    heat = results.load("heatmap")
+    return dict(
+        config=config,
+        hessian=heat["hessian"].astype(np.float64),
+        names=heat["names"].split(" "),
+        boundaries=heat["boundaries"],
+        blocks={a: {b: results.load(a)[b] for b in ("Q", "V")} for a in ATTENTIONS},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# figures
+
+
+def heatmap_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).stem + "_heatmap.png")
+
+
+def histograms_path(path: str | Path) -> Path:
+    return Path(path).with_name(Path(path).stem + "_histograms.png")
+
+
+def plot_heatmap(path: str | Path) -> Figure:
+    """Heatmap of log10(|H| + 1e-6) of the whole model and of the attention weights, with block boundaries.
+
+    Smoothed for display with a 5x5 box filter (the authors' cv.GaussianBlur with sigma 100 is nearly a box).
+    Saved as ``<stem>_heatmap.png`` next to the data.
+    """
+    res = load(path)
+    H = res["hessian"]
+    names, bounds = res["names"], res["boundaries"]
+    attn = [i for i, n in enumerate(names) if ".attn.W_" in n]
+    lo, hi = bounds[attn[0]], bounds[attn[-1] + 1]
+    panels = [
+        (H, names, bounds, "whole model"),
+        (H[lo:hi, lo:hi], [names[i] for i in attn], bounds[attn[0] : attn[-1] + 2] - lo, "W_Q, W_K, W_V, W_O"),
+    ]
+    imgs = [uniform_filter(np.log10(np.abs(M) + 1e-6), size=5, mode="nearest") for M, *_ in panels]
+    vmin, vmax = min(i.min() for i in imgs), max(i.max() for i in imgs)
+    fig = new_figure(15, 7, layout=None)
+    axes = fig.subplots(1, 2)
+    for ax, img, (_, nm, bd, title) in zip(axes, imgs, panels):
+        im = ax.imshow(img, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+        for x in bd[1:-1]:
+            ax.axhline(x - 0.5, color="white", ls="--", lw=0.6)
+            ax.axvline(x - 0.5, color="white", ls="--", lw=0.6)
+        centres = (np.asarray(bd[:-1]) + np.asarray(bd[1:])) / 2
+        short = [n.split(".")[-1] for n in nm]
+        ax.set_xticks(centres, short, rotation=90, fontsize=7)
+        ax.set_yticks(centres, short, fontsize=7)
+        ax.set_title(f"log10 |H|: {title}")
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    save_figure(fig, heatmap_path(path), dpi=110)
+    return fig
+
+
+def _log_bins(values: np.ndarray, num: int) -> np.ndarray:
+    v = np.abs(values[np.isfinite(values)])
+    lo = max(1e-8, v[v > 0].min()) if np.any(v > 0) else 1e-8
+    return np.logspace(np.log10(lo), np.log10(max(v.max(), lo * 10)), num + 1)
+
+
+def plot_histograms(path: str | Path) -> Figure:
+    """Histograms of |entries| of the W_Q and W_V blocks of H: softmax (left) and linear over softmax (right).
+
+    Saved as ``<stem>_histograms.png`` next to the data.
+    """
+    res = load(path)
+    soft, lin = res["blocks"]["softmax"], res["blocks"]["linear"]
+    fig = new_figure(12, 7, layout="tight")
+    axes = fig.subplots(2, 2)
+    for i, (block, bins) in enumerate((("V", 50), ("Q", 30))):
+        ax = axes[i, 0]
+        vals = np.abs(soft[block]).ravel()
+        ax.hist(vals, bins=_log_bins(vals, bins), color="C0")
+        ax.set_title(f"softmax attention: |H(W_{block}, W_{block})| entries, median {np.median(vals):.1e}")
+        ax = axes[i, 1]
+        lv = np.abs(lin[block]).ravel()
+        edges = _log_bins(np.concatenate([vals, lv]), 50)
+        ax.hist(vals, bins=edges, color="C0", alpha=0.35, label="softmax")
+        ax.hist(lv, bins=edges, color="C3", alpha=0.9, label="linear attention")
+        ax.set_title(f"linear attention: |H(W_{block}, W_{block})|, median {np.median(lv):.1e}")
+        ax.legend(fontsize=8)
+        for ax in axes[i]:
+            ax.set_xscale("log")
+            ax.set_xlabel("|entry|")
+            ax.set_ylabel("count")
+    save_figure(fig, histograms_path(path), dpi=110)
+    return fig
+
+
+def plot(path: str | Path) -> tuple[Figure, Figure]:
+    """Both figures (heatmap, histograms), each saved next to the data."""
+    return plot_heatmap(path), plot_histograms(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv=None):
+    p = study_parser(__doc__, out="results/hessian_heterogeneity")
     p.add_argument("--d-model", type=int, default=16)
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch", type=int, default=64, help="sequences for the heatmap")
     p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    p.add_argument("--out", type=Path, default=Path("results/hessian_heterogeneity"))
     return p.parse_args(argv)
 
 
@@ -43,11 +295,10 @@ def main(argv=None) -> Path:
     config = HeterogeneityConfig(
         d_model=args.d_model, d_mlp=args.d_mlp or 4 * args.d_model, seed=args.seed, batch=args.batch
     )
-    path = run_heterogeneity(
-        config, args.out / f"heterogeneity_d={config.d_model}_seed={config.seed}_batch={config.batch}.h5"
-    )
-    heat, hist = plot_heatmap(path), plot_histograms(path)
-    res = load_heterogeneity(path)
+    path = run(config, result_path(args.out, config.label(), config), progress=not args.no_progress)
+    plot(path)
+    heat, hist = heatmap_path(path), histograms_path(path)
+    res = load(path)
     H, b = res["hessian"], res["boundaries"]
     print("block   Frobenius norm of the diagonal block   median |entry|")
     for i, name in enumerate(res["names"]):
@@ -56,7 +307,8 @@ def main(argv=None) -> Path:
     for attention, blocks in res["blocks"].items():
         q, v = (np.median(np.abs(blocks[k])) for k in ("Q", "V"))
         print(
-            f"{attention:8s} attention, histogram batches: median |H_QQ| {q:.2e}, median |H_VV| {v:.2e}, ratio V/Q {v / q:.1e}"
+            f"{attention:8s} attention, histogram batches: median |H_QQ| {q:.2e}, median |H_VV| {v:.2e}, "
+            f"ratio V/Q {v / q:.1e}"
         )
     print(f"saved {path}, {heat} and {hist}")
     return path

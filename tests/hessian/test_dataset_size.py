@@ -11,7 +11,7 @@ import torch
 
 from hessian import CrossEntropyLoss, MSELoss, SelfAttention, dense_hessian
 from hessian.dataset_size import DatasetConfig, fit_rate, per_sample_hessians, running_differences
-from hessian.experiments import addition_data, answer_positions
+from hessian.addition import addition_data, answer_positions
 
 
 def attention_samples(N, seed=0):

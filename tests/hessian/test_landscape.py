@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hessian.experiments.addition import addition_data
+from hessian.addition import addition_data
 from hessian.landscape import loss_landscape, quadratic_model
 from hessian.landscape_directions import (
     random_filter_normalized_directions,

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from hessian import CrossEntropyLoss, LinearMLP, MSELoss, Transformer, hessian_split
-from hessian.experiments.addition import addition_data
-from hessian.experiments.block_norms import (
+from hessian.addition import addition_data
+from hessian.block_norms import (
     hutchpp_split_norms,
     kron_sum_matrix,
     kron_sum_squared_frobenius,

@@ -1,6 +1,6 @@
-"""simulations.attention_lipschitz end to end on tiny sizes: HDF5, PNG, slopes; stored norms equal an independent recomputation."""
+"""simulations.attention_lipschitz end to end on tiny sizes: HDF5, PNG, slopes; stored norms equal an independent
+recomputation."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -9,21 +9,13 @@ import torch
 
 from hessian.closed_form.attention_jacobians import attention_jacobians
 from hessian.closed_form.layernorm import layer_norm_jacobian
-from hessian.experiments.lipschitz import (
-    KIND,
-    LAYERS,
-    TOKENS,
-    LipschitzConfig,
-    draw,
-    load_lipschitz,
-    run_lipschitz,
-)
-from particles.io import ResultStore
 from simulations import attention_lipschitz
+from simulations.attention_lipschitz import LAYERS, TOKENS, LipschitzConfig, draw, load, run, store
 
 
 def closed_form_norm(layer, params, X, eps):
-    """||dF/dX||_2 from the closed forms (no torch.func): attention Jacobian, chained with the per-token LayerNorm Jacobian."""
+    """||dF/dX||_2 from the closed forms (no torch.func): attention Jacobian, chained with the per-token LayerNorm
+    Jacobian."""
     W_Q, W_K, W_V = (params[n][0] for n in ("W_Q", "W_K", "W_V"))
     if layer == "attention":
         J = attention_jacobians(X, W_Q, W_K, W_V)["X"]
@@ -43,7 +35,7 @@ def test_attention_lipschitz_cli(tmp_path):
         "--draws",
         "2",
         "--num-scales",
-        "7",
+        "9",
         "--s-max",
         "1000",
         "--s-fit",
@@ -54,9 +46,9 @@ def test_attention_lipschitz_cli(tmp_path):
     ]
     path = attention_lipschitz.main(argv)
     assert path.exists() and path.with_suffix(".png").exists()
-    res = load_lipschitz(path)
-    assert res.norms.shape == (2, 2, 2, 7) and np.isfinite(res.norms).all() and (res.bounds == 0).all()
-    np.testing.assert_allclose(res.scales, np.geomspace(0.1, 1000, 7), rtol=1e-15)
+    res = load(path)
+    assert res.norms.shape == (2, 2, 2, 9) and np.isfinite(res.norms).all() and (res.bounds == 0).all()
+    np.testing.assert_allclose(res.scales, np.geomspace(0.1, 1000, 9), rtol=1e-15)
     config = res.config
     # one point per (tokens, layer), recomputed from the closed forms and numpy's SVD
     k = 5
@@ -73,21 +65,18 @@ def test_attention_lipschitz_cli(tmp_path):
     row = next(r for r in rows if r["layer"] == "attention" and r["tokens"] == "zero_token")
     assert abs(row["slope"] - np.mean(fits)) < 1e-10 and abs(row["slope"] - 2) < 0.05
     # an interrupted run resumes to the same numbers; a finished file is not rewritten
-    store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
-    store.delete("zero_token_draw=001")
-    run_lipschitz(config, path, progress=False)
-    np.testing.assert_array_equal(load_lipschitz(path).norms, res.norms)
+    store(config, path).delete("zero_token_draw=001")
+    run(config, path, progress=False)
+    np.testing.assert_array_equal(load(path).norms, res.norms)
     mtime = path.stat().st_mtime_ns
-    run_lipschitz(config, path, progress=False)
+    run(config, path, progress=False)
     assert path.stat().st_mtime_ns == mtime
 
 
 def test_lanczos_method_agrees_with_dense(tmp_path):
     kw = {"L": 4, "d": 3, "draws": 1, "num_scales": 3, "s_max": 10.0, "s_fit": 1.0}
-    dense = load_lipschitz(run_lipschitz(LipschitzConfig(**kw), tmp_path / "dense.h5", progress=False))
-    lanczos = load_lipschitz(
-        run_lipschitz(LipschitzConfig(method="lanczos", **kw), tmp_path / "lanczos.h5", progress=False)
-    )
+    dense = load(run(LipschitzConfig(**kw), tmp_path / "dense.h5", progress=False))
+    lanczos = load(run(LipschitzConfig(method="lanczos", **kw), tmp_path / "lanczos.h5", progress=False))
     np.testing.assert_allclose(lanczos.norms, dense.norms, rtol=1e-8, atol=0)
     assert (lanczos.bounds < 1e-6 * lanczos.norms).all()
 
@@ -103,6 +92,6 @@ def test_config_guards(tmp_path):
         LipschitzConfig(L=1)
     with pytest.raises(ValueError, match="tokens must be one of"):
         draw(LipschitzConfig(), 0, "uniform")
-    run_lipschitz(LipschitzConfig(L=3, d=2, draws=1, num_scales=2), tmp_path / "a.h5", progress=False)
+    run(LipschitzConfig(L=3, d=2, draws=1, num_scales=2), tmp_path / "a.h5", progress=False)
     with pytest.raises(ValueError, match="config differs"):
-        run_lipschitz(LipschitzConfig(L=3, d=2, draws=1, num_scales=3), tmp_path / "a.h5", progress=False)
+        run(LipschitzConfig(L=3, d=2, draws=1, num_scales=3), tmp_path / "a.h5", progress=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hessian.experiments.addition import EQUALS, PLUS, addition_data, answer_positions
+from hessian.addition import EQUALS, PLUS, addition_data, answer_positions
 
 
 def _number(digits):

@@ -35,11 +35,9 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
-from ..models import LinearMLP, Transformer
-from ..models.attention import apply_attention, attention_pattern
-from ..models.transformer import layer_norm
-
-KINDS = ("H", "H_o", "H_f")
+from .models import LinearMLP, Transformer
+from .models.attention import apply_attention, attention_pattern
+from .models.transformer import layer_norm
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class SplitNorms:
     """Frobenius norms of one block of H, H_o and H_f with their standard errors (0 when exact).
 
     Attributes:
-        value: (3,) norms in the order ``KINDS`` = (H, H_o, H_f).
+        value: (3,) norms in the order of ``hessian.kinds.KINDS`` = (H, H_o, H_f).
         stderr: (3,) standard errors of the norms.
         num_products: curvature products used (Hessian or Gauss-Newton vector products, per vector).
     """
@@ -217,7 +215,8 @@ def last_layer_taps(model: Transformer, params: Mapping[str, Tensor], tokens: Te
     """
     if model.readout is None or model.n_heads != 1:
         raise ValueError(
-            f"the exact path needs a transformer with a readout and one head, got readout={model.readout}, n_heads={model.n_heads}"
+            "the exact path needs a transformer with a readout and one head, "
+            f"got readout={model.readout}, n_heads={model.n_heads}"
         )
     start, stop = model.readout
     tokens = tokens[..., :stop]  # causal attention: later tokens cannot reach the read-out logits

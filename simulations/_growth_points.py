@@ -1,57 +1,30 @@
-"""Growth of the W_Q / W_V Hessian blocks with the embedding scale sigma (theory note §2.4, §2.10, §3).
+"""The growth study's config, its reference problem and the block norms at one (sigma, repeat) point.
 
-For each repeat r a fresh model is drawn (seed ``model_seed + r``); for each sigma of the grid the token and
-position embeddings are redrawn ~ N(0, sigma^2) (fresh draws, the authors' protocol; ``embedding="rescaled"``
-multiplies one unit draw by sigma instead) and the Frobenius norms of the diagonal blocks of H, H_o and H_f
-are measured for every layer. Results go to HDF5 point by point (``results``); ``fit_slopes`` fits
-log-log slopes against the theory exponents of ``theory_exponent``.
+For repeat r a fresh model is drawn (seed ``model_seed + r``); at each sigma of the grid the token and position
+embeddings are redrawn ~ N(0, sigma^2) (fresh draws, the authors' protocol; ``embedding="rescaled"`` multiplies
+one unit draw by sigma instead) and the Frobenius norms of the diagonal blocks of H, H_o and H_f are measured
+for every layer: exactly where the block allows it (``hessian.block_norms``), by Hutch++ elsewhere.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import hashlib
-import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
-from ..losses import CrossEntropyLoss, MSELoss
-from ..models import LinearMLP, Transformer
-from ..products import make_ggnvp, make_hvp
-from .addition import addition_data, answer_positions
-from .block_norms import KINDS, SplitNorms, hutchpp_split_norms, mlp_layer_norms, transformer_last_layer_norms
+from hessian.addition import addition_data, answer_positions
+from hessian.block_norms import SplitNorms, hutchpp_split_norms, mlp_layer_norms, transformer_last_layer_norms
+from hessian.losses import CrossEntropyLoss, MSELoss
+from hessian.models import LinearMLP, Transformer
+from hessian.products import make_ggnvp, make_hvp
 
-
-def sigma_grid(name: str, num: int = 20) -> np.ndarray:
-    """The sigma grids of the theory note §3.4 (20 points in the paper).
-
-    Args:
-        name: "log" (10^[-2, 1]), "log_short" (10^[-1, 0]), "linear" ([0.1, 10]), "linear_short" ([0.1, 1]).
-        num: number of points.
-
-    Returns:
-        (num,) increasing sigmas.
-    """
-    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise ValueError(f"num must be an int >= 2, got {num!r}")
-    grids: dict[str, Callable[[], np.ndarray]] = {
-        "log": lambda: 10 ** np.linspace(-2, 1, num),
-        "log_short": lambda: 10 ** np.linspace(-1, 0, num),
-        "linear": lambda: np.linspace(0.1, 10, num),
-        "linear_short": lambda: np.linspace(0.1, 1, num),
-    }
-    if name not in grids:
-        raise ValueError(f"grid must be one of {sorted(grids)}, got {name!r}")
-    return grids[name]()
+from ._sigma_grids import GRIDS, sigma_grid
+from .common.naming import config_digest
 
 
 class ModelKind(str, enum.Enum):
@@ -130,7 +103,7 @@ class GrowthConfig:
             "model": [m.value for m in ModelKind],
             "attention": ["softmax", "linear"],
             "loss": ["ce", "mse"],
-            "grid": ["log", "log_short", "linear", "linear_short"],
+            "grid": list(GRIDS),
             "embedding": ["fresh", "rescaled"],
             "method": [m.value for m in Method],
             "dtype": ["float64", "float32"],
@@ -164,8 +137,8 @@ class GrowthConfig:
     def torch_dtype(self) -> torch.dtype:
         return getattr(torch, self.dtype)
 
-    def name(self) -> str:
-        """File stem naming the setting (the fields the authors put in their file names, plus sizes)."""
+    def label(self) -> str:
+        """Readable head of the file name: the fields the authors put in their file names, plus sizes."""
         if self.model == ModelKind.MLP:
             head = f"mlp_layers={self.n_layers}_loss={self.loss}"
         else:
@@ -173,9 +146,11 @@ class GrowthConfig:
                 f"norm={'pre' if self.layer_norm else 'none'}_layers={self.n_layers}_attention={self.attention}"
                 f"_residual={self.residual_scaling:g}_loss={self.loss}"
             )
-        # the hash covers every field, so two configs never share a file (the writer also refuses a mismatch)
-        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
-        return f"{head}_scale={self.grid}_d={self.d_model}_repeats={self.repeats}_{self.embedding}_{digest}"
+        return f"{head}_scale={self.grid}_d={self.d_model}_repeats={self.repeats}_{self.embedding}"
+
+    def name(self) -> str:
+        """File stem: the label and the digest of every field, so two configs never share a file."""
+        return f"{self.label()}_{config_digest(self)}"
 
 
 @dataclass(frozen=True)
@@ -282,156 +257,3 @@ def measure_point(
             norms[l, b], stderr[l, b] = res.value, res.stderr
             used += res.num_products
     return norms, stderr, used
-
-
-def run_growth(config: GrowthConfig, path: str | Path, *, progress: bool = True) -> Path:
-    """Run (or resume) a growth experiment, writing every (sigma, repeat) point to HDF5 as it finishes.
-
-    Args:
-        config: the experiment.
-        path: HDF5 file; an existing file must hold the same config, its finished points are skipped.
-        progress: show a tqdm bar.
-
-    Returns:
-        The path of the HDF5 file.
-    """
-    from tqdm.auto import tqdm
-
-    from .results import GrowthWriter
-
-    setup = build(config)
-    writer = GrowthWriter(path, config)
-    todo = [(r, k) for r in range(config.repeats) for k in range(config.num_sigmas) if not writer.has(k, r)]
-    for r, k in tqdm(todo, desc=config.name()[:40], disable=not progress):
-        params = point_params(config, setup, r, k)
-        t0 = time.perf_counter()
-        norms, stderr, used = measure_point(config, setup, params, seed=1000 * r + k)
-        writer.write(k, r, norms, stderr, seconds=time.perf_counter() - t0, num_products=used)
-    return Path(path)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# theory exponents and slope fits
-
-
-def theory_exponent(config: GrowthConfig, layer: int, block: str, kind: str) -> float | None:
-    """Small-sigma exponent p of ``||block||_F ~ sigma^p`` from the theory note (§2.4, §2.10, §2.11).
-
-    None where the theory gives no power law (pre-LN) or the block is identically zero.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    last = layer == config.n_layers - 1
-    if config.model == ModelKind.MLP:
-        return None if kind == "H_f" else 2.0
-    if config.layer_norm:
-        return None
-    if config.attention == "linear":
-        if config.residual_scaling != 0:
-            return None
-        if kind == "H_f" and config.n_layers == 1:
-            return None  # block-hollow: the diagonal H_f blocks vanish
-        return 2.0 * 3**config.n_layers
-    if block == "Q":
-        return {"H": 5.0, "H_o": 6.0, "H_f": 5.0}[kind]
-    if kind == "H_f":
-        return None if last else 3.0
-    return 2.0
-
-
-@dataclass(frozen=True)
-class SlopeFit:
-    """Least-squares slope of log(norm) on log(sigma).
-
-    Attributes:
-        slope: fitted exponent; ci: half-width of its 95% confidence interval (t distribution, n - 2 dof);
-        num_points: sigmas used.
-    """
-
-    slope: float
-    ci: float
-    num_points: int
-
-
-def fit_slope(sigmas: np.ndarray, values: np.ndarray, *, sigma_max: float | None = None) -> SlopeFit:
-    """Fit ``log values = p log sigma + c`` over positive finite values with sigma <= sigma_max.
-
-    Args:
-        sigmas: (S,) grid.
-        values: (S,) e.g. the mean over repeats.
-        sigma_max: upper end of the fit range (None: whole grid).
-
-    Returns:
-        SlopeFit (nan when fewer than 3 usable points).
-    """
-    sigmas, values = np.asarray(sigmas, float), np.asarray(values, float)
-    if sigmas.shape != values.shape or sigmas.ndim != 1:
-        raise ValueError(f"sigmas and values must be 1-D of the same length, got {sigmas.shape} and {values.shape}")
-    keep = np.isfinite(values) & (values > 0) & (sigmas > 0)
-    if sigma_max is not None:
-        keep &= sigmas <= sigma_max * (1 + 1e-12)
-    n = int(keep.sum())
-    if n < 3:
-        return SlopeFit(float("nan"), float("nan"), n)
-    res = stats.linregress(np.log(sigmas[keep]), np.log(values[keep]))
-    return SlopeFit(float(res.slope), float(stats.t.ppf(0.975, n - 2) * res.stderr), n)
-
-
-def slope_table(results, *, sigma_max: float = 1.0) -> list[dict]:
-    """Fitted slopes (sigma <= sigma_max and whole grid) of the repeat means, next to the theory exponents.
-
-    Args:
-        results: ``GrowthResults`` (from ``results.load_growth``).
-        sigma_max: upper end of the small-sigma fit (softmax saturates above 1).
-
-    Returns:
-        One dict per (layer, block, kind): layer, block, kind, theory, slope, ci, slope_all, ci_all, agrees.
-    """
-    config = results.config
-    mean = results.mean()
-    rows = []
-    for l in range(config.n_layers):
-        for b, block in enumerate(config.blocks):
-            for q, kind in enumerate(KINDS):
-                small = fit_slope(results.sigmas, mean[:, l, b, q], sigma_max=sigma_max)
-                whole = fit_slope(results.sigmas, mean[:, l, b, q])
-                p = theory_exponent(config, l, block, kind)
-                # an exact power law has ci ~ 0: allow rounding-level deviations
-                agrees = (
-                    None
-                    if p is None or not np.isfinite(small.slope)
-                    else bool(abs(small.slope - p) <= max(small.ci, 1e-6))
-                )
-                rows.append(
-                    dict(
-                        layer=l,
-                        block=block,
-                        kind=kind,
-                        theory=p,
-                        slope=small.slope,
-                        ci=small.ci,
-                        n=small.num_points,
-                        slope_all=whole.slope,
-                        ci_all=whole.ci,
-                        agrees=agrees,
-                    )
-                )
-    return rows
-
-
-def format_slope_table(rows: list[dict], sigma_max: float = 1.0) -> str:
-    """Plain-text table of ``slope_table`` rows."""
-    head = f"{'layer':>5} {'block':>5} {'kind':>4} {'theory':>6} | {'slope (sigma<=' + format(sigma_max, 'g') + ')':>16} {'95% CI':>8} {'n':>3} | {'slope (all)':>11} {'95% CI':>8} | agrees"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        p = "-" if r["theory"] is None else f"{r['theory']:g}"
-        ok = "-" if r["agrees"] is None else ("yes" if r["agrees"] else "NO")
-        lines.append(
-            f"{r['layer']:>5} {r['block']:>5} {r['kind']:>4} {p:>6} | {r['slope']:>16.3f} {r['ci']:>8.3f} {r['n']:>3} | {r['slope_all']:>11.3f} {r['ci_all']:>8.3f} | {ok}"
-        )
-    return "\n".join(lines)
-
-
-def replace(config: GrowthConfig, **changes) -> GrowthConfig:
-    """``dataclasses.replace`` re-exported for sweeps."""
-    return dataclasses.replace(config, **changes)

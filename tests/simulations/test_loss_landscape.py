@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hessian.experiments.landscape import PIECES, load_landscape, run_landscape
 from simulations import loss_landscape
+from simulations.loss_landscape import PIECES, load, run
 
 
 def test_loss_landscape_cli(tmp_path):
@@ -24,7 +24,7 @@ def test_loss_landscape_cli(tmp_path):
         "--no-progress",
     ]
     path = loss_landscape.main(argv)
-    config, data = load_landscape(path)
+    config, data = load(path)
     assert config.points == ("init", "trained")
     for point in config.points:
         line, plane = data[f"{point}_{PIECES[0]}"], data[f"{point}_{PIECES[2]}"]
@@ -38,5 +38,5 @@ def test_loss_landscape_cli(tmp_path):
     assert "lambda_1" in path.with_name(path.stem + "_summary.txt").read_text()
     # a rerun finds everything saved and computes nothing
     mtime = path.stat().st_mtime_ns
-    assert run_landscape(config, path, progress=False) == path
+    assert run(config, path, progress=False) == path
     assert path.stat().st_mtime_ns == mtime

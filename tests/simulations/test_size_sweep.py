@@ -6,15 +6,10 @@ import pytest
 import torch
 
 from hessian.dense import gauss_newton
-from hessian.experiments.size_sweep import (
-    KINDS,
-    QUANTITIES,
-    SizeSweepConfig,
-    load_size_sweep,
-    measure_row,
-    row_setup,
-)
+from hessian.kinds import KINDS
 from simulations import size_sweep
+from simulations._spectral_summary import QUANTITIES
+from simulations.size_sweep import SizeSweepConfig, load, measure_row, row_setup
 
 
 def test_size_sweep_cli(tmp_path):
@@ -34,7 +29,7 @@ def test_size_sweep_cli(tmp_path):
     ]
     path = size_sweep.main(argv)
     assert path.with_suffix(".png").exists() and path.with_name(path.stem + "_table.txt").exists()
-    res = load_size_sweep(path)
+    res = load(path)
     assert set(res.rows) == {(4, 1, "softmax"), (4, 1, "linear")}
     row = res.rows[(4, 1, "softmax")]
     assert row["values"].shape == (2, 3, len(QUANTITIES)) and np.all(row["methods"] == "dense")
@@ -56,7 +51,7 @@ def test_size_sweep_cli(tmp_path):
     )
     # a rerun resumes: nothing recomputed, same file
     seconds = row["seconds"]
-    assert load_size_sweep(size_sweep.main(argv)).rows[(4, 1, "softmax")]["seconds"] == seconds
+    assert load(size_sweep.main(argv)).rows[(4, 1, "softmax")]["seconds"] == seconds
 
 
 def test_matrix_free_row_matches_dense():
