@@ -4,11 +4,12 @@ Every function takes a functional model ``f(params, X)``, a loss ``loss(output, 
 the data and a list of block names (e.g. ``"blocks.0.attn.W_Q"``); analysis runs in float64 by default.
 """
 
-from . import block as block
+from . import adam as adam
+from . import block_assembly as block_assembly
+from . import block_groups as block_groups
 from . import closed_form as closed_form
-from . import dataset_size as dataset_size
 from . import interop as interop
-from . import training as training
+from . import per_sample as per_sample
 from .block_matrix import BlockMatrix as BlockMatrix
 from .conditioning import Conditioning as Conditioning
 from .conditioning import ExtremeEigenvalues as ExtremeEigenvalues
@@ -16,7 +17,6 @@ from .conditioning import NegativeMass as NegativeMass
 from .conditioning import condition_number as condition_number
 from .conditioning import extreme_eigenvalues as extreme_eigenvalues
 from .conditioning import negative_mass as negative_mass
-from .dataset_size import per_sample_hessians as per_sample_hessians
 from .dense import HessianSplit as HessianSplit
 from .dense import dense_hessian as dense_hessian
 from .dense import functional_hessian as functional_hessian
@@ -37,8 +37,8 @@ from .estimators import top_eigenvalues as top_eigenvalues
 from .estimators import trace as trace
 from .flow import FlowCurvature as FlowCurvature
 from .flow import along_trajectory as along_trajectory
-from .flow import flow_hessian as flow_hessian
 from .flow import read_curvature as read_curvature
+from .flow_blocks import flow_hessian as flow_hessian
 from .jacobians import BlockJacobian as BlockJacobian
 from .jacobians import JacobianOperator as JacobianOperator
 from .jacobians import jacobian as jacobian
@@ -60,6 +60,7 @@ from .operators import CurvatureOperator as CurvatureOperator
 from .operators import functional_hessian_operator as functional_hessian_operator
 from .operators import ggn_operator as ggn_operator
 from .operators import hessian_operator as hessian_operator
+from .per_sample import per_sample_hessians as per_sample_hessians
 from .products import (
     functional_hessian_vector_product as functional_hessian_vector_product,
 )
@@ -138,9 +139,10 @@ __all__ = [
     "read_curvature",
     "flow_hessian",
     "FlowCurvature",
-    # the whole pre-LN block, dataset size and training (Petrov et al., 2025)
-    "block",
-    "dataset_size",
+    # the whole pre-LN block, per-sample Hessians and Adam (Petrov et al., 2025)
+    "block_groups",
+    "block_assembly",
+    "per_sample",
     "per_sample_hessians",
-    "training",
+    "adam",
 ]

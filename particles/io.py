@@ -1020,6 +1020,20 @@ class ResultStore:
                     f"overwrite=True"
                 )
 
+    @classmethod
+    def open(cls, path, *, lock_timeout=60.0):
+        """The existing store at ``path`` with the config stored in it, to read a file alone.
+
+        Raises:
+            StoreError: ``path`` is not a result store of this package.
+        """
+        path = _check_path(path)
+        with _open_read(path) as f:
+            _check_schema(f, path, "results")
+            stored = _get_all(f["parameters"])
+        stored.pop(".package_version", None)
+        return cls(path, stored, lock_timeout=lock_timeout)
+
     @property
     def config(self):
         """The sweep's config (a copy)."""
