@@ -33,7 +33,9 @@ Every block is computed from the attention moments of the note (§1.4, §2.2-2.3
 queries of rank-one terms (one GEMM per block) and vmapped over all (frame, system) pairs. SA uses central
 moments (M2_i = sum_j a_ij (x_j - m_i)(x_j - m_i)^T, m_i = sum_j a_ij x_j); USA, whose weights are not
 normalised, the same formulas with raw moments (x_j in place of x_j - m_i): d a_ij = a_ij dT_ij and
-d^2 a_ij = a_ij dT_ij^2. Both are tested against torch.func.hessian of l(w) (tests/hessian/test_flow.py).
+d^2 a_ij = a_ij dT_ij^2. Both are tested against torch.func.hessian of l(w) and against the einsum
+derivation of ``hessian.closed_form`` (attention "softmax" and "unnormalized"), to 1e-12
+(tests/hessian/test_flow_blocks.py).
 
 When every token sits at one point x, SA gives A = 11^T / n and x_j - m_i = 0, so M2 = M3 = 0 and every Q and
 K block of H_o and H_f vanishes while H_o(V, V) = (2/(n d)) n I (x) x x^T stays (note §2.12); USA keeps its Q/K
