@@ -10,11 +10,12 @@ also take any operator or matrix.
 
 from importlib import import_module
 
-from . import block as block
+from . import adam as adam
+from . import block_assembly as block_assembly
+from . import block_groups as block_groups
 from . import closed_form as closed_form
-from . import dataset_size as dataset_size
 from . import interop as interop
-from . import training as training
+from . import per_sample as per_sample
 from .block_matrix import BlockMatrix as BlockMatrix
 from .conditioning import Conditioning as Conditioning
 from .conditioning import ExtremeEigenvalues as ExtremeEigenvalues
@@ -23,7 +24,6 @@ from .conditioning import condition_number as condition_number
 from .conditioning import extreme_eigenvalues as extreme_eigenvalues
 from .conditioning import negative_mass as negative_mass
 from .curvature import Curvature as Curvature
-from .dataset_size import per_sample_hessians as per_sample_hessians
 from .dense import HessianSplit as HessianSplit
 from .dense import hessian_split as hessian_split
 from .estimators import Estimate as Estimate
@@ -35,8 +35,8 @@ from .estimators import top_eigenvalues as top_eigenvalues
 from .estimators import trace as trace
 from .flow import FlowCurvature as FlowCurvature
 from .flow import along_trajectory as along_trajectory
-from .flow import flow_hessian as flow_hessian
 from .flow import read_curvature as read_curvature
+from .flow_blocks import flow_hessian as flow_hessian
 from .jacobians import BlockJacobian as BlockJacobian
 from .jacobians import JacobianOperator as JacobianOperator
 from .jacobians import jacobian as jacobian
@@ -56,6 +56,7 @@ from .models import LinearMLP as LinearMLP
 from .models import SelfAttention as SelfAttention
 from .models import Transformer as Transformer
 from .operators import hessian_operator as hessian_operator
+from .per_sample import per_sample_hessians as per_sample_hessians
 from .problem import CurvatureProblem as CurvatureProblem
 
 # kept for the study modules until they migrate (``from hessian import dense_hessian``); not part of the API:
@@ -123,9 +124,10 @@ __all__ = [
     "read_curvature",
     "flow_hessian",
     "FlowCurvature",
-    # the whole pre-LN block, dataset size and training (Petrov et al., 2025)
-    "block",
-    "dataset_size",
+    # the whole pre-LN block, per-sample Hessians and Adam (Petrov et al., 2025)
+    "block_groups",
+    "block_assembly",
+    "per_sample",
     "per_sample_hessians",
-    "training",
+    "adam",
 ]

@@ -7,7 +7,7 @@ HDF5 file, then draws from that file, next to it:
 * against log t: cluster count, eigenvalues of Sigma_xx = X^T X / n, and the Frobenius norms of the Q, K, V
   blocks of H, H_o and H_f (median over systems, band: min-max);
 * block norms against lambda_2(Sigma_xx), the largest non-leading eigenvalue, with the fitted power law and
-  the exponents of the Hessian note (``hessian.flow.CLUSTER_EXPONENTS``); the fits go to ``*_slopes.txt``.
+  the exponents of the Hessian note (``CLUSTER_EXPONENTS``); the fits go to ``*_slopes.txt``.
 
     python -m simulations.curvature_flow                         # n 32, d 8, 16 systems, SA, beta 1
     python -m simulations.curvature_flow --loss energy
@@ -20,93 +20,145 @@ Outputs: results/curvature_flow/<name>.h5 (run + observables ``curvature.<loss>.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 import particles
-from hessian.flow import CLUSTER_EXPONENTS, LOSSES, along_trajectory, cluster_power_law, read_curvature
+from hessian.flow import LOSSES, FlowCurvature, along_trajectory, read_curvature
+from simulations.common.figures import new_figure, save_figure
+from simulations.common.fits import fit_line
+from simulations.common.naming import result_path
+
+#: Exponent p of ``block norm ~ lambda_2(Sigma_xx)^p`` as one cluster tightens (spread e, lambda_2 ~ e^2):
+#: M2 ~ e^2, M3 ~ e^3 (note §2.12), so H_o(Q/K, Q/K) ~ M2^2, H_o(Q/K, V) ~ M2, H_f(Q/K, Q/K) ~ M3 except the
+#: T-functional term of H_f(Q, K) ~ M2 u; the V block keeps a finite limit. For a generic residual direction.
+CLUSTER_EXPONENTS = {
+    "H_o": {("Q", "Q"): 2.0, ("K", "K"): 2.0, ("Q", "K"): 2.0, ("Q", "V"): 1.0, ("K", "V"): 1.0, ("V", "V"): 0.0},
+    "H_f": {("Q", "Q"): 1.5, ("K", "K"): 1.5, ("Q", "K"): 1.0, ("Q", "V"): 1.0, ("K", "V"): 1.0},
+    "H": {("Q", "Q"): 1.5, ("K", "K"): 1.5, ("Q", "K"): 1.0, ("Q", "V"): 1.0, ("K", "V"): 1.0, ("V", "V"): 0.0},
+}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--from", dest="source", type=Path, default=None, help="stored run to analyse instead of simulating")
-    p.add_argument("--n", type=int, default=32, help="tokens")
-    p.add_argument("--d", type=int, default=8, help="dimension")
-    p.add_argument("--systems", type=int, default=16)
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--t-max", type=float, default=30.0)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--method", choices=("euler", "rk4"), default="euler")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial tokens (system s uses seed + s)")
-    p.add_argument("--loss", choices=LOSSES, default="target")
-    p.add_argument("--every", type=int, default=1, help="use every k-th frame")
-    p.add_argument("--dense", action="store_true", help="also store the dense H and H_o")
-    p.add_argument("--out", type=Path, default=Path("results/curvature_flow"))
-    p.add_argument("--overwrite", action="store_true", help="recompute stored curvature")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """The simulated run whose curvature is computed (``particles.simulate``); system s starts from seed + s."""
+
+    n: int = 32
+    d: int = 8
+    systems: int = 16
+    beta: float = 1.0
+    dynamics: str = "SA"
+    t_max: float = 30.0
+    dt: float = 0.1
+    method: str = "euler"
+    seed: int = 0
+
+    def name(self) -> str:
+        """Readable head of the file name (the digest of every field follows it)."""
+        return f"{self.dynamics}_n{self.n}_d{self.d}_beta{self.beta:g}"
 
 
-def run_file(args: argparse.Namespace) -> Path:
-    """The HDF5 file of the run: --from, or a simulation named by a hash of its settings (reused if complete)."""
-    if args.source is not None:
-        return args.source
-    config = dict(
-        n=args.n,
-        d=args.d,
-        systems=args.systems,
-        beta=args.beta,
-        dynamics=args.dynamics,
-        t_max=args.t_max,
-        dt=args.dt,
-        method=args.method,
-        seed=args.seed,
-    )
-    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    path = args.out / f"{args.dynamics}_n{args.n}_d{args.d}_beta{args.beta:g}_{digest}.h5"
-    args.out.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True, kw_only=True)
+class FlowConfig:
+    """The study: a simulated run and the curvature computed along it.
+
+    Attributes:
+        simulation: the run.
+        loss: "target", "next" or "energy" (``hessian.flow``).
+        every: use every k-th frame.
+        dense: also store the dense H and H_o.
+    """
+
+    simulation: SimulationConfig = SimulationConfig()
+    loss: str = "target"
+    every: int = 1
+    dense: bool = False
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+def run_path(simulation: SimulationConfig, out: str | Path) -> Path:
+    """``out / <name>_<digest>.h5``: the file of a simulated run, named by its config."""
+    return result_path(out, simulation.name(), asdict(simulation))
+
+
+def simulate(simulation: SimulationConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Simulate the run into ``path`` unless the file holds it complete (an interrupted one resumes)."""
+    path = Path(path)
     if path.exists() and particles.io.info(path)["complete"]:
         return path
-    x0 = np.stack([particles.sample_sphere(args.n, args.d, seed=args.seed + s) for s in range(args.systems)])
+    s = simulation
+    x0 = np.stack([particles.sample_sphere(s.n, s.d, seed=s.seed + k) for k in range(s.systems)])
     particles.simulate(
         x0,
-        beta=args.beta,
-        t_max=args.t_max,
-        dt=args.dt,
-        dynamics=args.dynamics,
-        method=args.method,
+        beta=s.beta,
+        t_max=s.t_max,
+        dt=s.dt,
+        dynamics=s.dynamics,
+        method=s.method,
         store=particles.io.RunFile(path, resume=path.exists()),
-        progress=not args.no_progress,
+        progress=progress,
     )
     return path
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    path = run_file(args)
-    stored = f"curvature.{args.loss}.norms" in particles.io.info(path)["observables"]
-    if args.overwrite or not stored:
-        along_trajectory(
-            path, loss=args.loss, every=args.every, dense=args.dense, overwrite=stored, progress=not args.no_progress
-        )
-    curv = read_curvature(path, args.loss)
-    rows = cluster_power_law(curv)
-    stem = path.with_name(f"{path.stem}_{args.loss}")
-    png = plot(curv, rows, stem.with_suffix(".png"))
-    table = format_slopes(curv, rows)
-    stem.with_name(stem.name + "_slopes.txt").write_text(table)
-    print(table)
-    print(f"saved {path}, {png} and {stem.name}_slopes.txt")
-    return path
+def analyse(
+    path: str | Path,
+    *,
+    loss: str = "target",
+    every: int = 1,
+    dense: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """The curvature along a stored run, written into its file, unless stored already (``overwrite``: redo)."""
+    stored = f"curvature.{loss}.norms" in particles.io.info(path)["observables"]
+    if overwrite or not stored:
+        along_trajectory(path, loss=loss, every=every, dense=dense, overwrite=stored, progress=progress)
+    return Path(path)
 
 
-def format_slopes(curv, rows) -> str:
+def run(config: FlowConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Simulate the run into ``path`` and compute its curvature there; a rerun resumes or reuses both."""
+    if not isinstance(config, FlowConfig):
+        raise TypeError(f"config must be a FlowConfig, got {type(config).__name__}")
+    simulate(config.simulation, path, progress=progress)
+    return analyse(path, loss=config.loss, every=config.every, dense=config.dense, progress=progress)
+
+
+def load(path: str | Path, loss: str = "target") -> FlowCurvature:
+    """The curvature of ``loss`` stored in a run file (``hessian.read_curvature``)."""
+    return read_curvature(path, loss)
+
+
+def cluster_power_law(curv: FlowCurvature, *, lam_max: float = 1e-4, lam_min: float = 1e-26) -> list[dict]:
+    """Least-squares slopes of log(block norm) against log(lambda_2(Sigma_xx)) near one cluster.
+
+    Points: every (frame, system) with one cluster and ``lam_min < lambda_2 < lam_max`` (below ~1e-26 the
+    norms reach the rounding of the token differences), pooled over systems.
+
+    Returns:
+        One dict per (kind, row, col) of ``CLUSTER_EXPONENTS``: kind, block ("QK"...), slope (NaN below 3
+        points), theory, points.
+    """
+    lam2 = curv.sigma_eigenvalues[..., 1]
+    rows = []
+    for kind, table in CLUSTER_EXPONENTS.items():
+        for (r, c), theory in table.items():
+            norm = curv.block_norm(kind, r, c)
+            ok = (curv.cluster_count == 1) & (lam2 > lam_min) & (lam2 < lam_max) & (norm > 0)
+            fit = fit_line(np.log(lam2[ok]), np.log(norm[ok]))
+            rows.append(dict(kind=kind, block=r + c, slope=fit.slope, theory=theory, points=int(ok.sum())))
+    return rows
+
+
+def format_slopes(curv: FlowCurvature, rows: list[dict]) -> str:
+    """The slope table of ``cluster_power_law`` and the median block norms at a dozen log-spaced frames."""
     s = curv.settings
     lines = [
         f"loss {curv.loss} ({s['loss_definition']}); {s['dynamics']}, beta = {s['beta']:g}, n = {s['n']}, "
@@ -127,13 +179,15 @@ def format_slopes(curv, rows) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(curv, rows, png: Path) -> Path:
-    """Figure from the stored curvature (read_curvature)."""
-    import matplotlib
+def _beside(path: str | Path, suffix: str) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + suffix)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot(path: str | Path, loss: str = "target") -> Figure:
+    """The figure of the curvature of ``loss`` stored in the run file, saved as ``<stem>_<loss>.png``."""
+    curv = load(path, loss)
+    rows = cluster_power_law(curv)
     keep = curv.ts > 0  # log t
     t = curv.ts[keep]
 
@@ -141,7 +195,8 @@ def plot(curv, rows, png: Path) -> Path:
         a = np.asarray(a)[keep]
         return a if curv.norms.ndim == 5 else a[:, None]
 
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
+    fig = new_figure(14, 8)
+    axes = fig.subplots(2, 3)
     ax = axes[0, 0]
     counts = per_system(curv.cluster_count)
     ax.plot(t, np.median(counts, axis=1), "k-", label="median")
@@ -197,9 +252,69 @@ def plot(curv, rows, png: Path) -> Path:
         f"curvature along the flow: {curv.settings['dynamics']}, beta = {curv.settings['beta']:g}, "
         f"n = {curv.settings['n']}, d = {curv.settings['d']}, {curv.settings['systems']} systems"
     )
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    save_figure(fig, _beside(path, f"_{loss}.png"), dpi=90)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--from", dest="source", type=Path, default=None, help="stored run to analyse instead of simulating")
+    p.add_argument("--n", type=int, default=32, help="tokens")
+    p.add_argument("--d", type=int, default=8, help="dimension")
+    p.add_argument("--systems", type=int, default=16)
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
+    p.add_argument("--t-max", type=float, default=30.0)
+    p.add_argument("--dt", type=float, default=0.1)
+    p.add_argument("--method", choices=("euler", "rk4"), default="euler")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial tokens (system s uses seed + s)")
+    p.add_argument("--loss", choices=LOSSES, default="target")
+    p.add_argument("--every", type=int, default=1, help="use every k-th frame")
+    p.add_argument("--dense", action="store_true", help="also store the dense H and H_o")
+    p.add_argument("--out", type=Path, default=Path("results/curvature_flow"))
+    p.add_argument("--overwrite", action="store_true", help="recompute stored curvature")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> FlowConfig:
+    simulation = SimulationConfig(
+        n=args.n,
+        d=args.d,
+        systems=args.systems,
+        beta=args.beta,
+        dynamics=args.dynamics,
+        t_max=args.t_max,
+        dt=args.dt,
+        method=args.method,
+        seed=args.seed,
+    )
+    return FlowConfig(simulation=simulation, loss=args.loss, every=args.every, dense=args.dense)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    config = config_from_args(args)
+    progress = not args.no_progress
+    if args.source is not None:
+        path = args.source
+    else:
+        path = simulate(config.simulation, run_path(config.simulation, args.out), progress=progress)
+    analyse(path, loss=args.loss, every=args.every, dense=args.dense, overwrite=args.overwrite, progress=progress)
+    plot(path, args.loss)
+    curv = load(path, args.loss)
+    table = format_slopes(curv, cluster_power_law(curv))
+    slopes = _beside(path, f"_{args.loss}_slopes.txt")
+    slopes.write_text(table)
+    print(table)
+    print(f"saved {path}, {_beside(path, f'_{args.loss}.png')} and {slopes.name}")
+    return path
 
 
 if __name__ == "__main__":

@@ -18,19 +18,378 @@ Quick default: d_model 8 (P = 1236), 600 steps, a checkpoint every 100 (7 curvat
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from tqdm.auto import tqdm
 
-from hessian.training import TrainingConfig, load_training_curvature, plot_training_curvature, run_training_curvature
+from hessian._checks import check_positive_int
+from hessian.adam import adam_step
+from hessian.block_groups import block_groups
+from hessian.estimators import frobenius_norm, spectral_density, top_eigenvalues, trace
+from hessian.experiments.addition import addition_data
+from hessian.models import Transformer
+from hessian.operators import hessian_operator
+from particles.io import ResultStore
+from simulations._addition_model import ANSWER, addition_problem, addition_transformer
+from simulations._stored_config import stored_config
+from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.figures import new_figure, save_figure
+
+KIND = "hessian_training_curvature"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """Training run and curvature budget.
+
+    Attributes:
+        d_model, d_mlp, n_layers, layer_norm: the transformer (d_head = d_model, one head, readout of the answer).
+        steps: Adam steps; checkpoint_every: steps between checkpoints (step 0 is one).
+        batch: training sequences per step; lr: Adam step size; beta1, beta2, adam_eps: Adam constants.
+        eval_batch: sequences of the fixed batch on which curvature is measured (seed ``eval_seed``).
+        top_k: largest eigenvalues by Lanczos (the smallest one is added).
+        trace_matvecs: Hutch++ products.
+        slq_probes, slq_steps: stochastic Lanczos quadrature budget.
+    """
+
+    d_model: int = 8
+    d_mlp: int = 32
+    n_layers: int = 1
+    layer_norm: bool = True
+    steps: int = 600
+    checkpoint_every: int = 100
+    batch: int = 32
+    lr: float = 3e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    adam_eps: float = 1e-8
+    eval_batch: int = 32
+    top_k: int = 5
+    trace_matvecs: int = 60
+    slq_probes: int = 3
+    slq_steps: int = 25
+    model_seed: int = 1234
+    data_seed: int = 1234
+    eval_seed: int = 999
+
+    def __post_init__(self) -> None:
+        for name in (
+            "d_model",
+            "d_mlp",
+            "n_layers",
+            "steps",
+            "checkpoint_every",
+            "batch",
+            "eval_batch",
+            "top_k",
+            "trace_matvecs",
+            "slq_probes",
+            "slq_steps",
+        ):
+            check_positive_int(getattr(self, name), name)
+        if self.trace_matvecs < 3:
+            raise ValueError(f"trace_matvecs must be >= 3 (Hutch++), got {self.trace_matvecs}")
+        for name in ("lr", "adam_eps"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite float, got {v!r}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {v!r}")
+
+    def model(self) -> Transformer:
+        return addition_transformer(
+            d_model=self.d_model, d_mlp=self.d_mlp, layer_norm=self.layer_norm, n_layers=self.n_layers
+        )
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """Steps at which curvature is measured: 0, every ``checkpoint_every``, and the last step."""
+        out = list(range(0, self.steps + 1, self.checkpoint_every))
+        return out if out[-1] == self.steps else out + [self.steps]
+
+    def name(self) -> str:
+        norm = "pre" if self.layer_norm else "none"
+        return (
+            f"training_norm={norm}_layers={self.n_layers}_d={self.d_model}_steps={self.steps}_lr={self.lr:g}"
+            f"_batch={self.batch}"
+        )
+
+
+def checkpoint_curvature(
+    model: Transformer,
+    params: dict[str, Tensor],
+    tokens: Tensor,
+    target: Tensor,
+    loss,
+    config: TrainingConfig,
+    *,
+    seed: int = 0,
+) -> dict:
+    """Hessian diagnostics of the whole model at one point (float64, exact Hessian-vector products).
+
+    Returns:
+        dict: ``loss``; ``top`` (top_k,) largest eigenvalues and ``top_resid`` their Ritz residuals;
+        ``bottom`` the smallest eigenvalue and ``bottom_resid``; ``trace`` and ``trace_se`` (Hutch++);
+        ``slq_nodes``, ``slq_weights`` (probes, m) quadrature of the spectral measure (zero-padded, weight 0);
+        ``block_norms`` (G,) exact ||H[g, g]||_F of the block's groups; ``num_params``.
+    """
+    op = hessian_operator(model, loss, params, tokens, target)
+    top = top_eigenvalues(op, k=config.top_k, seed=seed)
+    bottom = top_eigenvalues(op, k=1, which="SA", seed=seed)
+    tr = trace(op, method="hutchpp", num_samples=min(config.trace_matvecs, op.shape[0]), seed=seed)
+    sd = spectral_density(op, num_probes=config.slq_probes, num_steps=min(config.slq_steps, op.shape[0]), seed=seed)
+    m = max(len(x) for x in sd.nodes)
+    nodes, weights = np.zeros((len(sd.nodes), m)), np.zeros((len(sd.nodes), m))
+    for i, (x, w) in enumerate(zip(sd.nodes, sd.weights)):
+        nodes[i, : len(x)], weights[i, : len(w)] = x, w
+    norms = []
+    for members in block_groups(model, model.n_layers - 1).values():
+        block = hessian_operator(model, loss, params, tokens, target, list(members))
+        norms.append(frobenius_norm(block, method="exact").value)
+    with torch.no_grad():
+        value = float(loss(model(params, tokens), target))
+    return dict(
+        loss=value,
+        top=np.asarray(top.value),
+        top_resid=np.asarray(top.stderr),
+        bottom=float(bottom.value[0]),
+        bottom_resid=float(bottom.stderr[0]),
+        trace=float(tr.value),
+        trace_se=float(tr.stderr),
+        slq_nodes=nodes,
+        slq_weights=weights,
+        block_norms=np.asarray(norms),
+        num_params=int(op.shape[0]),
+    )
+
+
+def _ckpt_key(step: int) -> str:
+    return f"step={step:07d}"
+
+
+def run(config: TrainingConfig, path: str | Path, *, progress: bool = True) -> Path:
+    """Train, saving parameters, Adam state and curvature at every checkpoint to HDF5; a rerun resumes.
+
+    Store (``particles.io.ResultStore``): key ``step={s:07d}`` per checkpoint with the curvature of
+    ``checkpoint_curvature``, the training loss of the last step (``train_loss``), and the parameters and Adam
+    moments as datasets ``param:<name>``, ``adam_m:<name>``, ``adam_v:<name>``. Training resumes from the last
+    saved checkpoint (Adam state included), so an interrupted run ends with the same numbers.
+    """
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
+    model = config.model()
+    eval_tokens, eval_target, loss = addition_problem(model, config.eval_batch, seed=config.eval_seed)
+    a0, a1 = ANSWER
+    params = model.init(seed=config.model_seed)
+    m = {k: torch.zeros_like(v) for k, v in params.items()}
+    v = {k: torch.zeros_like(p) for k, p in params.items()}
+    done = [s for s in config.checkpoints if store.done(_ckpt_key(s))]
+    start = 0
+    if done:
+        start = done[-1]
+        saved = store.load(_ckpt_key(start))
+        params = {k: torch.as_tensor(saved["param:" + k]) for k in params}
+        m = {k: torch.as_tensor(saved["adam_m:" + k]) for k in params}
+        v = {k: torch.as_tensor(saved["adam_v:" + k]) for k in params}
+    todo = [s for s in config.checkpoints if s >= start and not store.done(_ckpt_key(s))]
+    bar = tqdm(total=config.steps - start, desc="training", disable=not progress)
+    step, train_loss = start, float("nan")
+
+    def value_and_grad(p: dict[str, Tensor], tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return torch.func.grad_and_value(lambda q: loss(model(q, tokens), tokens[:, a0:a1]))(p)[::-1]
+
+    for target_step in todo:
+        while step < target_step:
+            tokens = addition_data(config.batch, seed=config.data_seed + step)[0]
+            value, grads = value_and_grad(params, tokens)
+            step += 1
+            adam_step(
+                params, grads, m, v, step, lr=config.lr, beta1=config.beta1, beta2=config.beta2, eps=config.adam_eps
+            )
+            train_loss = float(value)
+            bar.update(1)
+        t0 = time.perf_counter()
+        curv = checkpoint_curvature(model, params, eval_tokens, eval_target, loss, config, seed=target_step)
+        arrays = {"param:" + k: t.numpy().copy() for k, t in params.items()}
+        arrays.update({"adam_m:" + k: t.numpy().copy() for k, t in m.items()})
+        arrays.update({"adam_v:" + k: t.numpy().copy() for k, t in v.items()})
+        store.save(
+            _ckpt_key(target_step),
+            step=target_step,
+            train_loss=train_loss,
+            seconds=time.perf_counter() - t0,
+            **curv,
+            **arrays,
+        )
+        bar.set_postfix(loss=f"{curv['loss']:.3f}", top=f"{curv['top'][0]:.2f}")
+    bar.close()
+    return path
+
+
+@dataclass(frozen=True)
+class TrainingResults:
+    """A training-curvature file in memory (checkpoints in step order; missing ones are left out).
+
+    Attributes:
+        config; groups (G,); steps (C,); loss (C,) evaluation loss; train_loss (C,); top (C, k); bottom (C,);
+        trace, trace_se (C,); block_norms (C, G); slq_nodes, slq_weights (C, probes, m); num_params; seconds.
+    """
+
+    config: TrainingConfig
+    groups: tuple[str, ...]
+    steps: np.ndarray
+    loss: np.ndarray
+    train_loss: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    trace: np.ndarray
+    trace_se: np.ndarray
+    block_norms: np.ndarray
+    slq_nodes: np.ndarray
+    slq_weights: np.ndarray
+    num_params: int
+    seconds: float
+
+    def density(self, c: int, grid: np.ndarray, kernel_width: float) -> np.ndarray:
+        """Gaussian-smoothed SLQ density of checkpoint c on ``grid`` (integrates to ~1)."""
+        x, w = self.slq_nodes[c], self.slq_weights[c]
+        k = np.exp(-0.5 * ((grid[:, None, None] - x[None]) / kernel_width) ** 2) / (kernel_width * np.sqrt(2 * np.pi))
+        return (k * w[None]).sum(-1).mean(-1)
+
+
+def load(path: str | Path) -> TrainingResults:
+    """Read a training-curvature file."""
+    config = stored_config(path, TrainingConfig, KIND)
+    store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
+    rows = [store.load(_ckpt_key(s)) for s in config.checkpoints if store.done(_ckpt_key(s))]
+    if not rows:
+        raise ValueError(f"{path} holds no finished checkpoint")
+    m = max(r["slq_nodes"].shape[1] for r in rows)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, m - a.shape[1])))
+
+    get = lambda k: np.array([r[k] for r in rows])  # noqa: E731
+    return TrainingResults(
+        config=config,
+        groups=tuple(block_groups(config.model(), config.n_layers - 1)),
+        steps=get("step").astype(int),
+        loss=get("loss"),
+        train_loss=get("train_loss"),
+        top=np.stack([r["top"] for r in rows]),
+        bottom=get("bottom"),
+        trace=get("trace"),
+        trace_se=get("trace_se"),
+        block_norms=np.stack([r["block_norms"] for r in rows]),
+        slq_nodes=np.stack([pad(r["slq_nodes"]) for r in rows]),
+        slq_weights=np.stack([pad(r["slq_weights"]) for r in rows]),
+        num_params=int(rows[0]["num_params"]),
+        seconds=float(sum(r["seconds"] for r in rows)),
+    )
+
+
+def _beside(path: str | Path, suffix: str) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + suffix)
+
+
+def plot_spectrum(path: str | Path) -> Figure:
+    """Loss, eigenvalues, trace and block norms against step; saved as ``<stem>_spectrum.png``."""
+    res = load(path)
+    s = res.steps
+    fig = new_figure(13, 8.5, layout="tight")
+    axes = fig.subplots(2, 2)
+    ax = axes[0, 0]
+    ax.plot(s, res.loss, "o-", label="evaluation batch")
+    ax.plot(s[1:], res.train_loss[1:], "s--", ms=3, label="last training batch")
+    ax.set_yscale("log")
+    ax.set_title("cross-entropy loss")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.85, res.top.shape[1]))
+    for i in range(res.top.shape[1]):
+        ax.plot(s, res.top[:, i], "o-", ms=3, color=colors[i], label=f"$\\lambda_{{{i + 1}}}$")
+    ax.plot(s, res.bottom, "v-", ms=3, color="C3", label="$\\lambda_{\\min}$")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_title(f"Hessian eigenvalues (Lanczos; P = {res.num_params})")
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[1, 0]
+    ax.errorbar(s, res.trace, yerr=res.trace_se, marker="o", ms=3, capsize=2)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_title("trace of H (Hutch++, $\\pm$ 1 s.e.)")
+    ax = axes[1, 1]
+    gcol = matplotlib.colormaps["tab10"](np.arange(len(res.groups)) % 10)
+    for g, group in enumerate(res.groups):
+        ax.plot(s, res.block_norms[:, g], "o-", ms=3, color=gcol[g], label=group)
+    ax.set_yscale("log")
+    ax.set_title("exact $\\|H[g, g]\\|_F$ of the block's parameter groups")
+    ax.legend(fontsize=7, ncol=2)
+    for ax in axes.ravel():
+        ax.set_xlabel("training step")
+    fig.suptitle(res.config.name().replace("_", " "), fontsize=9)
+    save_figure(fig, _beside(path, "_spectrum.png"))
+    return fig
+
+
+def plot_density(path: str | Path, *, num_densities: int = 4) -> Figure:
+    """SLQ spectral densities of up to ``num_densities`` checkpoints; saved as ``<stem>_density.png``."""
+    res = load(path)
+    s = res.steps
+    picks = np.unique(np.linspace(0, len(s) - 1, min(num_densities, len(s))).round().astype(int))
+    w = res.slq_weights[picks]
+    x = res.slq_nodes[picks][w > 0]
+    lo, hi = float(x.min()), float(x.max())
+    width = 0.01 * (hi - lo) if hi > lo else 1e-3
+    grid = np.linspace(lo - 5 * width, hi + 5 * width, 600)
+    fig = new_figure(8, 4.8, layout="tight")
+    ax = fig.subplots()
+    plasma = matplotlib.colormaps["plasma"]
+    peak = 0.0
+    for j, c in enumerate(picks):
+        dens = res.density(c, grid, width)
+        peak = max(peak, float(dens.max()))
+        ax.plot(grid, dens, color=plasma(j / max(1, len(picks) - 1) * 0.85), label=f"step {s[c]}")
+    ax.set_yscale("log")
+    # seven decades below the bulk: enough to show single outlier eigenvalues (weight ~ 1/P) and no further
+    ax.set_ylim(peak * 1e-7, peak * 3)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("spectral density (SLQ, Gaussian kernel)")
+    ax.set_title(
+        f"Hessian spectral density during training (kernel width {width:.2g}; "
+        f"{res.config.slq_probes} probes x {res.config.slq_steps} Lanczos steps)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    save_figure(fig, _beside(path, "_density.png"))
+    return fig
+
+
+def plot(path: str | Path) -> tuple[Figure, Figure]:
+    """Both figures of the file (``plot_spectrum``, ``plot_density``), saved beside it."""
+    return plot_spectrum(path), plot_density(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# command line
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--full", action="store_true", help="d_model 16, 3000 steps, batch 64, top 10, 8 x 50 SLQ")
+    p = study_parser(__doc__, out="results/training_curvature")
     p.add_argument("--d-model", type=int, default=None, help="default 8; --full: 16")
     p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
     p.add_argument("--steps", type=int, default=None, help="default 600; --full: 3000")
@@ -41,28 +400,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=None, help="default 5; --full: 10")
     p.add_argument("--norm", choices=("pre", "none"), default="pre")
     p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    p.add_argument("--out", type=Path, default=Path("results/training_curvature"))
-    p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    d = args.d_model or (16 if args.full else 8)
+    d = full_or_quick(args.d_model, 16, 8, args)
     full = args.full
     return TrainingConfig(
         d_model=d,
-        d_mlp=args.d_mlp or 4 * d,
+        d_mlp=full_or_quick(args.d_mlp, 4 * d, 4 * d, args),
         layer_norm=args.norm == "pre",
-        steps=args.steps or (3000 if full else 600),
-        checkpoint_every=args.checkpoint_every or (250 if full else 100),
-        batch=args.batch or (64 if full else 32),
-        eval_batch=args.eval_batch or (64 if full else 32),
+        steps=full_or_quick(args.steps, 3000, 600, args),
+        checkpoint_every=full_or_quick(args.checkpoint_every, 250, 100, args),
+        batch=full_or_quick(args.batch, 64, 32, args),
+        eval_batch=full_or_quick(args.eval_batch, 64, 32, args),
         lr=args.lr,
-        top_k=args.top_k or (10 if full else 5),
+        top_k=full_or_quick(args.top_k, 10, 5, args),
         trace_matvecs=99 if full else 60,
         slq_probes=8 if full else 3,
         slq_steps=50 if full else 25,
     )
+
+
+def summary(path: str | Path) -> str:
+    """The printed summary of a file: one line per checkpoint."""
+    res = load(path)
+    lines = [res.config.name(), f"P = {res.num_params} parameters, {res.seconds:.1f} s of curvature computation", ""]
+    lines.append(
+        f"{'step':>6s} {'eval loss':>9s} {'lambda_1':>9s} {'lambda_k':>9s} {'lambda_min':>10s} {'trace':>16s}  "
+        "largest diagonal group block"
+    )
+    for c, s in enumerate(res.steps):
+        g = int(np.argmax(res.block_norms[c]))
+        lines.append(
+            f"{s:6d} {res.loss[c]:9.4f} {res.top[c, 0]:9.3f} {res.top[c, -1]:9.3f} {res.bottom[c]:10.3f} "
+            f"{res.trace[c]:8.2f} +- {res.trace_se[c]:5.2f}  {res.groups[g]} {res.block_norms[c, g]:.2e}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> Path:
@@ -70,22 +444,12 @@ def main(argv=None) -> Path:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = config_from_args(args)
-    path = run_training_curvature(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
-    res = load_training_curvature(path)
-    png_spectrum, png_density = plot_training_curvature(path)
-    lines = [config.name(), f"P = {res.num_params} parameters, {res.seconds:.1f} s of curvature computation", ""]
-    lines.append(
-        f"{'step':>6s} {'eval loss':>9s} {'lambda_1':>9s} {'lambda_k':>9s} {'lambda_min':>10s} {'trace':>16s}  largest diagonal group block"
-    )
-    for c, s in enumerate(res.steps):
-        g = int(np.argmax(res.block_norms[c]))
-        lines.append(
-            f"{s:6d} {res.loss[c]:9.4f} {res.top[c, 0]:9.3f} {res.top[c, -1]:9.3f} {res.bottom[c]:10.3f} {res.trace[c]:8.2f} +- {res.trace_se[c]:5.2f}  "
-            f"{res.groups[g]} {res.block_norms[c, g]:.2e}"
-        )
-    summary = "\n".join(lines) + "\n"
-    path.with_name(path.stem + "_summary.txt").write_text(summary)
-    print(summary)
+    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    plot(path)
+    text = summary(path)
+    _beside(path, "_summary.txt").write_text(text)
+    print(text)
+    png_spectrum, png_density = _beside(path, "_spectrum.png"), _beside(path, "_density.png")
     print(f"saved {path}, {png_spectrum}, {png_density} and {path.stem}_summary.txt")
     return path
 

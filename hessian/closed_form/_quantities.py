@@ -11,15 +11,20 @@ from torch import Tensor
 from .._checks import check_finite
 from ..models.attention import AttentionKind, attention_pattern
 
+#: ``attention`` of the particle flow's unnormalised dynamics (USA, Geshkovski et al., 2023): weights
+#: ``a_ij = e^{T_ij} / L``, whose derivatives ``d a_ij = a_ij dT_ij`` give raw instead of central moments
+UNNORMALIZED = "unnormalized"
+
 
 @dataclass(frozen=True)
 class AttentionQuantities:
     """Single-head layer ``F = A X W_V``, ``T = beta X W_Q W_K^T X^T``, at one input X (L, d).
 
     Attributes:
-        X: (L, d) input in float64; A: (L, L) pattern; J: (L, L, L) with J[i] = dA_i/dT_i (softmax: diag(a_i) - a_i a_i^T;
-        linear: diag(mask_i)); m: (L, d) first moments A X; M2: (L, d, d) second central moments
-        X^T J_i X; M3u: (L, d, d) third moments contracted with u_i (0 for linear attention);
+        X: (L, d) input in float64; A: (L, L) pattern; J: (L, L, L) with J[i] = dA_i/dT_i (softmax:
+        diag(a_i) - a_i a_i^T; linear: diag(mask_i); unnormalized: diag(a_i)); m: (L, d) first moments A X;
+        M2: (L, d, d) second moments X^T J_i X (central for softmax); M3u: (L, d, d) third moments contracted
+        with u_i (0 for linear attention);
         F: (L, d_V) output; G: (L, d_V) dl/dF; Lam: (L, d_V, d_V) d^2 l/dF_i^2; U: (L, d) rows
         u_i = W_V g_i; S: (L, d) rows s_i = M2_i u_i; q: (L, d_K) rows W_Q^T x_i; beta: score scale.
     """
@@ -96,15 +101,26 @@ def attention_quantities(
     causal: bool = False,
     beta: float | None = None,
 ) -> AttentionQuantities:
-    """Moments of §1.4 and loss derivatives of §1.1 in float64 (see ``AttentionQuantities``)."""
+    """Moments of §1.4 and loss derivatives of §1.1 in float64 (see ``AttentionQuantities``).
+
+    ``attention`` is an ``AttentionKind`` ("softmax", "linear") or ``UNNORMALIZED``.
+    """
     X, W_Q, W_K, W_V = check_weights(X, W_Q, W_K, W_V)
-    kind = AttentionKind.parse(attention)
+    unnormalized = attention == UNNORMALIZED
+    kind = None if unnormalized else AttentionKind.parse(attention)
+    if unnormalized and causal:
+        raise ValueError(f"causal must be False for attention={UNNORMALIZED!r}")
     beta = 1.0 / math.sqrt(W_Q.shape[1]) if beta is None else float(beta)
     L = X.shape[0]
-    A = attention_pattern(beta * X @ W_Q @ W_K.T @ X.T, kind=kind, causal=causal)
+    T = beta * X @ W_Q @ W_K.T @ X.T
+    if unnormalized:
+        A = torch.exp(T) / L
+        J = torch.diag_embed(A)  # d a_ij = a_ij dT_ij
+    else:
+        A = attention_pattern(T, kind=kind, causal=causal)
     if kind is AttentionKind.SOFTMAX:
         J = torch.diag_embed(A) - A[:, :, None] * A[:, None, :]
-    else:
+    elif kind is AttentionKind.LINEAR:
         mask = torch.ones(L, L, dtype=X.dtype)
         J = torch.diag_embed(mask.tril() if causal else mask)
     m = A @ X
@@ -116,6 +132,8 @@ def attention_quantities(
     if kind is AttentionKind.SOFTMAX:
         D = X[None, :, :] - m[:, None, :]  # D[i, j] = x_j - m_i
         M3u = torch.einsum("ij,ijc,ic,ija,ijb->iab", A, D, U, D, D)
+    elif unnormalized:  # d^2 a_ij = a_ij dT_ij^2: the raw third moment
+        M3u = torch.einsum("ij,jc,ic,ja,jb->iab", A, X, U, X, X)
     else:
         M3u = torch.zeros_like(M2)
     return AttentionQuantities(X, A, J, m, M2, M3u, F, G, Lam, U, S, X @ W_Q, beta)

@@ -3,7 +3,8 @@
 Moment form of the paper's Theorem 3.1 (H_o) and Theorem 3.2 (H_f) in row-major vec order, as in the
 theory note §2.2-2.3: for query i, ``M2_i = X^T (dA_i/dT_i) X``, ``M3_i[u_i]``, ``m_i = (A X)_i``, ``q_i = W_Q^T x_i``,
 ``u_i = W_V g_i``, ``s_i = M2_i u_i``, scale ``beta`` (1/sqrt(d_K)). Valid for softmax and linear attention
-(``dA/dT = I``, ``M3 = 0``), with or without a causal mask, and for any per-row loss (MSE, cross-entropy).
+(``dA/dT = I``, ``M3 = 0``), with or without a causal mask, for the unnormalised weights ``e^T / L`` of the
+particle flow (raw moments), and for any per-row loss (MSE, cross-entropy).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ _DOC_ARGS = """
         Y: (L, d_V) MSE target, or (L,) integer classes for ``loss="cross_entropy"``.
         W_Q, W_K: (d, d_K); W_V: (d, d_V).
         loss: "mse" (``||F - Y||_F^2 / (L d_V)``, the paper's) or "cross_entropy" (mean over the L rows).
-        attention: "softmax" or "linear" (pattern = masked scores).
+        attention: "softmax", "linear" (pattern = masked scores) or "unnormalized" (``e^T / L``, no mask: the
+            particle flow's USA weights).
         causal: causal mask (moments over the visible prefix).
         beta: score scale; None means 1/sqrt(d_K).
 

@@ -1,98 +1,19 @@
-"""Curvature along the particle flow (hessian.flow): exact blocks against autograd, the clustering theory of
-hessian.md §2.12, the X-degrees of §2.4, and the HDF5 round trip."""
+"""Curvature along the particle flow (hessian.flow): the driver against autograd, the clustering theory of
+hessian.md §2.12 along a run, and the HDF5 round trip."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
 import torch
+from flow_reference import euler_run, reference, softmax
 
 import particles
-from hessian import along_trajectory, flow_hessian, read_curvature
-from hessian.flow import BLOCKS, KINDS, random_target
+from hessian import along_trajectory, read_curvature
+from hessian.flow import random_target
+from hessian.kinds import KINDS
 
 F64 = torch.float64
-
-
-def reference(X, Q, K, V, Y, beta, dynamics, loss):
-    """Independent reference: torch.func.hessian of l(w) on the flat [vec Q, vec K, vec V] and
-    H_o = J^T (d^2 loss/dF^2) J with J = jacrev(vec F), written from the flow's velocity formula."""
-    n, d = X.shape
-
-    def output(w):
-        Qw, Kw, Vw = w[: d * d].reshape(d, d), w[d * d : 2 * d * d].reshape(d, d), w[2 * d * d :].reshape(d, d)
-        # v_i = sum_j w_ij V x_j with logits beta <Q x_i, K x_j>
-        logits = beta * torch.einsum("pa,ia,pb,jb->ij", Qw, X, Kw, X)
-        weights = torch.exp(logits) / n if dynamics == "USA" else torch.softmax(logits, dim=1)
-        return torch.einsum("ij,ga,ja->ig", weights, Vw, X)
-
-    if loss == "energy":
-
-        def loss_fn(F):
-            G = F @ F.T
-            return (torch.expm1(beta * G) / beta).sum() / (2 * n * n) if beta > 0 else G.sum() / (2 * n * n)
-    else:
-
-        def loss_fn(F):
-            return ((F - Y) ** 2).sum() / (n * d)
-
-    w = torch.cat([Q.reshape(-1), K.reshape(-1), V.reshape(-1)])
-    H = torch.func.hessian(lambda w: loss_fn(output(w)))(w)
-    F = output(w)
-    J = torch.func.jacrev(lambda w: output(w).reshape(-1))(w)
-    Lam = torch.func.hessian(lambda f: loss_fn(f.reshape(n, d)))(F.reshape(-1))
-    H_o = J.T @ Lam @ J
-    return H, H_o, H - H_o
-
-
-def euler_run(x0, *, beta, t_max, dt, Q=None, K=None, V=None):
-    """The authors' scheme x_i <- (x_i + dt v_i) / |x_i + dt v_i| (SA) in plain numpy, as a Trajectory:
-    the tests get their flows without the Numba solver (whose first compilation is slow on shared cores)."""
-    params = particles.SimulationParams(beta=beta, t_max=t_max, dt=dt, Q=Q, K=K, V=V)
-    ts = params.step_grid()[0]
-    d = x0.shape[-1]
-    Q, K, V = (np.eye(d) if M is None else M for M in (Q, K, V))
-    x = np.array(x0, dtype=np.float64)
-    xs = [x]
-    for _ in ts[1:]:
-        logits = beta * np.einsum("...pa,...ia,...pb,...jb->...ij", Q, x, K, x)
-        v = np.einsum("...ij,...ga,...ja->...ig", _softmax(logits), V, x)
-        x = x + dt * v
-        x = x / np.linalg.norm(x, axis=-1, keepdims=True)
-        xs.append(x)
-    return particles.Trajectory(ts=ts, xs=np.stack(xs), params=params)
-
-
-def _softmax(T):
-    E = np.exp(T - T.max(-1, keepdims=True))
-    return E / E.sum(-1, keepdims=True)
-
-
-def _random_problem(seed, n=5, d=3, scale=0.8):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=F64), dim=1)
-    Q, K, V = (scale * torch.randn(d, d, generator=g, dtype=F64) for _ in range(3))
-    return X, Q, K, V, torch.randn(n, d, generator=g, dtype=F64)
-
-
-@pytest.mark.parametrize("dynamics", ["SA", "USA"])
-@pytest.mark.parametrize("loss", ["target", "energy"])
-@pytest.mark.parametrize("beta", [0.0, 1.3])
-def test_flow_hessian_matches_autograd(dynamics, loss, beta):
-    # float64 closed forms vs autograd: agreement is at rounding level (observed <= 1e-14 relative);
-    # 1e-10 relative to the largest entry leaves room for the sums of n d^2 products
-    # weights of scale 0.4: USA outputs stay O(1), so that e^{beta <f_i, f_j>} of the energy stays finite
-    X, Q, K, V, Y = _random_problem(7, scale=0.4)
-    H_o, H_f = flow_hessian(X, Q, K, V, Y, beta=beta, dynamics=dynamics, loss=loss)
-    H_ref, H_o_ref, H_f_ref = reference(X, Q, K, V, Y, beta, dynamics, loss)
-    scale = H_ref.abs().max()
-    assert scale > 0
-    torch.testing.assert_close(H_o, H_o_ref, rtol=0, atol=1e-10 * scale)
-    torch.testing.assert_close(H_f, H_f_ref, rtol=0, atol=1e-10 * scale)
-    torch.testing.assert_close(H_o + H_f, H_ref, rtol=0, atol=1e-10 * scale)
-    for M in (H_o, H_f):
-        torch.testing.assert_close(M, M.T, rtol=0, atol=1e-13 * scale)
 
 
 def test_driver_dense_norms_trace_eigenvalues_match_reference(tmp_path):
@@ -147,39 +68,10 @@ def test_next_loss_targets_the_next_frame():
     # the step error: tangentially the layer reproduces the flow
     for f, k in enumerate(curv.frames):
         X, X1 = (np.asarray(traj.xs[j]) for j in (k, k + 1))
-        F = np.einsum("ij,jg->ig", _softmax(X @ X.T), X)
+        F = np.einsum("ij,jg->ig", softmax(X @ X.T), X)
         R = F - (X1 - X) / (traj.ts[k + 1] - traj.ts[k])
         tangential = R - (R * X).sum(1, keepdims=True) * X
         assert np.abs(tangential).max() < 0.1 * np.abs(R).max()
-
-
-def test_one_cluster_kills_the_query_key_curvature_but_not_the_value_curvature():
-    """All tokens at one point x (SA). The softmax then gives A = 11^T / n, so m_i = x and every centred
-    moment of the attention distributions vanishes: M2_i = sum_j a_ij (x_j - m_i)(x_j - m_i)^T = 0 and
-    M3_i = 0. dF/dQ = beta V M2_i K^T (x) x_i^T and dF/dK = beta V M2_i (x) q_i^T are 0, so the Q and K
-    rows of J, hence of H_o = J^T Lambda J, vanish; the Q/K blocks of H_f are built from M3_i, M2_i and
-    s_i = M2_i u_i (note §2.3), so they vanish too. F = x^T V^T per row is linear in V with dF_i/dV =
-    I (x) m_i^T = I (x) x^T, hence H_o(V, V) = (2/(n d)) sum_i (I (x) x x^T) = (2/d) I (x) x x^T != 0."""
-    rng = np.random.default_rng(5)
-    n, d = 6, 3
-    x = rng.standard_normal(d)
-    x /= np.linalg.norm(x)
-    X = torch.from_numpy(np.tile(x, (n, 1)))
-    Q, K, V = (torch.from_numpy(rng.standard_normal((d, d))) for _ in range(3))
-    Y = torch.from_numpy(rng.standard_normal((n, d)))
-    for loss in ("target", "energy"):
-        H_o, H_f = flow_hessian(X, Q, K, V, Y, beta=2.0, dynamics="SA", loss=loss)
-        P = d * d
-        for M in (H_o, H_f):
-            # exactly zero up to the rounding of X - mean (identical rows: a few ulps)
-            assert float(M[: 2 * P].abs().max()) < 1e-14 * float(H_o.abs().max())
-        if loss == "target":
-            expected = torch.kron(torch.eye(d, dtype=F64), torch.outer(X[0], X[0])) * 2.0 / d
-            torch.testing.assert_close(H_o[2 * P :, 2 * P :], expected, rtol=0, atol=1e-15)
-        assert float(H_o[2 * P :, 2 * P :].norm()) > 0.1
-    # USA does not normalise: the weights e^{beta <Qx, Kx>} / n of the single point still depend on Q and K
-    H_o, H_f = flow_hessian(X, Q, K, V, Y, beta=2.0, dynamics="USA", loss="target")
-    assert float(H_o[:P, :P].norm()) > 1e-3 * float(H_o.norm())
 
 
 @pytest.fixture(scope="module")
@@ -234,32 +126,6 @@ def test_cluster_power_law_in_sigma(clustering_run, key):
 
 
 # hessian.md §2.4: block norm ~ s^p for X -> s X (s -> 0), weights and target fixed; (H_o, H_f, H)
-DEGREES = {
-    ("Q", "Q"): (6, 5, 5),
-    ("K", "K"): (6, 5, 5),
-    ("Q", "K"): (6, 3, 3),
-    ("Q", "V"): (4, 3, 3),
-    ("K", "V"): (4, 3, 3),
-    ("V", "V"): (2, None, 2),
-}
-
-
-def test_scaled_configuration_follows_the_x_degrees_of_the_note():
-    # the note's protocol: log2 of the norm ratio between s = 2e-3 and 1e-3, within 0.01 of the table
-    X, Q, K, V, Y = _random_problem(11, n=6, d=3, scale=1.0)
-    P = 9
-    out = {}
-    for s in (1e-3, 2e-3):
-        H_o, H_f = flow_hessian(s * X, Q, K, V, Y, beta=1.0, dynamics="SA", loss="target")
-        out[s] = {"H_o": H_o, "H_f": H_f, "H": H_o + H_f}
-    span = {b: slice(i * P, (i + 1) * P) for i, b in enumerate(BLOCKS)}
-    for (r, c), degrees in DEGREES.items():
-        for kind, p in zip(("H_o", "H_f", "H"), degrees):
-            n1, n2 = (float(out[s][kind][span[r], span[c]].norm()) for s in (1e-3, 2e-3))
-            if p is None:
-                assert n1 == 0.0 and n2 == 0.0
-            else:
-                assert abs(math.log2(n2 / n1) - p) < 0.01, (kind, r, c, math.log2(n2 / n1))
 
 
 def test_write_and_read_back_with_the_trajectory(tmp_path):
@@ -314,15 +180,6 @@ def test_guards(tmp_path):
     big = particles.Trajectory(ts=traj.ts, xs=traj.xs * 40.0, params=usa)  # logits of 1600: e^1600 = inf
     with pytest.raises(RuntimeError, match="non-finite curvature at frame 0"):
         along_trajectory(big)
-
-
-def test_cluster_power_law_table(clustering_run):
-    # the pooled fits of hessian.flow.cluster_power_law agree with the per-system fits above (same theory)
-    from hessian.flow import cluster_power_law
-
-    rows = {(r["kind"], r["block"][0], r["block"][1]): r for r in cluster_power_law(clustering_run[1])}
-    for key, p in CLUSTER_POWER.items():
-        assert rows[key]["points"] >= 10 and abs(rows[key]["slope"] - p) < 0.05, rows[key]
 
 
 def test_top_eigenvalue_without_threadpoolctl(monkeypatch):

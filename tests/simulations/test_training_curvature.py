@@ -1,6 +1,6 @@
-"""Curvature during training: Adam against torch.optim.Adam, checkpoint diagnostics against the dense Hessian, resume.
+"""simulations.training_curvature: checkpoint diagnostics against the dense Hessian, resume, the command line.
 
-References: torch.optim.Adam (same constants, float64: 1e-13); ``dense_hessian`` of the whole model with
+References: ``dense_hessian`` of the whole model with
 ``numpy.linalg.eigvalsh`` (eigenvalues to 1e-8: ARPACK tol 1e-10 relative; the exact block norms to 1e-10);
 exact properties of Gauss quadrature (weights sum to 1, Ritz values inside [lambda_min, lambda_max]); the trace
 estimate within 4 standard errors of the exact trace.
@@ -10,42 +10,15 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from hessian import dense_hessian
-from hessian.block import addition_problem, block_groups
-from hessian.training import (
-    KIND,
-    TrainingConfig,
-    adam_step,
-    checkpoint_curvature,
-    load_training_curvature,
-    run_training_curvature,
-)
+from hessian.block_groups import block_groups
 from particles.io import ResultStore
+from simulations import training_curvature
+from simulations._addition_model import addition_problem
+from simulations.training_curvature import KIND, TrainingConfig, checkpoint_curvature
 
 TINY = dict(d_model=4, d_mlp=8, eval_batch=4, batch=4, top_k=2, trace_matvecs=30, slq_probes=2, slq_steps=8)
-
-
-def test_adam_matches_torch_optim():
-    config = TrainingConfig(lr=0.01)
-    g = torch.Generator().manual_seed(0)
-    params = {
-        "a": torch.randn(3, 2, generator=g, dtype=torch.float64),
-        "b": torch.randn(4, generator=g, dtype=torch.float64),
-    }
-    ref = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    opt = torch.optim.Adam(ref.values(), lr=0.01, betas=(0.9, 0.999), eps=1e-8)
-    m = {k: torch.zeros_like(v) for k, v in params.items()}
-    v = {k: torch.zeros_like(p) for k, p in params.items()}
-    for t in range(1, 6):
-        grads = {k: torch.randn(p.shape, generator=g, dtype=torch.float64) for k, p in params.items()}
-        for k, p in ref.items():
-            p.grad = grads[k].clone()
-        opt.step()
-        adam_step(params, grads, m, v, t, config)
-    for k in params:
-        torch.testing.assert_close(params[k], ref[k].detach(), rtol=0, atol=1e-13)
 
 
 def test_checkpoint_curvature_against_dense():
@@ -72,14 +45,14 @@ def test_checkpoint_curvature_against_dense():
 
 def test_training_resumes_bit_for_bit(tmp_path):
     config = TrainingConfig(**TINY, steps=4, checkpoint_every=2, lr=0.01)
-    path = run_training_curvature(config, tmp_path / "run.h5", progress=False)
-    res = load_training_curvature(path)
+    path = training_curvature.run(config, tmp_path / "run.h5", progress=False)
+    res = training_curvature.load(path)
     assert list(res.steps) == [0, 2, 4] and res.top.shape == (3, 2) and res.block_norms.shape == (3, 10)
     assert res.train_loss[-1] > 0 and np.isfinite(res.trace).all()
     store = ResultStore(path, {"kind": KIND, **dataclasses.asdict(config)})
     final = store.load("step=0000004")
     store.delete("step=0000004")  # interrupted after step 2: training resumes from the saved Adam state
-    run_training_curvature(config, path, progress=False)
+    training_curvature.run(config, path, progress=False)
     again = store.load("step=0000004")
     for key, value in final.items():
         if key.startswith(("param:", "adam_")) or key in ("loss", "top", "trace", "block_norms"):
@@ -96,5 +69,31 @@ def test_guards():
     with pytest.raises(TypeError, match="steps must be an int"):
         TrainingConfig(steps=1.5)
     with pytest.raises(TypeError, match="config must be a TrainingConfig"):
-        run_training_curvature({}, "x.h5")
+        training_curvature.run({}, "x.h5")
     assert TrainingConfig(steps=250, checkpoint_every=100).checkpoints == [0, 100, 200, 250]
+
+
+def test_training_curvature_cli(tmp_path):
+    argv = [
+        "--d-model",
+        "4",
+        "--steps",
+        "3",
+        "--checkpoint-every",
+        "3",
+        "--batch",
+        "4",
+        "--eval-batch",
+        "4",
+        "--top-k",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    path = training_curvature.main(argv)
+    res = training_curvature.load(path)
+    assert list(res.steps) == [0, 3]
+    for suffix in ("_spectrum.png", "_density.png", "_summary.txt"):
+        assert path.with_name(path.stem + suffix).exists()
+    assert "lambda_min" in path.with_name(path.stem + "_summary.txt").read_text()
