@@ -17,14 +17,6 @@ def check_int(name: str, value: object, *, low: int = 1) -> int:
     return value
 
 
-def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """The old argument order of ``check_int``.
-
-    Kept for the study modules (block, training, dataset_size, flow, experiments) until they migrate.
-    """
-    return check_int(name, value, low=minimum)
-
-
 def check_float_dtype(name: str, value: object) -> torch.dtype:
     """Return ``value`` if it is torch.float32 or torch.float64."""
     if value not in (torch.float32, torch.float64):

@@ -15,7 +15,7 @@ import random
 import torch
 from torch import Tensor
 
-from ._checks import check_positive_int
+from ._checks import check_int
 
 PLUS = 10
 EQUALS = 11
@@ -63,9 +63,9 @@ def addition_data(batch_size: int, *, num_batches: int = 1, num_digits: int = 5,
         >>> addition_data(2, seed=0)[0, :, [5, 11]].tolist()
         [[10, 11], [10, 11]]
     """
-    check_positive_int(batch_size, "batch_size")
-    check_positive_int(num_batches, "num_batches")
-    check_positive_int(num_digits, "num_digits")
+    check_int("batch_size", batch_size)
+    check_int("num_batches", num_batches)
+    check_int("num_digits", num_digits)
     if num_digits > 17:
         raise ValueError(f"num_digits must be <= 17 (int64 sums), got {num_digits}")
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 import particles
 
-from ._checks import check_positive_int
+from ._checks import check_int
 from .flow_blocks import BLOCKS, assemble_batched, block_summary
 from .kinds import KINDS, check_kind
 
@@ -462,7 +462,7 @@ def _torch_threads(threads):
 
 def _check_int(name, value, low):
     # NumPy integers too (frame indices and the like); the shared check takes Python ints.
-    return check_positive_int(int(value) if isinstance(value, np.integer) else value, name, minimum=low)
+    return check_int(name, int(value) if isinstance(value, np.integer) else value, low=low)
 
 
 def _weights(M, B, d) -> Tensor:

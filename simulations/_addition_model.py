@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from hessian import CrossEntropyLoss, Transformer
-from hessian.experiments.addition import addition_data, answer_positions
+from hessian.addition import addition_data, answer_positions
 
 #: [start, stop) of the answer digits of a 5-digit addition sequence
 ANSWER = answer_positions(5)

@@ -47,8 +47,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian._checks import check_positive_int
-from hessian.block import read_store_config
+from hessian._checks import check_int
+from simulations._stored_config import stored_config
 from hessian.jacobians import jacobian, jacobian_operator
 from hessian.models import SelfAttention, layer_norm
 from particles.io import ResultStore
@@ -102,7 +102,7 @@ class LipschitzConfig:
 
     def __post_init__(self) -> None:
         for name, minimum in (("L", 2), ("d", 1), ("draws", 1), ("num_scales", 2)):
-            check_positive_int(getattr(self, name), name, minimum=minimum)
+            check_int(name, getattr(self, name), low=minimum)
         for name in ("s_min", "s_max", "s_fit", "eps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -254,7 +254,7 @@ def load(path: str | Path) -> LipschitzResults:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {path} is not a file")
-    config = LipschitzConfig(**read_store_config(path, LipschitzConfig, KIND))
+    config = stored_config(path, LipschitzConfig, KIND)
     results = store(config, path)
     S = config.num_scales
     norms = np.full((len(TOKENS), config.draws, len(LAYERS), S), np.nan)

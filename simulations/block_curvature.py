@@ -33,10 +33,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hessian import dense_hessian
-from hessian._checks import check_positive_int
+from hessian._checks import check_int
 from hessian.block_assembly import assembled_feedforward_blocks
 from hessian.block_groups import block_groups, block_hessian, split_maps
-from hessian.experiments.growth import sigma_grid
+from simulations._sigma_grids import sigma_grid
 from hessian.kinds import KINDS
 from hessian.models import Transformer
 from particles.io import ResultStore
@@ -59,7 +59,7 @@ class BlockConfig:
         d_model: width (d_head = d_model, one head); d_mlp: FFN width.
         layer_norm: pre-LN block (True, the issue's block) or no LayerNorm.
         batch: sequences in the one data batch (seed ``data_seed``).
-        grid, num_sigmas: sigma grid (``hessian.experiments.growth.sigma_grid``).
+        grid, num_sigmas: sigma grid (``simulations._sigma_grids.sigma_grid``).
         repeats: fresh model seeds ``model_seed + r``.
         embedding: "fresh" (redraw the token and position embeddings ~ N(0, sigma^2) at every sigma, the
             authors' protocol) or "rescaled" (sigma times one unit draw per repeat).
@@ -78,7 +78,7 @@ class BlockConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_mlp", "batch", "num_sigmas", "repeats"):
-            check_positive_int(getattr(self, name), name, minimum=2 if name == "num_sigmas" else 1)
+            check_int(name, getattr(self, name), low=2 if name == "num_sigmas" else 1)
         if not isinstance(self.layer_norm, bool):
             raise TypeError(f"layer_norm must be a bool, got {type(self.layer_norm).__name__}")
         sigma_grid(self.grid, self.num_sigmas)  # validates grid

@@ -29,9 +29,9 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from hessian import CrossEntropyLoss
-from hessian._checks import check_positive_int
+from hessian._checks import check_int
 from hessian.block_groups import GROUPS, block_groups
-from hessian.experiments.addition import addition_data
+from hessian.addition import addition_data
 from hessian.models import Transformer
 from hessian.per_sample import per_sample_hessians, running_differences
 from particles.io import ResultStore
@@ -113,7 +113,7 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_mlp", "num_samples", "chunk"):
-            check_positive_int(getattr(self, name), name)
+            check_int(name, getattr(self, name))
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 (one difference), got {self.num_samples}")
         names = [g.strip() for g in str(self.groups).split(",")]

@@ -32,7 +32,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from hessian.block import read_store_config
+from simulations._stored_config import stored_config
 from hessian.kinds import KINDS, check_kind
 from particles.io import ResultStore
 
@@ -133,7 +133,7 @@ def load(path: str | Path) -> GrowthResults:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {path} is not a file")
-    config = GrowthConfig(**read_store_config(path, GrowthConfig, KIND))
+    config = stored_config(path, GrowthConfig, KIND)
     results = store(config, path)
     sigmas = config.sigmas
     S, R, L, B = len(sigmas), config.repeats, config.n_layers, len(config.blocks)

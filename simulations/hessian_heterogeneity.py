@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hessian.addition import addition_data, answer_positions
-from hessian.block import read_store_config
+from simulations._stored_config import stored_config
 from hessian.block_matrix import BlockMatrix
 from hessian.dense import dense_hessian
 from hessian.losses import CrossEntropyLoss
@@ -173,7 +173,7 @@ def load(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {path} is not a file")
-    config = HeterogeneityConfig(**read_store_config(path, HeterogeneityConfig, KIND))
+    config = stored_config(path, HeterogeneityConfig, KIND)
     results = store(config, path)
     missing = [key for key in ("heatmap", *ATTENTIONS) if not results.done(key)]
     if missing:

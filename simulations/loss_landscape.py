@@ -14,7 +14,7 @@ barrier then waits for a time slice; prefer ``--threads 1`` on a busy machine).
 
     python -m simulations.loss_landscape [--full] [--out results/loss_landscape]
 
-The pictures (theory note §3, §4.5). At initialisation and after a short Adam run (``hessian.training.adam_step``,
+The pictures (theory note §3, §4.5). At initialisation and after a short Adam run (``hessian.adam.adam_step``,
 fresh batches as in ``run_training_curvature``), on the fixed reference batch (64 sequences, seed 1234,
 cross-entropy on the answer digits), the loss is evaluated on:
 
@@ -43,12 +43,14 @@ from matplotlib.ticker import NullFormatter
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian._checks import check_positive_int
+from hessian._checks import check_int
 from hessian.addition import addition_data, answer_positions
-from hessian.block import addition_problem, read_store_config
+from simulations._addition_model import addition_problem
+from simulations._stored_config import stored_config
 from hessian.landscape import loss_landscape, quadratic_model
 from hessian.landscape_directions import random_filter_normalized_directions, top_eigenvector_directions
-from hessian.training import TrainingConfig, adam_step
+from hessian.adam import adam_step
+from simulations.training_curvature import TrainingConfig
 from particles.io import ResultStore
 
 from .common.cli import full_or_quick, study_parser
@@ -94,9 +96,9 @@ class LandscapeConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_mlp", "batch", "train_batch", "points_line", "points_plane"):
-            check_positive_int(getattr(self, name), name)
-        check_positive_int(self.train_steps, "train_steps", minimum=0)
-        check_positive_int(self.chunk_size, "chunk_size", minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("train_steps", self.train_steps, low=0)
+        check_int("chunk_size", self.chunk_size, low=0)
         for name in ("lr", "eig_span", "random_span", "lanczos_tol"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -144,7 +146,7 @@ def train(config: LandscapeConfig, *, progress: bool = False) -> tuple[dict[str,
     for step in tqdm(range(config.train_steps), desc="training", disable=not progress, leave=False):
         tokens = addition_data(tc.batch, seed=tc.data_seed + step)[0]
         grads, value = torch.func.grad_and_value(lambda q, x=tokens: loss(model(q, x), x[:, a0:a1]))(params)
-        adam_step(params, grads, m, v, step + 1, tc)
+        adam_step(params, grads, m, v, step + 1, lr=tc.lr, beta1=tc.beta1, beta2=tc.beta2, eps=tc.adam_eps)
         losses.append(float(value))
     return params, np.array(losses)
 
@@ -238,7 +240,7 @@ def load(path: str | Path) -> tuple[LandscapeConfig, dict[str, dict]]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {path} is not a file")
-    config = LandscapeConfig(**read_store_config(path, LandscapeConfig, KIND))
+    config = stored_config(path, LandscapeConfig, KIND)
     results = store(config, path)
     return config, {k: results.load(k) for k in results.keys()}  # noqa: SIM118 (a ResultStore, not a dict)
 

@@ -34,7 +34,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from hessian.block import read_store_config
+from simulations._stored_config import stored_fields
 from hessian.dense import hessian_split
 from hessian.kinds import KINDS
 from hessian.operators import functional_hessian_operator, ggn_operator, hessian_operator
@@ -275,7 +275,7 @@ def load(path: str | Path) -> SizeSweepResults:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {path} is not a file")
-    fields = read_store_config(path, SizeSweepConfig, KIND)
+    fields = stored_fields(path, SizeSweepConfig, KIND)
     for name in _JSON_FIELDS:
         fields[name] = json.loads(fields[name])
     config = SizeSweepConfig(**fields)

@@ -31,11 +31,11 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian._checks import check_positive_int
+from hessian._checks import check_int
 from hessian.adam import adam_step
 from hessian.block_groups import block_groups
 from hessian.estimators import frobenius_norm, spectral_density, top_eigenvalues, trace
-from hessian.experiments.addition import addition_data
+from hessian.addition import addition_data
 from hessian.models import Transformer
 from hessian.operators import hessian_operator
 from particles.io import ResultStore
@@ -95,7 +95,7 @@ class TrainingConfig:
             "slq_probes",
             "slq_steps",
         ):
-            check_positive_int(getattr(self, name), name)
+            check_int(name, getattr(self, name))
         if self.trace_matvecs < 3:
             raise ValueError(f"trace_matvecs must be >= 3 (Hutch++), got {self.trace_matvecs}")
         for name in ("lr", "adam_eps"):

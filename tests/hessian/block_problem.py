@@ -4,7 +4,7 @@ from its initial value, so that every LayerNorm term is exercised."""
 import torch
 
 from hessian import CrossEntropyLoss, Transformer
-from hessian.experiments.addition import addition_data, answer_positions
+from hessian.addition import addition_data, answer_positions
 
 
 def tiny_block_problem(*, layer_norm=True):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hessian._checks import check_finite, check_float_dtype, check_int, check_positive_int
+from hessian._checks import check_finite, check_float_dtype, check_int
 
 
 def test_check_int():
@@ -14,10 +14,6 @@ def test_check_int():
         check_int("k", True, low=2)
     with pytest.raises(TypeError, match="k must be an int >= 1, got float 2.0"):
         check_int("k", 2.0)
-    # the old order, kept for the study modules until they migrate, is the same check
-    assert check_positive_int(4, "k", minimum=4) == 4
-    with pytest.raises(ValueError, match="k must be an int >= 5, got 4"):
-        check_positive_int(4, "k", minimum=5)
 
 
 def test_check_finite_and_dtype():
