@@ -12,7 +12,7 @@ from math import prod
 import torch
 from torch import Tensor
 
-from ._checks import check_blocks, check_finite, check_float_dtype, check_params
+from .checks import check_blocks, check_finite, check_float_dtype, check_params
 
 Model = Callable[[Mapping[str, Tensor], Tensor], Tensor]
 Loss = Callable[[Tensor, Tensor], Tensor]

@@ -15,7 +15,7 @@ import random
 import torch
 from torch import Tensor
 
-from ._checks import check_int
+from .checks import check_int
 
 PLUS = 10
 EQUALS = 11

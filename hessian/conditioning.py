@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from ._checks import check_int
 from .block_matrix import BlockMatrix
-from .estimators._base import as_matmat, mean_and_stderr
+from .checks import check_int
+from .estimators.base import as_matmat, mean_and_stderr
 from .estimators.slq import lanczos, spectral_density
 
 #: largest n for which an operator is turned into a dense matrix (n products) and diagonalised by LAPACK

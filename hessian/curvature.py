@@ -13,9 +13,9 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from ._checks import check_int
 from ._problem import Problem
 from .block_matrix import BlockMatrix
+from .checks import check_int
 from .conditioning import (
     Conditioning,
     ExtremeEigenvalues,

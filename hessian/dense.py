@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import check_int
 from ._problem import Loss, Model, Problem, make_problem
 from .block_matrix import BlockMatrix
+from .checks import check_int
 from .products import ggn_product, hessian_product, product_of
 
 #: default largest P for a dense (P, P) matrix: 4096^2 float64 entries are 128 MiB

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 import particles
 
-from ._checks import check_int
+from .checks import check_int
 from .flow_blocks import BLOCKS, assemble_batched, block_summary
 from .kinds import KINDS, check_kind
 

@@ -23,8 +23,8 @@ from scipy.sparse.linalg import LinearOperator
 from torch import Tensor
 from torch.func import jvp, vjp
 
-from ._checks import check_finite, check_float_dtype, check_int, check_params
 from ._problem import Model, _cast, flatten, unflatten
+from .checks import check_finite, check_float_dtype, check_int, check_params
 from .dense import MAX_PARAMS
 from .estimators import Estimate, top_eigenvalues
 from .operators import CurvatureOperator

@@ -18,8 +18,8 @@ from torch import Tensor
 from torch.func import vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ._checks import check_finite, check_int, check_params
 from ._problem import flatten
+from .checks import check_finite, check_int, check_params
 from .problem import CurvatureProblem
 
 #: default memory limit of one chunk of grid points (bytes)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_blocks, check_int, check_params
 from ._problem import unflatten
+from .checks import check_blocks, check_int, check_params
 from .estimators.eigen import lanczos_eigenpairs
 from .problem import CurvatureProblem
 

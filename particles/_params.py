@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._checks import check_choice, check_int, check_real
+from .checks import check_choice, check_int, check_real
 
 DYNAMICS = ("SA", "USA")
 METHODS = ("euler", "rk4", "dopri5")

@@ -11,10 +11,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import _observable_kernels, ensembles
-from ._checks import check_choice, check_int, check_real
 from ._params import DYNAMICS, SimulationParams
 from ._simulate import run
 from ._step_check import check_step, lipschitz_bound
+from .checks import check_choice, check_int, check_real
 
 __all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
 

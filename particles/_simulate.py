@@ -4,13 +4,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import io
-from ._checks import as_float_array, check_finite
 from ._field_base import matmul
 from ._fields import make_field
 from ._params import SimulationParams
 from ._step_check import check_step
 from ._steppers import RK4, Dopri5, Euler
 from ._trajectory import Trajectory
+from .checks import as_float_array, check_finite
 
 # |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
 UNIT_NORM_TOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5}

@@ -54,8 +54,8 @@ import warnings
 
 import numpy as np
 
-from ._checks import check_choice, check_real
 from ._params import DYNAMICS, METHODS
+from .checks import check_choice, check_real
 
 # Largest dt |lambda| on the negative real axis where the method is stable (see above).
 STABILITY_LIMITS = {"euler": 2.0, "rk4": 2.785}

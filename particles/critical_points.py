@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import check_configuration, check_int, check_real
+from .checks import check_configuration, check_int, check_real
 from .energy_derivatives import MAX_BETA, SPHERE_TOL, energy_gradient, energy_hessian
 from .metastability import MIN_LOG_LENGTH, find_plateaus
 from .observables import cluster_labels, count_clusters

@@ -27,7 +27,7 @@ only the constant $1/(2\beta)$ diverges and it has no derivative.
 
 import numpy as np
 
-from ._checks import check_configuration, check_real
+from .checks import check_configuration, check_real
 
 __all__ = ["MAX_BETA", "MAX_HESSIAN_SIZE", "SPHERE_TOL", "energy_gradient", "energy_hessian"]
 

@@ -9,7 +9,7 @@ dynamics.
 
 import numpy as np
 
-from ._checks import check_choice, check_int
+from .checks import check_choice, check_int
 
 __all__ = ["INTERACTIONS", "VALUES", "draw"]
 

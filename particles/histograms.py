@@ -15,8 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import as_float_array, check_int, check_real
 from ._simulate import simulate
+from .checks import as_float_array, check_int, check_real
 
 __all__ = [
     "InnerProductHistograms",

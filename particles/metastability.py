@@ -10,8 +10,8 @@ import dataclasses
 
 import numpy as np
 
-from ._checks import check_int, check_real
 from ._simulate import simulate
+from .checks import check_int, check_real
 from .observables import count_clusters
 
 # A plateau lasts at least a doubling of t.

@@ -7,7 +7,7 @@ return one value per configuration, shape (...).
 import numpy as np
 
 from . import _observable_kernels
-from ._checks import as_float_array, check_real
+from .checks import as_float_array, check_real
 
 __all__ = [
     "clustering_density",

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._checks import as_float_array, check_dtype, check_int
+from .checks import as_float_array, check_dtype, check_int
 
 __all__ = ["sample_sphere", "inner_products"]
 

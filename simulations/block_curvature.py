@@ -33,14 +33,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hessian import dense_hessian
-from hessian._checks import check_int
 from hessian.block_assembly import assembled_feedforward_blocks
 from hessian.block_groups import block_groups, block_hessian, split_maps
-from simulations._sigma_grids import sigma_grid
 from hessian.kinds import KINDS
 from hessian.models import Transformer
+from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import addition_problem, addition_transformer
+from simulations._sigma_grids import sigma_grid
 from simulations._stored_config import stored_config
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import new_figure, save_figure

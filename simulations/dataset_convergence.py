@@ -29,11 +29,11 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from hessian import CrossEntropyLoss
-from hessian._checks import check_int
-from hessian.block_groups import GROUPS, block_groups
 from hessian.addition import addition_data
+from hessian.block_groups import GROUPS, block_groups
 from hessian.models import Transformer
 from hessian.per_sample import per_sample_hessians, running_differences
+from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_transformer
 from simulations._stored_config import stored_config

@@ -32,9 +32,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from simulations._stored_config import stored_config
 from hessian.kinds import KINDS, check_kind
 from particles.io import ResultStore
+from simulations._stored_config import stored_config
 
 from ._growth_points import GrowthConfig, ModelKind, build, measure_point, point_params
 from .common.cli import full_or_quick, study_parser

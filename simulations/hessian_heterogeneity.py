@@ -29,12 +29,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hessian.addition import addition_data, answer_positions
-from simulations._stored_config import stored_config
 from hessian.block_matrix import BlockMatrix
 from hessian.dense import dense_hessian
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
 from particles.io import ResultStore
+from simulations._stored_config import stored_config
 
 from .common.cli import study_parser
 from .common.figures import new_figure, save_figure

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from particles._checks import check_int
+from particles.checks import check_int
 from particles.histograms import inner_product_histograms, normalize_tokens, particle_states
 from simulations.common.cli import study_parser
 from simulations.common.figures import figure_path, new_figure, save_figure

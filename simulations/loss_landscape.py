@@ -43,15 +43,15 @@ from matplotlib.ticker import NullFormatter
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian._checks import check_int
+from hessian.adam import adam_step
 from hessian.addition import addition_data, answer_positions
-from simulations._addition_model import addition_problem
-from simulations._stored_config import stored_config
 from hessian.landscape import loss_landscape, quadratic_model
 from hessian.landscape_directions import random_filter_normalized_directions, top_eigenvector_directions
-from hessian.adam import adam_step
-from simulations.training_curvature import TrainingConfig
+from particles.checks import check_int
 from particles.io import ResultStore
+from simulations._addition_model import addition_problem
+from simulations._stored_config import stored_config
+from simulations.training_curvature import TrainingConfig
 
 from .common.cli import full_or_quick, study_parser
 from .common.figures import new_figure, save_figure

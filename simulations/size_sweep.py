@@ -34,11 +34,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from simulations._stored_config import stored_fields
 from hessian.dense import hessian_split
 from hessian.kinds import KINDS
 from hessian.operators import functional_hessian_operator, ggn_operator, hessian_operator
 from particles.io import ResultStore
+from simulations._stored_config import stored_fields
 
 from ._growth_points import GrowthConfig, Setup, build
 from ._spectral_summary import METHODS, QUANTITIES, dense_summary, operator_summary

@@ -31,13 +31,13 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian._checks import check_int
 from hessian.adam import adam_step
+from hessian.addition import addition_data
 from hessian.block_groups import block_groups
 from hessian.estimators import frobenius_norm, spectral_density, top_eigenvalues, trace
-from hessian.addition import addition_data
 from hessian.models import Transformer
 from hessian.operators import hessian_operator
+from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_problem, addition_transformer
 from simulations._stored_config import stored_config

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_finite
+from ..checks import check_finite
 from ..models.attention import AttentionKind, attention_pattern
 
 #: ``attention`` of the particle flow's unnormalised dynamics (USA, Geshkovski et al., 2023): weights

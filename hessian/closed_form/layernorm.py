@@ -18,8 +18,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_finite
 from ..block_matrix import BlockMatrix
+from ..checks import check_finite
 from ..dense import HessianSplit
 
 #: block names of ``layer_norm_blocks``: the input X and the gain and bias (``ln.w``, ``ln.b``)

@@ -1,6 +1,6 @@
 """Matrix-free estimators of traces, norms, diagonals and spectra; each returns a value and a standard error."""
 
-from ._base import Estimate as Estimate
+from .base import Estimate as Estimate
 from .diagonal import diagonal as diagonal
 from .diagonal import hutchinson_diagonal as hutchinson_diagonal
 from .eigen import top_eigenvalues as top_eigenvalues

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Estimate, as_matmat, check_samples, exact_columns, mean_and_stderr, rademacher
+from .base import Estimate, as_matmat, check_samples, exact_columns, mean_and_stderr, rademacher
 
 
 def hutchinson_diagonal(A: object, num_samples: int = 100, *, seed: int = 0) -> Estimate:

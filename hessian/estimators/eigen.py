@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .._checks import check_int
-from ._base import Estimate, as_matmat
+from ..checks import check_int
+from .base import Estimate, as_matmat
 
 
 def top_eigenvalues(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int
-from ._base import Estimate, as_matmat, check_samples, exact_columns, mean_and_stderr, rademacher
+from ..checks import check_int
+from .base import Estimate, as_matmat, check_samples, exact_columns, mean_and_stderr, rademacher
 
 
 def hutchinson_squared_frobenius(A: object, num_samples: int = 20, *, seed: int = 0) -> Estimate:

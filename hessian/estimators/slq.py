@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int
-from ._base import Estimate, as_matmat, check_samples, mean_and_stderr, rademacher
+from ..checks import check_int
+from .base import Estimate, as_matmat, check_samples, mean_and_stderr, rademacher
 
 
 def lanczos(matmat: Callable[[np.ndarray], np.ndarray], v: np.ndarray, num_steps: int) -> tuple[np.ndarray, np.ndarray]:

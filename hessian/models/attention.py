@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_int
+from ..checks import check_float_dtype, check_int
 
 
 class AttentionKind(str, enum.Enum):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_int
+from ..checks import check_float_dtype, check_int
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import check_float_dtype, check_int
+from ..checks import check_float_dtype, check_int
 from .attention import AttentionKind, SelfAttention, apply_attention
 
 

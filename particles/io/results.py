@@ -6,7 +6,7 @@ import os
 import h5py
 import numpy as np
 
-from .._checks import check_real
+from ..checks import check_real
 from .errors import NotStored
 from .locking import check_path, h5_errors, open_read, open_write
 from .schema import (

@@ -22,8 +22,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .._checks import check_dtype, check_real
 from .._trajectory import Trajectory
+from ..checks import check_dtype, check_real
 from .checkpoint import write_checkpoint
 from .layout import CACHE_BYTES, DEFAULT_COMPRESSION, check_compression, create_run_file, open_to_append
 from .locking import check_not_being_written, check_path, h5_errors, hold_writer_lock

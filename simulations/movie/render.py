@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from particles._checks import check_int, check_real
+from particles.checks import check_int, check_real
 
 from .projection import random_projection, to_sphere
 from .scene import SPHERE_RGB, Scene, subtitle, token_colours

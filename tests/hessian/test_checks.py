@@ -1,9 +1,9 @@
-"""The argument guards: one order, name first, as in ``particles._checks``."""
+"""The argument guards: one order, name first, as in ``particles.checks``."""
 
 import pytest
 import torch
 
-from hessian._checks import check_finite, check_float_dtype, check_int
+from hessian.checks import check_finite, check_float_dtype, check_int
 
 
 def test_check_int():

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 
-from .._checks import check_int
 from ..block_matrix import BlockMatrix
+from ..checks import check_int
 
 
 @dataclass(frozen=True)
