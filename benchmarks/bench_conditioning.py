@@ -62,7 +62,8 @@ def main(argv=None) -> None:
     d_models = [8, 16] if args.small else args.d_models
     config = SizeSweepConfig()
     print(
-        f"{'d':>4} {'block':>8} {'P':>6} | {'dense s':>8} | {'ours s':>7} {'prod':>6} {'dev':>8} | {'plain s':>7} {'prod':>6} {'dev':>8}"
+        f"{'d':>4} {'block':>8} {'P':>6} | {'dense s':>8} | {'ours s':>7} {'prod':>6} {'dev':>8} | {'plain s':>7} "
+        f"{'prod':>6} {'dev':>8}"
     )
     for d in d_models:
         setup, params = row_setup(config, d, 1, "softmax")
@@ -87,7 +88,8 @@ def main(argv=None) -> None:
             t_plain = time.perf_counter() - t0
             dev_plain = "no conv." if plain is None else f"{np.abs(plain - ref).max() / scale:.1e}"
             print(
-                f"{d:>4} {label:>8} {P:>6} | {t_dense:>8.2f} | {t_ours:>7.2f} {n_ours:>6} {dev_ours:>8} | {t_plain:>7.2f} {n_plain:>6} {dev_plain:>8}"
+                f"{d:>4} {label:>8} {P:>6} | {t_dense:>8.2f} | {t_ours:>7.2f} {n_ours:>6} {dev_ours:>8} | "
+                f"{t_plain:>7.2f} {n_plain:>6} {dev_plain:>8}"
             )
 
 

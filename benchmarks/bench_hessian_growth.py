@@ -72,7 +72,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
-        f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+        f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, torch threads "
+        f"{torch.get_num_threads()}"
     )
     config = GrowthConfig(dtype=args.dtype)  # the paper's 1-layer softmax CE setting, log grid, 20 x 20
     setup = build(config)
@@ -92,8 +93,10 @@ def main() -> None:
     times = np.array(times)
     ours_total = times.sum() * config.repeats / args.repeats
     print(
-        f"\nours (exact Kronecker sums, {args.dtype}): {times.mean():.3f} s per point (min {times.min():.3f}, max {times.max():.3f}) "
-        f"over {len(times)} points -> whole figure (400 points) ~ {ours_total:.0f} s = {ours_total / 60:.1f} min; relative standard error 0 (exact)"
+        f"\nours (exact Kronecker sums, {args.dtype}): {times.mean():.3f} s per point (min {times.min():.3f}, max "
+        f"{times.max():.3f}) "
+        f"over {len(times)} points -> whole figure (400 points) ~ {ours_total:.0f} s = {ours_total / 60:.1f} min; "
+        "relative standard error 0 (exact)"
     )
 
     # float32 on the same points (drawn in float64 and cast): speed and deviation from float64
@@ -108,7 +111,8 @@ def main() -> None:
             want = exact[(0, k)]
             dev = max(dev, float(np.max(np.abs(n32[0] - want)[want > 0] / want[want > 0])))
         print(
-            f"ours in float32: {np.mean(t32):.3f} s per point over {S} points -> whole figure ~ {np.mean(t32) * 400:.0f} s; "
+            f"ours in float32: {np.mean(t32):.3f} s per point over {S} points -> whole figure ~ "
+            f"{np.mean(t32) * 400:.0f} s; "
             f"largest relative deviation from float64 over the grid: {dev:.1e}"
         )
 
@@ -128,13 +132,15 @@ def main() -> None:
         print(f"  reference at sigma = {config.sigmas[k]:.3g}: {ref_times[-1]:.1f} s")
     ref_total = np.mean(ref_times) * S * config.repeats
     print(
-        f"reference (curvlinops, 20-probe Hutchinson x (H, GGN, GGN - H) x (Q, V)): {np.mean(ref_times):.2f} s per point "
+        f"reference (curvlinops, 20-probe Hutchinson x (H, GGN, GGN - H) x (Q, V)): {np.mean(ref_times):.2f} s per "
+        "point "
         f"-> whole figure ~ {ref_total:.0f} s = {ref_total / 60:.1f} min"
     )
     print(f"speed-up: {ref_total / ours_total:.1f}x")
     errors, rses = np.array(errors), np.array(rses)
     print(
-        "\nreference accuracy at its points (relative to our exact norms): block kind  mean |error|  max |error|  mean reported rse"
+        "\nreference accuracy at its points (relative to our exact norms): block kind  mean |error|  max |error|  "
+        "mean reported rse"
     )
     for b, block in enumerate(("Q", "V")):
         for q, kind in enumerate(KINDS):
@@ -160,12 +166,14 @@ def main() -> None:
             if want[q] == 0:
                 # identically zero block: only rounding is left, measure it against the H norm
                 print(
-                    f"  W_{block} {kind:4s} exact 0             Hutch++ {est.value[q]:.1e} (rounding, {est.value[q] / want[0]:.0e} of ||H||)"
+                    f"  W_{block} {kind:4s} exact 0             Hutch++ {est.value[q]:.1e} (rounding, "
+                    f"{est.value[q] / want[0]:.0e} of ||H||)"
                 )
                 continue
             z = (est.value[q] - want[q]) / est.stderr[q] if est.stderr[q] > 0 else float("nan")
             print(
-                f"  W_{block} {kind:4s} exact {want[q]:.6e}  Hutch++ {est.value[q]:.6e} +- {est.stderr[q]:.1e}  (z = {z:+.2f})"
+                f"  W_{block} {kind:4s} exact {want[q]:.6e}  Hutch++ {est.value[q]:.6e} +- {est.stderr[q]:.1e}  (z "
+                f"= {z:+.2f})"
             )
 
 

@@ -89,7 +89,8 @@ def main() -> None:
         (f"curvlinops, batch {k} (op @ V)", k / best_time(lambda: op @ VT, args.repeats)),
     ]
     print(
-        f"\nW_Q block, P = {P}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of {args.repeats}"
+        f"\nW_Q block, P = {P}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, best of "
+        f"{args.repeats}"
     )
     for name, rate in rows:
         print(f"{name:34s} {rate:8.1f} HVP/s")

@@ -10,7 +10,8 @@ float64; default L = 128, d = 64, so J = dF/dX is (L d) x (L d) = 8192 x 8192 (5
 * building the full Jacobian (X, W_Q, W_K, W_V blocks): closed form against ``torch.func.jacrev`` on a plain
   re-implementation of the layer, and ``hessian.jacobians.jacobian`` for the X block (unit-vector vjps).
 
-Wall and CPU time of a single run each, after one warm-up product of the operator (the dense steps take minutes at the default size; ``--repeats`` for more).
+Wall and CPU time of a single run each, after one warm-up product of the operator (the dense steps take minutes at
+the default size; ``--repeats`` for more).
 ``python benchmarks/bench_jacobian.py [--L 128] [--d 64] [--quick] [--threads N] [--skip-jacrev]``.
 """
 
@@ -52,7 +53,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
-        f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch threads {torch.get_num_threads()}"
+        f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; torch threads "
+        f"{torch.get_num_threads()}"
     )
     layer = SelfAttention(d_model=d)
     params = layer.init(seed=0)
@@ -66,17 +68,20 @@ def main() -> None:
     op @ torch.ones(n, dtype=torch.float64).numpy(), op.T @ torch.ones(n, dtype=torch.float64).numpy()
     est, w_mf, c_mf = timed(lambda: op.spectral_norm(tol=1e-12), args.repeats)
     print(
-        f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 = {est.value:.12g} (bound {est.stderr:.1e})",
+        f"matrix-free Lanczos on J^T J : {w_mf:8.2f} s wall, {c_mf:8.2f} s CPU, {est.num_matvecs} products; ||J||_2 "
+        f"= {est.value:.12g} (bound {est.stderr:.1e})",
         flush=True,
     )
     J, w_cf, c_cf = timed(lambda: attention_jacobians(X, W_Q, W_K, W_V)["X"], args.repeats)
     s, w_svd, c_svd = timed(lambda: torch.linalg.svdvals(J)[0].item(), args.repeats)
     J = None  # 8 n^2 bytes: free before the full Jacobians
     print(
-        f"dense: closed-form J + SVD   : {w_cf + w_svd:8.2f} s wall, {c_cf + c_svd:8.2f} s CPU (J {w_cf:.2f} s, SVD {w_svd:.2f} s); ||J||_2 = {s:.12g}"
+        f"dense: closed-form J + SVD   : {w_cf + w_svd:8.2f} s wall, {c_cf + c_svd:8.2f} s CPU (J {w_cf:.2f} s, SVD "
+        f"{w_svd:.2f} s); ||J||_2 = {s:.12g}"
     )
     print(
-        f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: {(w_cf + w_svd) / w_mf:.1f}x",
+        f"relative agreement           : {abs(est.value - s) / s:.2e};  dense / matrix-free wall time: "
+        f"{(w_cf + w_svd) / w_mf:.1f}x",
         flush=True,
     )
 
@@ -85,7 +90,8 @@ def main() -> None:
     JX, w_lib, c_lib = timed(lambda: jacobian(layer, params, X, max_entries=n * n).matrix, args.repeats)
     err = ((JX - full["X"]).abs().max() / full["X"].abs().max()).item()
     print(
-        f"X block, hessian.jacobian (vjps)              : {w_lib:8.2f} s wall, {c_lib:8.2f} s CPU; max rel. difference to closed form {err:.1e}"
+        f"X block, hessian.jacobian (vjps)              : {w_lib:8.2f} s wall, {c_lib:8.2f} s CPU; max rel. "
+        f"difference to closed form {err:.1e}"
     )
     JX = None
     if not args.skip_jacrev:
@@ -100,7 +106,8 @@ def main() -> None:
             for k, r in zip(("X", "W_Q", "W_K", "W_V"), ref)
         )
         print(
-            f"full Jacobian, torch.func.jacrev (chunk 256)  : {w_jr:8.2f} s wall, {c_jr:8.2f} s CPU; jacrev / closed form {w_jr / w_all:.1f}x; max rel. difference {err:.1e}"
+            f"full Jacobian, torch.func.jacrev (chunk 256)  : {w_jr:8.2f} s wall, {c_jr:8.2f} s CPU; jacrev / "
+            f"closed form {w_jr / w_all:.1f}x; max rel. difference {err:.1e}"
         )
 
 

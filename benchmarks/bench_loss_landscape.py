@@ -93,10 +93,12 @@ def main(argv=None) -> None:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         loss_fn(params)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: {'readout of the 6 scored positions' if args.readout else 'full forward pass'}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; model: "
+        f"{'readout of the 6 scored positions' if args.readout else 'full forward pass'}"
     )
     print(
-        f"one forward pass: {flops / 1e9:.4f} GFLOP analytically, {counter.get_total_flops() / 1e9:.4f} GFLOP by FlopCounterMode"
+        f"one forward pass: {flops / 1e9:.4f} GFLOP analytically, {counter.get_total_flops() / 1e9:.4f} GFLOP by "
+        "FlopCounterMode"
     )
     print(f"grid {args.points} x {args.points} = {N} forward passes, {N * flops / 1e12:.3f} TFLOP")
 
@@ -113,7 +115,8 @@ def main(argv=None) -> None:
         n = len(rows) * args.points
         rate = n * flops / dt / 1e9
         print(
-            f"  chunk {c:3d}: {dt / n * 1e3:6.2f} ms/point, {rate:6.1f} GFLOP/s, CPU {cpu / n * 1e3:6.2f} ms/point  ({n} points)"
+            f"  chunk {c:3d}: {dt / n * 1e3:6.2f} ms/point, {rate:6.1f} GFLOP/s, CPU {cpu / n * 1e3:6.2f} ms/point  "
+            f"({n} points)"
         )
         if rate > best_rate:
             best_chunk, best_rate = c, rate
@@ -141,11 +144,13 @@ def main(argv=None) -> None:
     loop_dt, loop_cpu = (time.perf_counter() - t0) / len(picks), (time.process_time() - c0) / len(picks)
     err = np.max(np.abs(loop_values - land.values.reshape(-1)[picks]) / np.abs(loop_values))
     print(
-        f"plain loop: {loop_dt * 1e3:.2f} ms/point (CPU {loop_cpu * 1e3:.2f} ms/point; {len(picks)} points), {loop_dt * N:.1f} s for the grid (extrapolated), "
+        f"plain loop: {loop_dt * 1e3:.2f} ms/point (CPU {loop_cpu * 1e3:.2f} ms/point; {len(picks)} points), "
+        f"{loop_dt * N:.1f} s for the grid (extrapolated), "
         f"{flops / loop_dt / 1e9:.1f} GFLOP/s; max relative difference to the batched values {err:.1e}"
     )
     print(
-        f"ratios: landscape / matmul GFLOP/s = {rate / mm:.2f} (target >= 0.5); loop time / landscape time = {loop_dt * N / dt:.2f} (target >= 1); "
+        f"ratios: landscape / matmul GFLOP/s = {rate / mm:.2f} (target >= 0.5); loop time / landscape time = "
+        f"{loop_dt * N / dt:.2f} (target >= 1); "
         f"grid time {dt:.1f} s (target < 20 s)"
     )
 

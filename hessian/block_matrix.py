@@ -30,7 +30,8 @@ class BlockMatrix:
         P = sum(self.sizes)
         if self.matrix.shape != (P, P):
             raise ValueError(
-                f"matrix must have shape ({P}, {P}) for blocks {dict(zip(self.names, self.shapes))}, got {tuple(self.matrix.shape)}"
+                f"matrix must have shape ({P}, {P}) for blocks {dict(zip(self.names, self.shapes))}, got "
+                f"{tuple(self.matrix.shape)}"
             )
         if len(self.names) != len(self.shapes):
             raise ValueError(f"names and shapes must have equal length, got {len(self.names)} and {len(self.shapes)}")

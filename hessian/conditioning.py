@@ -19,7 +19,8 @@ tolerance ``rtol`` (default ``n * eps``, numpy's ``matrix_rank`` rule):
 Two paths. Dense (n <= ``dense_threshold``): an operator is applied to the identity and LAPACK
 (``numpy.linalg.eigh``) gives every quantity exactly. Matrix-free: implicitly restarted Lanczos
 (``scipy.sparse.linalg.eigsh``) at one or both ends, on the operator shifted by ``+-|lambda|_max`` so that the
-stopping rule is relative to ``|lambda|_max`` rather than to an end that may sit at 0; ``kappa`` is then known only for a definite operator (both
+stopping rule is relative to ``|lambda|_max`` rather than to an end that may sit at 0; ``kappa`` is then known only
+for a definite operator (both
 ends of one sign, away from 0), because the smallest |lambda| of an indefinite or singular operator is an
 interior eigenvalue Lanczos does not reach: it is reported as NaN with rank -1. ``nu_-`` and ``mu_-`` come from
 stochastic Lanczos quadrature (``estimators.slq``), exact up to the probe average when ``num_steps = n``.
@@ -139,7 +140,8 @@ def _check_rtol(rtol: object, n: int) -> float:
 
 
 def _operator(A: object) -> tuple[Callable[[np.ndarray], np.ndarray], int, np.dtype, np.ndarray | None]:
-    """``(matmat, n, dtype, dense)``: ``dense`` is the float64 matrix of a dense input (checked symmetric), else None."""
+    """``(matmat, n, dtype, dense)``: ``dense`` is the float64 matrix of a dense input (checked symmetric),
+    else None."""
     matmat, n, dtype = as_matmat(A)
     if isinstance(A, LinearOperator):
         return matmat, n, dtype, None
@@ -149,7 +151,8 @@ def _operator(A: object) -> tuple[Callable[[np.ndarray], np.ndarray], int, np.dt
     asym = float(np.max(np.abs(dense - dense.T))) if n else 0.0
     if not asym <= SYMMETRY_TOL * scale:
         raise ValueError(
-            f"A must be symmetric, got max|A - A^T| = {asym:.3e} for max|A| = {scale:.3e} (relative tolerance {SYMMETRY_TOL:g})"
+            f"A must be symmetric, got max|A - A^T| = {asym:.3e} for max|A| = {scale:.3e} (relative tolerance "
+            f"{SYMMETRY_TOL:g})"
         )
     return matmat, n, dtype, dense
 
@@ -292,7 +295,8 @@ def conditioning_from_eigenvalues(eigenvalues: np.ndarray, *, rtol: float | None
     lam = np.sort(np.asarray(eigenvalues, dtype=np.float64).ravel())
     if lam.size == 0 or not np.all(np.isfinite(lam)):
         raise ValueError(
-            f"eigenvalues must be a non-empty finite array, got {lam.size} values ({int(np.sum(~np.isfinite(lam)))} non-finite)"
+            f"eigenvalues must be a non-empty finite array, got {lam.size} values ({int(np.sum(~np.isfinite(lam)))} "
+            "non-finite)"
         )
     rtol = _check_rtol(rtol, lam.size)
     a = np.abs(lam)

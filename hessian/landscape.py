@@ -124,7 +124,8 @@ def _check_grid(grid: object, num_directions: int) -> tuple[np.ndarray, ...]:
         grid = [grid]
     if not isinstance(grid, (Sequence, np.ndarray, Tensor)) or isinstance(grid, str):
         raise TypeError(
-            f"grid must be a 1-D array (one direction) or a sequence of 1-D arrays (one per direction), got {type(grid).__name__}"
+            "grid must be a 1-D array (one direction) or a sequence of 1-D arrays (one per direction), got "
+            f"{type(grid).__name__}"
         )
     if len(grid) != num_directions:
         raise ValueError(f"grid must have one axis per direction: got {len(grid)} axes for {num_directions} directions")
@@ -148,7 +149,8 @@ def grid_coefficients(axes: Sequence[np.ndarray]) -> np.ndarray:
 def bytes_per_point(
     loss_fn: Callable[[dict[str, Tensor]], Tensor], params: Mapping[str, Tensor], names: Sequence[str]
 ) -> tuple[int, Tensor]:
-    """(bytes one grid point needs, loss at ``params``): the perturbed parameters plus every tensor one evaluation allocates."""
+    """(bytes one grid point needs, loss at ``params``): the perturbed parameters plus every tensor one
+    evaluation allocates."""
     counter = _AllocationCounter()
     with torch.no_grad(), counter:
         value = loss_fn(dict(params))
@@ -206,7 +208,8 @@ def loss_landscape(
     per_point, value = bytes_per_point(loss_fn, params, names)
     if not isinstance(value, Tensor) or value.ndim != 0:
         raise ValueError(
-            f"loss_fn must return a 0-dim tensor, got {tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}"
+            "loss_fn must return a 0-dim tensor, got "
+            f"{tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__}"
         )
     coeffs = grid_coefficients(axes)
     N = len(coeffs)
@@ -214,13 +217,15 @@ def loss_landscape(
     if chunk_size is None:
         if fit < 1:
             raise ValueError(
-                f"one grid point needs {per_point} bytes ({per_point / 2**20:.1f} MiB), above max_memory={max_memory} bytes; "
+                f"one grid point needs {per_point} bytes ({per_point / 2**20:.1f} MiB), above "
+                f"max_memory={max_memory} bytes; "
                 "raise max_memory or evaluate a smaller problem"
             )
         chunk_size = int(min(fit, max(1, CACHE_BYTES // per_point), N))
     elif chunk_size * per_point > max_memory:
         raise ValueError(
-            f"chunk_size={chunk_size} grid points need {chunk_size * per_point} bytes ({chunk_size * per_point / 2**20:.1f} MiB), "
+            f"chunk_size={chunk_size} grid points need {chunk_size * per_point} bytes "
+            f"({chunk_size * per_point / 2**20:.1f} MiB), "
             f"above max_memory={max_memory} bytes; use chunk_size <= {fit} or raise max_memory"
         )
     out = evaluate_points(

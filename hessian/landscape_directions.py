@@ -75,7 +75,8 @@ def top_eigenvector_directions(
     check_int("k", k)
     if k >= P:
         raise ValueError(
-            f"k={k} must be smaller than the number of parameters P={P} for Lanczos; use numpy.linalg.eigh on the dense Hessian"
+            f"k={k} must be smaller than the number of parameters P={P} for Lanczos; use numpy.linalg.eigh on the "
+            "dense Hessian"
         )
     # a Krylov space wider than ARPACK's default 2k + 1 needs fewer products when the top eigenvalues are close
     ncv = min(P, max(2 * k + 1, 20))

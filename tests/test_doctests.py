@@ -22,7 +22,8 @@ def _modules_with_examples():
     names = []
     for package in (particles, hessian, simulations):
         names.append(package.__name__)
-        names += [info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+        modules = pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+        names += [info.name for info in modules if not info.name.endswith("__main__")]  # importing runs them
     return [name for name in sorted(names) if _examples(name)]
 
 

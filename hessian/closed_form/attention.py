@@ -144,7 +144,8 @@ functional_blocks.__doc__ = (
     + _DOC_ARGS
 )
 hessian_blocks.__doc__ = "Full Hessian H = H_o + H_f of the single-head layer.\n" + _DOC_ARGS
-t_functional_term.__doc__ = """The T-functional part of H_f(Q,K): ``beta * grad_{W_QK} l (x) I_{d_K}`` as a (d d_K, d d_K) matrix.
+t_functional_term.__doc__ = """The T-functional part of H_f(Q,K): ``beta * grad_{W_QK} l (x) I_{d_K}`` as a (d d_K,
+d d_K) matrix.
 
     ``grad_{W_QK} l = sum_i x_i s_i^T`` is the gradient w.r.t. the product ``W_QK = beta W_Q W_K^T``.
 """ + _DOC_ARGS.replace("BlockMatrix over", "(Instead of a BlockMatrix: a Tensor.) Layout as a BlockMatrix over")

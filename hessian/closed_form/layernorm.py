@@ -46,7 +46,8 @@ def _normalise(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     n = x.shape[-1]
     if n < 2:
         raise ValueError(
-            f"x must have at least 2 features on its last axis (LayerNorm of 1 feature is constant), got shape {tuple(x.shape)}"
+            "x must have at least 2 features on its last axis (LayerNorm of 1 feature is constant), got shape "
+            f"{tuple(x.shape)}"
         )
     c = x - x.mean(-1, keepdim=True)
     s = torch.sqrt((c * c).mean(-1) + eps)
@@ -173,7 +174,8 @@ def output_curvature(G: object, Lam: object, L: int, K: int) -> tuple[Tensor, Te
         Lam = full
     elif Lam.shape != (L, K, L, K):
         raise ValueError(
-            f"Lam (loss Hessian at the output) must have shape ({L}, {K}, {K}) or ({L}, {K}, {L}, {K}), got {tuple(Lam.shape)}"
+            f"Lam (loss Hessian at the output) must have shape ({L}, {K}, {K}) or ({L}, {K}, {L}, {K}), got "
+            f"{tuple(Lam.shape)}"
         )
     Lam = Lam.reshape(L * K, L * K)
     if not torch.allclose(Lam, Lam.T, rtol=1e-10, atol=1e-12 * float(Lam.abs().max().clamp_min(1.0))):

@@ -168,7 +168,8 @@ class SelfAttention:
             if value is None:
                 if self.d_model % self.n_heads:
                     raise ValueError(
-                        f"{name}=None needs d_model divisible by n_heads, got d_model={self.d_model}, n_heads={self.n_heads}"
+                        f"{name}=None needs d_model divisible by n_heads, got d_model={self.d_model}, "
+                        f"n_heads={self.n_heads}"
                     )
                 object.__setattr__(self, name, self.d_model // self.n_heads)
             else:

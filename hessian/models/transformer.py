@@ -88,7 +88,8 @@ class Transformer:
             )
             if not (ok and 0 <= self.readout[0] < self.readout[1] <= self.n_ctx):
                 raise ValueError(
-                    f"readout must be None or (start, stop) with 0 <= start < stop <= n_ctx={self.n_ctx}, got {self.readout!r}"
+                    f"readout must be None or (start, stop) with 0 <= start < stop <= n_ctx={self.n_ctx}, got "
+                    f"{self.readout!r}"
                 )
 
     @property

@@ -2,9 +2,9 @@
 
 References: a random symmetric matrix with a prescribed spectrum (Q diag(lambda) Q^T, Q from a QR), and real
 Hessian blocks (``CurvatureProblem(...).H.dense()`` / ``.H_o.dense()``, themselves checked against torch.func)
-diagonalised by ``torch.linalg.eigvalsh``. Tolerances: 1e-8 for eigenvalues (LAPACK and ARPACK at tol 1e-12 agree to ~1e-13 on
-these well-separated ends); the SLQ estimates are compared with the exact value within 4 standard errors, since
-with ``num_steps = n`` each SLQ sample is exactly Hutchinson's unbiased ``v^T f(A) v / n``.
+diagonalised by ``torch.linalg.eigvalsh``. Tolerances: 1e-8 for eigenvalues (LAPACK and ARPACK at tol 1e-12 agree
+to ~1e-13 on these well-separated ends); the SLQ estimates are compared with the exact value within 4 standard
+errors, since with ``num_steps = n`` each SLQ sample is exactly Hutchinson's unbiased ``v^T f(A) v / n``.
 """
 
 import numpy as np
@@ -162,7 +162,8 @@ def test_transformer_blocks_lanczos_equals_dense():
     params = model.init(seed=0)
     tokens = torch.randint(0, 12, (4, 18), generator=torch.Generator().manual_seed(0))
     loss, target = CrossEntropyLoss(), tokens[:, 12:18]
-    # (the W_V block's bottom is a cluster near 0 that takes ~1800 products to resolve to 1e-12: tested on SelfAttention)
+    # (the W_V block's bottom is a cluster near 0 that takes ~1800 products to resolve to 1e-12:
+    # tested on SelfAttention)
     for block in ("blocks.0.attn.W_Q",):
         H = CurvatureProblem(model, loss, params, tokens, target, [block]).H
         ref = torch.linalg.eigvalsh(H.dense().matrix).numpy()

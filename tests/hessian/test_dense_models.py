@@ -1,4 +1,5 @@
-"""Exact curvature of the stacked models: depth exponents (theory note §2.10, check 9) and the linear MLP (§2.11, check 10)."""
+"""Exact curvature of the stacked models: depth exponents (theory note §2.10, check 9) and the linear MLP
+(§2.11, check 10)."""
 
 import math
 

@@ -3,7 +3,8 @@
 The reference is LayerNorm written out below and differentiated by torch.func in float64, independent of our
 formulas and of ``hessian.models``; the input derivatives are also checked against ``torch.nn.functional.layer_norm``.
 (Not for the gain: in torch 2.13 every torch.func Hessian of ``F.layer_norm`` has a wrong, asymmetric (w, X)
-block, while the written-out expression gives a symmetric Hessian that matches the closed form.) Tolerance 1e-12 absolute (entries are O(1)-O(10) at these sizes,
+block, while the written-out expression gives a symmetric Hessian that matches the closed form.) Tolerance 1e-12
+absolute (entries are O(1)-O(10) at these sizes,
 float64 round-off of the formulas is ~1e-15; the issue's bound is 1e-10).
 """
 

@@ -2,7 +2,8 @@
 
 Softmax blocks are small-s asymptotics: log2(||B(2s)|| / ||B(s)||) within 0.01 of the table. The next-order
 term is O(s) relative with an instance-dependent constant (about 10 for this instance's H(Q,Q) at s = 1e-3,
-i.e. a deviation of 0.011), so s = 1e-4 is used; float64 resolves norms of size s^6 = 1e-24 without trouble. Linear attention H_o is exactly s^6-homogeneous (1e-6 at any s).
+i.e. a deviation of 0.011), so s = 1e-4 is used; float64 resolves norms of size s^6 = 1e-24 without trouble. Linear
+attention H_o is exactly s^6-homogeneous (1e-6 at any s).
 """
 
 import math
