@@ -84,6 +84,7 @@ def simulate(
             ``particles.check_step``); the run goes ahead unchanged.
 
     Example:
+        >>> from particles import sample_sphere, simulate
         >>> x0 = sample_sphere(32, 3, seed=0)
         >>> traj = simulate(x0, beta=4.0, t_max=20.0, dt=0.01)
         >>> traj.xs.shape

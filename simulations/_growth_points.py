@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hessian import CurvatureProblem
 from hessian.addition import addition_data, answer_positions
 from hessian.block_norms import SplitNorms, hutchpp_split_norms, mlp_layer_norms, transformer_last_layer_norms
 from hessian.losses import CrossEntropyLoss, MSELoss
 from hessian.models import LinearMLP, Transformer
-from hessian.products import make_ggnvp, make_hvp
 
 from ._sigma_grids import GRIDS, sigma_grid
 from .common.naming import config_digest
@@ -241,14 +241,15 @@ def measure_point(
                 res = exact[(l, b)]
             else:
                 name = [_param_name(config, l, block)]
-                kw = dict(dtype=config.torch_dtype)
-                hvp = make_hvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
-                ggnvp = make_ggnvp(setup.model, setup.loss, params, setup.tokens, setup.target, name, **kw)
+                problem = CurvatureProblem(
+                    setup.model, setup.loss, params, setup.tokens, setup.target, name, dtype=config.torch_dtype
+                )
+                hvp, ggnvp = (_row_products(problem.curvature(kind)) for kind in ("H", "H_o"))
                 sketch = 0 if config.method == Method.HUTCHINSON else config.sketch
                 res = hutchpp_split_norms(
                     hvp,
                     ggnvp,
-                    hvp.dim,
+                    problem.dim,
                     sketch=sketch,
                     probes=config.probes,
                     seed=seed + 7919 * l + b,
@@ -257,3 +258,8 @@ def measure_point(
             norms[l, b], stderr[l, b] = res.value, res.stderr
             used += res.num_products
     return norms, stderr, used
+
+
+def _row_products(curvature):
+    """``V -> M V`` on a (P,) vector or on k vectors as the rows of a (k, P) tensor."""
+    return lambda V: curvature.matvec(V) if V.ndim == 1 else curvature.matmat(V.T).T

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hessian import dense_hessian
+from hessian import CurvatureProblem
 from hessian.block_assembly import assembled_feedforward_blocks
 from hessian.block_groups import block_groups, block_hessian, split_maps
 from hessian.kinds import KINDS
@@ -293,7 +293,7 @@ def assembly_error(config: BlockConfig) -> float:
     tokens, target, loss = addition_problem(model, config.batch, seed=config.data_seed)
     blocks = assembled_feedforward_blocks(model, params, tokens, target, loss)
     names = sorted({a for a, _ in blocks}, key=list(params).index)
-    H = dense_hessian(model, loss, params, tokens, target, names)
+    H = CurvatureProblem(model, loss, params, tokens, target, names).H.dense()
     return max(float((B - H.block(a, b)).abs().max()) for (a, b), B in blocks.items())
 
 

@@ -113,7 +113,7 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_mlp", "num_samples", "chunk"):
-            check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), low=1)
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 (one difference), got {self.num_samples}")
         names = [g.strip() for g in str(self.groups).split(",")]

@@ -28,9 +28,9 @@ from scipy.ndimage import uniform_filter
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hessian import CurvatureProblem
 from hessian.addition import addition_data, answer_positions
 from hessian.block_matrix import BlockMatrix
-from hessian.dense import dense_hessian
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
 from particles.io import ResultStore
@@ -110,14 +110,8 @@ def heatmap_hessian(config: HeterogeneityConfig, *, dtype: torch.dtype = torch.f
     tokens = addition_data(config.batch, seed=config.data_seed)[0]
     model = _model(config, "softmax")
     params = model.init(seed=config.seed, dtype=dtype)
-    return dense_hessian(
-        model,
-        CrossEntropyLoss(),
-        params,
-        tokens,
-        tokens[:, a0:a1],
-        HEATMAP_BLOCKS,
-        dtype=dtype,
+    problem = CurvatureProblem(model, CrossEntropyLoss(), params, tokens, tokens[:, a0:a1], HEATMAP_BLOCKS, dtype=dtype)
+    return problem.H.dense(
         max_params=8192,
         chunk_size=64,
     )
@@ -134,7 +128,7 @@ def histogram_blocks(
     model = _model(config, attention)
     params = model.init(seed=config.seed, dtype=dtype)
     names = ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"]
-    B = dense_hessian(model, CrossEntropyLoss(), params, tokens, tokens[:, a0:a1], names, dtype=dtype)
+    B = CurvatureProblem(model, CrossEntropyLoss(), params, tokens, tokens[:, a0:a1], names, dtype=dtype).H.dense()
     return {"Q": B.block(names[0], names[0]), "V": B.block(names[1], names[1])}
 
 

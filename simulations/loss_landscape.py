@@ -96,7 +96,7 @@ class LandscapeConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "d_mlp", "batch", "train_batch", "points_line", "points_plane"):
-            check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), low=1)
         check_int("train_steps", self.train_steps, low=0)
         check_int("chunk_size", self.chunk_size, low=0)
         for name in ("lr", "eig_span", "random_span", "lanczos_tol"):

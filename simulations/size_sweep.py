@@ -34,9 +34,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from hessian import CurvatureProblem
 from hessian.dense import hessian_split
 from hessian.kinds import KINDS
-from hessian.operators import functional_hessian_operator, ggn_operator, hessian_operator
 from particles.io import ResultStore
 from simulations._stored_config import stored_fields
 
@@ -175,7 +175,8 @@ def measure_row(config: SizeSweepConfig, d_model: int, n_layers: int, attention:
             split = hessian_split(*problem, [name], max_params=config.dense_threshold)
             parts = [dense_summary(M.matrix.numpy(), config.rtol) for M in (split.H, split.H_o, split.H_f)]
         else:
-            ops = [f(*problem, [name]) for f in (hessian_operator, ggn_operator, functional_hessian_operator)]
+            curvatures = CurvatureProblem(*problem, [name])
+            ops = [curvatures.curvature(kind).operator() for kind in KINDS]
             parts = [operator_summary(op, config) for op in ops]
         for k, (v, s, m) in enumerate(parts):
             values[b, k], stderr[b, k], methods[b, k] = v, s, m

@@ -95,7 +95,7 @@ class TrainingConfig:
             "slq_probes",
             "slq_steps",
         ):
-            check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), low=1)
         if self.trace_matvecs < 3:
             raise ValueError(f"trace_matvecs must be >= 3 (Hutch++), got {self.trace_matvecs}")
         for name in ("lr", "adam_eps"):

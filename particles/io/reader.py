@@ -105,9 +105,12 @@ def load(path):
         StoreError: not a trajectory file of this package, or damaged.
 
     Example:
+        >>> from particles import sample_sphere, simulate
+        >>> _ = simulate(sample_sphere(8, 3, seed=0), beta=1.0, t_max=1.0, dt=0.1, store="run.h5")
         >>> traj = load("run.h5")
-        >>> x = traj.xs[-1]          # reads one frame
-        >>> first_system = traj.xs[:, 0]
+        >>> x = traj.xs[-1]  # reads one frame
+        >>> x.shape
+        (8, 3)
     """
     path = check_path(path)
     with open_read(path) as f:

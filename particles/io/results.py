@@ -50,13 +50,16 @@ class ResultStore:
         lock_timeout: seconds to wait for a file locked by another process.
 
     Example:
+        >>> import numpy as np
+        >>> betas = np.array([1.0, 2.0])
         >>> store = ResultStore("phase.h5", {"n": 32, "d": 2, "betas": betas})
         >>> for beta in betas:
         ...     key = f"beta={beta:g}"
         ...     if store.done(key):
         ...         continue
-        ...     store.save(key, clusters=counts, beta=beta)
-        >>> store.load("beta=1").keys()
+        ...     store.save(key, clusters=np.arange(3), beta=beta)
+        >>> sorted(store.load("beta=1"))
+        ['beta', 'clusters']
     """
 
     def __init__(self, path, config=None, *, overwrite=False, lock_timeout=60.0):

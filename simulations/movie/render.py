@@ -180,8 +180,9 @@ def save_movie(traj, paths, *, progress=False, **options):
         frames than the MP4; the playing time is the same.
 
     Example:
-        >>> traj = simulate(sample_sphere(32, 3, seed=0), beta=4.0, t_max=10, dt=0.05)
-        >>> save_movie(traj, ["movies/sphere.mp4", "movies/sphere.gif"], duration=5)
+        >>> from particles import sample_sphere, simulate
+        >>> traj = simulate(sample_sphere(8, 3, seed=0), beta=4.0, t_max=1.0, dt=0.1)
+        >>> movie = save_movie(traj, ["sphere.gif"], duration=1, size=96)
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
