@@ -8,8 +8,6 @@ Describe a problem once, ``problem = CurvatureProblem(model, loss, params, X, Y,
 also take any operator or matrix.
 """
 
-from importlib import import_module
-
 from . import adam as adam
 from . import block_assembly as block_assembly
 from . import block_groups as block_groups
@@ -58,17 +56,6 @@ from .models import Transformer as Transformer
 from .operators import hessian_operator as hessian_operator
 from .per_sample import per_sample_hessians as per_sample_hessians
 from .problem import CurvatureProblem as CurvatureProblem
-
-# kept for the study modules until they migrate (``from hessian import dense_hessian``); not part of the API:
-# ``CurvatureProblem(...).H.dense()`` is the public form
-_KEPT_FOR_STUDIES = {"dense_hessian": "dense"}
-
-
-def __getattr__(name: str) -> object:
-    if name in _KEPT_FOR_STUDIES:
-        return getattr(import_module(f".{_KEPT_FOR_STUDIES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     # models and losses

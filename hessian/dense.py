@@ -108,8 +108,7 @@ def hessian_split(
     return split(make_problem(model, loss, params, X, Y, blocks, dtype), max_params=max_params, chunk_size=chunk_size)
 
 
-# The pure matrices and one function per curvature below are kept for the study modules until they migrate to
-# ``CurvatureProblem(...).curvature(kind).dense()``.
+# Pure forms without validation or size guard, for torch.func transforms (vmap over many inputs).
 
 
 def hessian_matrix(
@@ -134,29 +133,3 @@ def ggn_matrix(
     P = sum(params[n].numel() for n in names)
     eye = torch.eye(P, dtype=params[names[0]].dtype)
     return ggn_product(model, loss, params, X, Y, names)(eye)
-
-
-def _dense(kind, model, loss, params, X, Y, blocks, dtype, max_params, chunk_size) -> BlockMatrix:
-    problem = make_problem(model, loss, params, X, Y, blocks, dtype)
-    return dense_matrix(problem, kind, max_params=max_params, chunk_size=chunk_size)
-
-
-def dense_hessian(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, max_params=MAX_PARAMS, chunk_size=DENSE_CHUNK
-) -> BlockMatrix:
-    """Exact Hessian over ``blocks``: ``CurvatureProblem(...).H.dense()``; arguments as in ``hessian_split``."""
-    return _dense("H", model, loss, params, X, Y, blocks, dtype, max_params, chunk_size)
-
-
-def gauss_newton(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, max_params=MAX_PARAMS, chunk_size=DENSE_CHUNK
-) -> BlockMatrix:
-    """Exact ``H_o = J^T (d^2 loss/dF^2) J``: ``CurvatureProblem(...).H_o.dense()``; as ``hessian_split``."""
-    return _dense("H_o", model, loss, params, X, Y, blocks, dtype, max_params, chunk_size)
-
-
-def functional_hessian(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, max_params=MAX_PARAMS, chunk_size=DENSE_CHUNK
-) -> BlockMatrix:
-    """``H_f = H - H_o``: ``CurvatureProblem(...).H_f.dense()``; arguments as in ``hessian_split``."""
-    return _dense("H_f", model, loss, params, X, Y, blocks, dtype, max_params, chunk_size)

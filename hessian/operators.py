@@ -89,20 +89,3 @@ def hessian_operator(
         ValueError, TypeError: as ``CurvatureProblem``.
     """
     return _operator("H", model, loss, params, X, Y, blocks, dtype, chunk_size)
-
-
-# kept for the study modules until they migrate to CurvatureProblem(...).H_o.operator() / .H_f.operator()
-
-
-def ggn_operator(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
-) -> CurvatureOperator:
-    """The Gauss-Newton H_o as an operator; arguments as in ``hessian_operator``."""
-    return _operator("H_o", model, loss, params, X, Y, blocks, dtype, chunk_size)
-
-
-def functional_hessian_operator(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
-) -> CurvatureOperator:
-    """The functional Hessian H_f = H - H_o as an operator; arguments as in ``hessian_operator``."""
-    return _operator("H_f", model, loss, params, X, Y, blocks, dtype, chunk_size)

@@ -41,7 +41,7 @@ def per_sample_hessians(
         (losses (n,), hessians (n, P, P)) in float64.
 
     Raises:
-        ValueError, TypeError: as ``dense_hessian`` (checked on the first sample); X and Y of different length.
+        ValueError, TypeError: as ``CurvatureProblem`` (checked on the first sample); X and Y of different length.
     """
     if not isinstance(X, Tensor) or not isinstance(Y, Tensor):
         raise TypeError(f"X and Y must be torch.Tensors, got {type(X).__name__} and {type(Y).__name__}")

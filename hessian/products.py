@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 
-from ._problem import Loss, Model, Problem, flatten, make_problem, unflatten
+from ._problem import Loss, Model, Problem, flatten, unflatten
 
 #: vectors per vmap call in the validated products (measured best on the reference transformer)
 DEFAULT_CHUNK = 8
@@ -104,8 +103,7 @@ def checked_rows(problem: Problem, product: Product, chunk_size: int | None) -> 
     return apply
 
 
-# The functions below are the forms of one product for each curvature, kept for the study modules until they
-# migrate to ``CurvatureProblem(...).curvature(kind).matvec / .matmat``.
+# Pure forms of the three products without validation, for torch.func transforms (vmap over many inputs).
 
 
 def hessian_vector_product(
@@ -164,34 +162,3 @@ def functional_hessian_vector_product(
 ) -> Tensor:
     """``H_f v = H v - G v`` for one vector or each row of ``V``; as ``hessian_vector_product``."""
     return functional_product(model, loss, params, X, Y, blocks)(V, chunk_size)
-
-
-def _make(kind: str, model, loss, params, X, Y, blocks, dtype, chunk_size) -> Callable[[Tensor], Tensor]:
-    problem = make_problem(model, loss, params, X, Y, blocks, dtype)
-    apply = checked_rows(problem, product_of(problem, kind), chunk_size)
-    apply.names = problem.names  # type: ignore[attr-defined]
-    apply.shapes = problem.shapes  # type: ignore[attr-defined]
-    apply.dim = problem.dim  # type: ignore[attr-defined]
-    apply.dtype = problem.dtype  # type: ignore[attr-defined]
-    return apply
-
-
-def make_hvp(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
-) -> Callable[[Tensor], Tensor]:
-    """Validated ``V -> H V`` on (P,) or (k, P); ``CurvatureProblem(...).H.matvec / .matmat`` is the public form."""
-    return _make("H", model, loss, params, X, Y, blocks, dtype, chunk_size)
-
-
-def make_ggnvp(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
-) -> Callable[[Tensor], Tensor]:
-    """Validated Gauss-Newton (H_o) product ``V -> G V``; as ``make_hvp``."""
-    return _make("H_o", model, loss, params, X, Y, blocks, dtype, chunk_size)
-
-
-def make_functional_hvp(
-    model, loss, params, X, Y, blocks=None, *, dtype=torch.float64, chunk_size=DEFAULT_CHUNK
-) -> Callable[[Tensor], Tensor]:
-    """Validated functional-Hessian product ``V -> (H - G) V``; as ``make_hvp``."""
-    return _make("H_f", model, loss, params, X, Y, blocks, dtype, chunk_size)

@@ -1,6 +1,7 @@
 """The LN2 and FFN blocks of the pre-LN block assembled from the closed forms (theory note §4.4).
 
-Reference: the exact dense autograd Hessian of the whole one-layer transformer (``dense_hessian``, float64,
+Reference: the exact dense autograd Hessian of the whole one-layer transformer
+(``CurvatureProblem(...).H.dense()``, float64,
 tested against torch.func elsewhere). Sizes are tiny (d_model 4, 4 sequences) to keep each test ~1-2 s.
 """
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from block_problem import tiny_block_problem
 
-from hessian import dense_hessian
+from hessian import CurvatureProblem
 from hessian.block_assembly import assembled_feedforward_blocks
 
 
@@ -20,7 +21,7 @@ def test_assembled_ln2_and_ffn_blocks_equal_autograd():
     model, params, tokens, target, loss = tiny_block_problem()
     blocks = assembled_feedforward_blocks(model, params, tokens, target, loss)
     names = sorted({a for a, _ in blocks}, key=list(params).index)
-    H = dense_hessian(model, loss, params, tokens, target, names)
+    H = CurvatureProblem(model, loss, params, tokens, target, names).H.dense()
     assert len(blocks) == 16 + 4
     for (a, b), B in blocks.items():
         torch.testing.assert_close(B, H.block(a, b), rtol=0, atol=1e-10)

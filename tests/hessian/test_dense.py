@@ -6,7 +6,7 @@ import torch
 from hessian_reference import reference_split
 
 from hessian import CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer, hessian_split
-from hessian.dense import dense_hessian, functional_hessian, gauss_newton, ggn_matrix, hessian_matrix
+from hessian.dense import ggn_matrix, hessian_matrix
 
 # exact float64 arithmetic on O(1) entries: both sides are autograd, only summation order differs
 ATOL = 1e-12
@@ -66,14 +66,6 @@ def test_cross_entropy_transformer_blocks():
         torch.testing.assert_close(got.matrix, want, atol=ATOL, rtol=0)
     # the GGN of a convex loss is PSD
     assert torch.linalg.eigvalsh(H_o.matrix).min() > -1e-12
-
-
-def test_functions_kept_for_the_studies_equal_the_new_api(tiny_attention):
-    problem = CurvatureProblem(*tiny_attention, ["W_Q", "W_V"])
-    for kept, curvature in zip(
-        (dense_hessian, gauss_newton, functional_hessian), (problem.H, problem.H_o, problem.H_f)
-    ):
-        assert torch.equal(kept(*tiny_attention, ["W_Q", "W_V"]).matrix, curvature.dense().matrix)
 
 
 def test_pure_matrices_vmap_over_token_configurations():

@@ -7,7 +7,6 @@ from hessian_reference import reference_split
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg, eigsh
 
 from hessian import KINDS, CurvatureProblem, hessian_operator
-from hessian.operators import functional_hessian_operator, ggn_operator
 
 
 @pytest.fixture
@@ -34,12 +33,11 @@ def test_operators_equal_dense(problem):
     assert problem.H.operator() is problem.H.operator()
 
 
-def test_shortcut_and_kept_functions_equal_the_new_api(problem):
+def test_shortcut_equals_the_new_api(problem):
     problem, _ = problem
     args = (problem.model, problem.loss, problem.params, problem.X, problem.Y, problem.names)
     V = np.random.default_rng(2).standard_normal((21, 3))
-    for make, kind in zip((hessian_operator, ggn_operator, functional_hessian_operator), KINDS):
-        assert np.array_equal(make(*args) @ V, problem.curvature(kind).operator() @ V)
+    assert np.array_equal(hessian_operator(*args) @ V, problem.H.operator() @ V)
 
 
 def test_chunk_size_and_float32(problem):

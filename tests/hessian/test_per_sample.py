@@ -1,6 +1,6 @@
 """Per-sample Hessians and the running means of the empirical loss (theory note §4.5, check 14).
 
-References: ``dense_hessian`` per sample (exact autograd), cumulative means computed directly (exact
+References: ``CurvatureProblem(...).H.dense()`` per sample (exact autograd), cumulative means computed directly (exact
 identities, 1e-12), and the Taylor bound on realisable data. The 1/k rate is checked with the study's fit in
 tests/simulations/test_dataset_convergence.py.
 """
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hessian import CrossEntropyLoss, MSELoss, SelfAttention, Transformer, dense_hessian
+from hessian import CrossEntropyLoss, CurvatureProblem, MSELoss, SelfAttention, Transformer
 from hessian.addition import addition_data, answer_positions
 from hessian.per_sample import per_sample_hessians, running_differences
 
@@ -32,7 +32,9 @@ def test_per_sample_hessians_equal_dense():
     losses, H = per_sample_hessians(model, CrossEntropyLoss(), params, tokens, tokens[:, a0:a1], blocks)
     assert H.shape == (3, 16 + 8, 16 + 8)
     for i in range(3):
-        ref = dense_hessian(model, CrossEntropyLoss(), params, tokens[i : i + 1], tokens[i : i + 1, a0:a1], blocks)
+        ref = CurvatureProblem(
+            model, CrossEntropyLoss(), params, tokens[i : i + 1], tokens[i : i + 1, a0:a1], blocks
+        ).H.dense()
         torch.testing.assert_close(H[i], ref.matrix, rtol=0, atol=1e-12)
         assert (
             abs(

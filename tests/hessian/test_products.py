@@ -11,9 +11,6 @@ from hessian.products import (
     functional_hessian_vector_product,
     ggn_vector_product,
     hessian_vector_product,
-    make_functional_hvp,
-    make_ggnvp,
-    make_hvp,
 )
 
 ATOL = 1e-12  # float64 autograd on both sides, O(1) entries
@@ -77,19 +74,6 @@ def test_pure_products_vmap_over_inputs():
         for b in range(3):
             want = reference_split(layer, loss, params, Xs[b], Ys[b], ["W_Q"])[index] @ v
             torch.testing.assert_close(batched[b], want, atol=ATOL, rtol=0)
-
-
-def test_functions_kept_for_the_studies_equal_the_new_api(problem):
-    """make_hvp and co. (rows are vectors) are the same products as ``Curvature.matmat`` (columns)."""
-    problem, _ = problem
-    args = (problem.model, problem.loss, problem.params, problem.X, problem.Y, problem.names)
-    V = torch.randn(3, 21, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    for make, kind in zip((make_hvp, make_ggnvp, make_functional_hvp), KINDS):
-        product = make(*args)
-        assert torch.equal(product(V), problem.curvature(kind).matmat(V.T).T)
-        assert product.names == problem.names and product.dim == 21
-    with pytest.raises(ValueError, match=r"V must have shape \(21,\) or \(k, 21\)"):
-        make_hvp(*args)(torch.zeros(20, dtype=torch.float64))
 
 
 def test_bad_vectors(problem):

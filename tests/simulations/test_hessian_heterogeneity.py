@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from hessian import CrossEntropyLoss, Transformer, dense_hessian
+from hessian import CrossEntropyLoss, CurvatureProblem, Transformer
 from hessian.addition import addition_data
 from simulations import hessian_heterogeneity
 from simulations.hessian_heterogeneity import (
@@ -33,14 +33,14 @@ def test_heatmap_and_blocks_equal_the_full_model_hessian():
     params = full.init(seed=TINY.seed)
     loss = CrossEntropyLoss(positions=(11, 17), target_shift=1)
     tokens = addition_data(5, seed=TINY.data_seed)[0]
-    want = dense_hessian(full, loss, params, tokens, tokens, HEATMAP_BLOCKS)
+    want = CurvatureProblem(full, loss, params, tokens, tokens, HEATMAP_BLOCKS).H.dense()
     assert list(H.names) == list(HEATMAP_BLOCKS)
     assert H.boundaries[-1] == want.matrix.shape[0] == 12 * 4 + 18 * 4 + 4 * 16 + 2 * 4 * 8 + 8 + 4 + 4 * 12 + 12
     torch.testing.assert_close(H.matrix, want.matrix, rtol=1e-10, atol=1e-12)
     hist = addition_data(3, num_batches=2, seed=TINY.data_seed).reshape(6, 18)
     for attention in ("softmax", "linear"):
         m = dataclasses.replace(full, attention=attention)
-        B = dense_hessian(m, loss, params, hist, hist, ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"])
+        B = CurvatureProblem(m, loss, params, hist, hist, ["blocks.0.attn.W_Q", "blocks.0.attn.W_V"]).H.dense()
         blocks = histogram_blocks(TINY, attention)
         for block in ("Q", "V"):
             name = f"blocks.0.attn.W_{block}"

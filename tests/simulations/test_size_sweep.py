@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hessian.dense import gauss_newton
+from hessian import CurvatureProblem
 from hessian.kinds import KINDS
 from simulations import size_sweep
 from simulations._spectral_summary import QUANTITIES
@@ -36,7 +36,11 @@ def test_size_sweep_cli(tmp_path):
     # kappa of H_o(W_V) recomputed from the dense Gauss-Newton block and torch.linalg.eigvalsh (rtol P eps)
     config = SizeSweepConfig(d_models=(4,), layers=(1,), batch=4)
     setup, params = row_setup(config, 4, 1, "softmax")
-    G = gauss_newton(setup.model, setup.loss, params, setup.tokens, setup.target, ["blocks.0.attn.W_V"]).matrix
+    G = (
+        CurvatureProblem(setup.model, setup.loss, params, setup.tokens, setup.target, ["blocks.0.attn.W_V"])
+        .H_o.dense()
+        .matrix
+    )
     a = torch.linalg.eigvalsh(G).abs().numpy()
     kept = a[a > 16 * np.finfo(float).eps * a.max()]
     kappa, method = res.get(4, 1, "softmax", "W_V", "H_o", "kappa")

@@ -1,6 +1,6 @@
 """simulations.training_curvature: checkpoint diagnostics against the dense Hessian, resume, the command line.
 
-References: ``dense_hessian`` of the whole model with
+References: ``CurvatureProblem(...).H.dense()`` of the whole model with
 ``numpy.linalg.eigvalsh`` (eigenvalues to 1e-8: ARPACK tol 1e-10 relative; the exact block norms to 1e-10);
 exact properties of Gauss quadrature (weights sum to 1, Ritz values inside [lambda_min, lambda_max]); the trace
 estimate within 4 standard errors of the exact trace.
@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hessian import dense_hessian
+from hessian import CurvatureProblem
 from hessian.block_groups import block_groups
 from particles.io import ResultStore
 from simulations import training_curvature
@@ -27,7 +27,7 @@ def test_checkpoint_curvature_against_dense():
     params = model.init(seed=5)
     tokens, target, loss = addition_problem(model, config.eval_batch, seed=config.eval_seed)
     out = checkpoint_curvature(model, params, tokens, target, loss, config)
-    H = dense_hessian(model, loss, params, tokens, target)
+    H = CurvatureProblem(model, loss, params, tokens, target).H.dense()
     eig = np.linalg.eigvalsh(H.matrix.numpy())
     assert out["num_params"] == H.matrix.shape[0]
     np.testing.assert_allclose(out["top"], eig[::-1][: config.top_k], rtol=0, atol=1e-8)
