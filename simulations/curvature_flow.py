@@ -27,6 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import particles
+from hessian import KINDS
 from hessian.flow import LOSSES, FlowCurvature, along_trajectory, read_curvature
 from simulations.common.figures import new_figure, save_figure
 from simulations.common.fits import fit_line
@@ -210,7 +211,7 @@ def plot(path: str | Path, loss: str = "target") -> Figure:
     ax.set(xscale="log", yscale="log", xlabel="t", ylabel="eigenvalue", title="Sigma_xx = X^T X / n (median)")
     ax.legend(fontsize=8)
     colors = {"Q": "tab:blue", "K": "tab:orange", "V": "tab:green"}
-    for j, kind in enumerate(("H", "H_o", "H_f")):
+    for j, kind in enumerate(KINDS):
         ax = axes[0, 2] if j == 0 else axes[1, j - 1]
         for b in "QKV":
             norm = per_system(curv.block_norm(kind, b))
