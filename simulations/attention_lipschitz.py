@@ -51,7 +51,7 @@ from hessian.jacobians import jacobian, jacobian_operator
 from hessian.models import SelfAttention, layer_norm
 from particles.checks import check_int
 from particles.io import ResultStore
-from simulations._stored_config import stored_config
+from simulations.common.store import stored_config
 
 from .common.cli import study_parser
 from .common.figures import figure_path, new_figure, save_figure

@@ -41,10 +41,10 @@ from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import addition_problem, addition_transformer
 from simulations._sigma_grids import sigma_grid
-from simulations._stored_config import stored_config
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import new_figure, save_figure
 from simulations.common.fits import fit_power_law
+from simulations.common.store import stored_config
 
 KIND = "hessian_block_curvature"
 #: a block of H_f below this fraction of the H block is float64 round-off of H - H_o (identically zero in theory)

@@ -36,10 +36,10 @@ from hessian.per_sample import per_sample_hessians, running_differences
 from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_transformer
-from simulations._stored_config import stored_config
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import figure_path, new_figure, save_figure
 from simulations.common.fits import fit_line
+from simulations.common.store import stored_config
 
 KIND = "hessian_dataset_convergence"
 #: the rate of both differences derived in theory note §4.5

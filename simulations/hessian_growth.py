@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from hessian.kinds import KINDS, check_kind
 from particles.io import ResultStore
-from simulations._stored_config import stored_config
+from simulations.common.store import stored_config
 
 from ._growth_points import GrowthConfig, ModelKind, build, measure_point, point_params
 from .common.cli import full_or_quick, study_parser

@@ -34,7 +34,7 @@ from hessian.block_matrix import BlockMatrix
 from hessian.losses import CrossEntropyLoss
 from hessian.models import Transformer
 from particles.io import ResultStore
-from simulations._stored_config import stored_config
+from simulations.common.store import stored_config
 
 from .common.cli import study_parser
 from .common.figures import new_figure, save_figure

@@ -50,7 +50,7 @@ from hessian.landscape_directions import random_filter_normalized_directions, to
 from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import addition_problem
-from simulations._stored_config import stored_config
+from simulations.common.store import stored_config
 from simulations.training_curvature import TrainingConfig
 
 from .common.cli import full_or_quick, study_parser

@@ -38,7 +38,7 @@ from hessian import CurvatureProblem
 from hessian.dense import hessian_split
 from hessian.kinds import KINDS
 from particles.io import ResultStore
-from simulations._stored_config import stored_fields
+from simulations.common.store import stored_fields
 
 from ._growth_points import GrowthConfig, Setup, build
 from ._spectral_summary import METHODS, QUANTITIES, dense_summary, operator_summary

@@ -40,9 +40,9 @@ from hessian.operators import hessian_operator
 from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_problem, addition_transformer
-from simulations._stored_config import stored_config
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import new_figure, save_figure
+from simulations.common.store import stored_config
 
 KIND = "hessian_training_curvature"
 

@@ -1,13 +1,18 @@
-"""A study's result file, opened from its path alone.
+"""A study's result file, opened from its path alone, and the study's config read back from it.
 
-``particles.io.ResultStore`` checks the config it is opened with against the stored one, so
-reading a file needs its config first. A study's store is therefore opened with its name
-only, and the study's config is the store's first saved piece, under ``CONFIG_KEY``: a run
-checks it (a rerun resumes only with the same config) and ``load``/``plot`` read it back.
+Two layouts exist, both read here: the hessian studies store their config as the store's own
+config (``stored_config``); histograms, metastability and critical points store it as the
+first saved piece (``open_study_store``).
+
+In the second layout the store is opened with the study's name only and the config is saved
+under ``CONFIG_KEY``: a run checks it (a rerun resumes only with the same config) and
+``load``/``plot`` read it back.
 """
 
 import dataclasses
 from pathlib import Path
+
+import numpy as np
 
 from particles.io import ResultStore
 
@@ -55,3 +60,32 @@ def open_study_store(path, study, config=None):
 
 def _digest_of(mapping, key):
     return config_digest({key: mapping.get(key, "<missing>")})
+
+
+def stored_config(path: str | Path, cls: type, kind: str):
+    """The ``cls`` instance stored in the ``particles.io.ResultStore`` file ``path`` of ``kind``."""
+    return cls(**stored_fields(path, cls, kind))
+
+
+def stored_fields(path: str | Path, cls: type, kind: str) -> dict:
+    """The fields of the ``cls`` config stored in the ``particles.io.ResultStore`` file ``path`` of ``kind``.
+
+    Only the fields of ``cls`` are read (the store may hold more, such as ``kind``); a scalar field gets the
+    type of its default, so an HDF5 integer read back as a float still builds the same config.
+
+    Raises:
+        ValueError: ``path`` is not a file, or holds another kind of result.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {path} is not a file")
+    attrs = ResultStore(path).config
+    if attrs.get("kind") != kind:
+        raise ValueError(f"{path} is not a {kind} file (kind={attrs.get('kind')!r})")
+    out = {}
+    for field in dataclasses.fields(cls):
+        if field.name in attrs:
+            v = attrs[field.name]
+            v = v.item() if isinstance(v, np.generic) else v
+            out[field.name] = type(field.default)(v) if isinstance(field.default, (bool, int, float, str)) else v
+    return out
