@@ -1,6 +1,6 @@
 """Subprocess of test_io.py's SIGKILL test: stores a run, frame by frame, until killed.
 
-    python tests/particles/store_worker.py PATH STORE_DTYPE
+    python tests/particles/io/store_worker.py PATH STORE_DTYPE
 
 Each frame is followed by a short sleep, so that the parent can kill the run mid-way
 whatever the speed of the machine; the frames themselves are those of ``RUN``.

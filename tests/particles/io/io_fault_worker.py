@@ -1,6 +1,6 @@
 """Subprocess of test_io_faults.py: cuts a stored run after every single HDF5 write.
 
-    NUMBA_THREADING_LAYER=workqueue python tests/particles/io_fault_worker.py DIR
+    NUMBA_THREADING_LAYER=workqueue python tests/particles/io/io_fault_worker.py DIR
 
 Prints one JSON object: for each scenario, the writes of the uninterrupted run (N), and for
 every k = 1..N the outcome of cutting the writer right after its k-th write (os._exit, as
