@@ -1,13 +1,19 @@
 """Order parameters of token configurations: clustering, energy, dimension of the span.
 
 All functions take states of shape (..., n, d) (one system, a batch, a trajectory, ...) and
-return one value per configuration, shape (...).
+return one value per configuration, shape (...). A stored trajectory's lazy ``traj.xs``
+(``particles.io.LazyFrames``) is read block by block.
+
+Configurations are processed in blocks of about ``BLOCK_BYTES``, so that the memory used on
+top of the input and the result does not grow with the number of frames or systems: no
+(..., n, n) Gram or exponential array is formed.
 """
 
 import numpy as np
 
-from . import _observable_kernels
+from . import _observable_kernels, _pair_kernels
 from .checks import as_float_array, check_real
+from .io import LazyFrames
 
 __all__ = [
     "clustering_density",
@@ -19,27 +25,83 @@ __all__ = [
     "token_covariance",
 ]
 
+#: Bytes of float64 configurations handled at once (the scratch of the kernels scales with it).
+BLOCK_BYTES = 1 << 23
+
 
 def _configurations(x, *, min_tokens=1):
-    x = as_float_array("x", x)
+    if isinstance(x, LazyFrames):
+        if x.dtype not in (np.float64, np.float32):
+            raise TypeError(f"x must be a float64 or float32 array, got dtype {x.dtype}")
+    else:
+        x = as_float_array("x", x)
     if x.ndim < 2 or x.shape[-1] < 1 or x.shape[-2] < min_tokens:
-        raise ValueError(f"x must have shape (..., n, d) with n >= {min_tokens}, got shape {x.shape}")
+        raise ValueError(f"x must have shape (..., n, d) with n >= {min_tokens}, got shape {tuple(x.shape)}")
     return x
 
 
-def _pair_statistics(x, density_threshold, link_threshold):
-    lead, (n, d) = x.shape[:-2], x.shape[-2:]
-    # The kernels take coordinate-major states padded to 2 or a multiple of 4 coordinates.
-    dp = 2 if d == 2 else -(-d // 4) * 4
+def _blocks(x):
+    """Yield (start, block): consecutive configurations of x in C order of its leading axes,
+    block (b, n, d) in x's dtype, about ``BLOCK_BYTES`` each (as float64)."""
+    lead, (n, d) = tuple(x.shape[:-2]), tuple(x.shape[-2:])
     M = int(np.prod(lead, dtype=np.int64))
-    packed = np.zeros((M, dp, n))
-    packed[:, :d, :] = np.swapaxes(x.reshape((M, n, d)), 1, 2)
+    per_block = max(1, BLOCK_BYTES // (8 * n * d))
+    if isinstance(x, np.ndarray):
+        try:
+            flat = np.reshape(x, (M, n, d), copy=False)
+        except ValueError:
+            flat = None  # a strided view that no flat view describes: blocks along the first axis
+        if flat is not None:
+            for start in range(0, M, per_block):
+                yield start, flat[start : start + per_block]
+            return
+    per_item = M // x.shape[0] if x.shape[0] else 0
+    items = max(1, per_block // max(1, per_item))
+    for first in range(0, x.shape[0], items):
+        yield first * per_item, np.asarray(x[first : first + items]).reshape((-1, n, d))
+
+
+def _packed(block, dp):
+    """(b, n, d) configurations as float64 (b, dp, n), coordinate-major, zero-padded to dp >= d."""
+    b, n, d = block.shape
+    packed = np.zeros((b, dp, n)) if dp > d else np.empty((b, dp, n))
+    packed[:, :d, :] = np.swapaxes(block, 1, 2)
+    return packed
+
+
+def _pair_statistics(x, density_threshold, link_threshold, *, with_labels=False):
+    lead, (n, d) = tuple(x.shape[:-2]), tuple(x.shape[-2:])
+    # The kernels take coordinate-major states padded to 2 or a multiple of 4 coordinates.
+    dp = _pair_kernels.padded_dimension(d)
+    M = int(np.prod(lead, dtype=np.int64))
     close = np.empty(M, np.int64)
-    labels = np.empty((M, n), np.int64)
     counts = np.empty(M, np.int64)
-    rows, stacks = _observable_kernels.scratch(M, n)
-    _observable_kernels.pair_statistics(packed, density_threshold, link_threshold, rows, stacks, close, labels, counts)
-    return close.reshape(lead), labels.reshape(lead + (n,)), counts.reshape(lead)
+    labels = np.empty((M, n), np.int64) if with_labels else None
+    for start, block in _blocks(x):
+        stop = start + len(block)
+        rows, stacks = _observable_kernels.scratch(len(block), n)
+        block_labels = labels[start:stop] if with_labels else np.empty((len(block), n), np.int64)
+        _observable_kernels.pair_statistics(
+            _packed(block, dp),
+            density_threshold,
+            link_threshold,
+            rows,
+            stacks,
+            close[start:stop],
+            block_labels,
+            counts[start:stop],
+        )
+    return close.reshape(lead), (labels.reshape(lead + (n,)) if with_labels else None), counts.reshape(lead)
+
+
+def _pair_sums(x, kernel, *args):
+    """One float64 per configuration from a ``_pair_kernels`` kernel, block by block."""
+    lead, d = tuple(x.shape[:-2]), x.shape[-1]
+    out = np.empty(int(np.prod(lead, dtype=np.int64)))
+    dp = _pair_kernels.padded_dimension(d)
+    for start, block in _blocks(x):
+        kernel(_packed(block, dp), *args, out[start : start + len(block)])
+    return out.reshape(lead)
 
 
 def clustering_density(x, threshold=0.999):
@@ -78,7 +140,7 @@ def cluster_labels(x, tol=1e-3):
     """
     x = _configurations(x)
     tol = check_real("tol", tol, low=0.0, low_inclusive=False)
-    _, labels, counts = _pair_statistics(x, np.inf, 1.0 - tol)
+    _, labels, counts = _pair_statistics(x, np.inf, 1.0 - tol, with_labels=True)
     flat_labels = labels.reshape((-1, labels.shape[-1]))
     sizes = [np.bincount(lab, minlength=k) for lab, k in zip(flat_labels, counts.ravel())]
     return labels, (sizes[0] if labels.ndim == 1 else sizes)
@@ -117,11 +179,9 @@ def energy(x, beta, *, shifted=False):
             "for E_beta - 1/(2 beta), whose limit is |sum_i x_i|^2 / (2 n^2)"
         )
     n = x.shape[-2]
-    gram = x.astype(np.float64) @ np.swapaxes(x, -1, -2).astype(np.float64)
     if shifted:
-        terms = np.expm1(beta * gram) / beta if beta > 0 else gram
-        return terms.sum(axis=(-2, -1)) / (2 * n**2)
-    return np.exp(beta * gram).sum(axis=(-2, -1)) / (2 * beta * n**2)
+        return _pair_sums(x, _pair_kernels.expm1_pair_sums, beta) / (2 * n**2)
+    return _pair_sums(x, _pair_kernels.exp_pair_sums, beta, 0.0) / (2 * beta * n**2)
 
 
 def normalized_energy(x, beta):
@@ -129,8 +189,7 @@ def normalized_energy(x, beta):
     x = _configurations(x)
     beta = check_real("beta", beta, low=0.0, low_inclusive=False)
     n = x.shape[-2]
-    gram = x.astype(np.float64) @ np.swapaxes(x, -1, -2).astype(np.float64)
-    return np.exp(beta * (gram - 1.0)).sum(axis=(-2, -1)) / n**2
+    return _pair_sums(x, _pair_kernels.exp_pair_sums, beta, 1.0) / n**2
 
 
 def span_dimension(x, tol=1e-3):
@@ -145,10 +204,14 @@ def span_dimension(x, tol=1e-3):
     """
     x = _configurations(x)
     tol = check_real("tol", tol, low=0.0)
-    # The nonzero eigenvalues of X X^T (n x n) are those of X^T X (d x d): use the smaller.
-    xf = x.astype(np.float64)
-    small = np.swapaxes(xf, -1, -2) @ xf if x.shape[-1] <= x.shape[-2] else xf @ np.swapaxes(xf, -1, -2)
-    return (np.linalg.eigvalsh(small) > tol).sum(axis=-1)
+    lead = tuple(x.shape[:-2])
+    out = np.empty(int(np.prod(lead, dtype=np.int64)), np.int64)
+    for start, block in _blocks(x):
+        xf = block.astype(np.float64)
+        # The nonzero eigenvalues of X X^T (n x n) are those of X^T X (d x d): use the smaller.
+        small = np.swapaxes(xf, -1, -2) @ xf if xf.shape[-1] <= xf.shape[-2] else xf @ np.swapaxes(xf, -1, -2)
+        out[start : start + len(block)] = (np.linalg.eigvalsh(small) > tol).sum(axis=-1)
+    return out.reshape(lead)
 
 
 def token_covariance(x):
@@ -156,6 +219,13 @@ def token_covariance(x):
 
     Clustering drives Sigma toward rank one; the Hessian of attention depends on it.
     """
-    x = _configurations(x).astype(np.float64)
-    sigma = np.swapaxes(x, -1, -2) @ x / x.shape[-2]
-    return sigma, np.linalg.eigvalsh(sigma)[..., ::-1]
+    x = _configurations(x)
+    lead, (n, d) = tuple(x.shape[:-2]), tuple(x.shape[-2:])
+    M = int(np.prod(lead, dtype=np.int64))
+    sigma, eigenvalues = np.empty((M, d, d)), np.empty((M, d))
+    for start, block in _blocks(x):
+        xf = block.astype(np.float64)
+        stop = start + len(block)
+        sigma[start:stop] = np.swapaxes(xf, -1, -2) @ xf / n
+        eigenvalues[start:stop] = np.linalg.eigvalsh(sigma[start:stop])[..., ::-1]
+    return sigma.reshape(lead + (d, d)), eigenvalues.reshape(lead + (d,))
