@@ -126,13 +126,13 @@ class ClusteringEnsemble:
         lies furthest past the stability limit (with its first draw of B and V), or none."""
 
         def step_times_bound(beta):
-            A, V = _draws(self, beta)[1]()
-            return self.step_size(beta) * lipschitz_bound(beta, A, V, self.dynamics)
+            drawn = _draws(self, beta)[1]()
+            return self.step_size(beta) * lipschitz_bound(beta, drawn.A, drawn.V, self.dynamics)
 
         if betas:
             beta = max(betas, key=step_times_bound)
-            A, V = _draws(self, beta)[1]()
-            check_step(beta, self.step_size(beta), A=A, V=V, dynamics=self.dynamics, method="euler", stacklevel=4)
+            drawn = _draws(self, beta)[1]()
+            check_step(beta, self.step_size(beta), A=drawn.A, V=drawn.V, dynamics=self.dynamics, method="euler", stacklevel=4)
 
 
 def beta_generator(seed, beta):
@@ -196,9 +196,11 @@ def beta_statistics(beta, ensemble):
     if ensemble.regen_period is not None:
         every = max(1, round(ensemble.regen_period / h))
         redraw = (np.arange(every, checkpoint_steps[-1] + 1, every), draw_matrices)
-    A, V = draw_matrices()
-    # Q = I, K = A: the field's A is the drawn matrix itself.
-    params = SimulationParams(beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=ensemble.dynamics, K=A, V=V)
+    drawn = draw_matrices()
+    # Q = None: the field's A = Q^T K is the drawn K itself, with no product formed.
+    params = SimulationParams(
+        beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=ensemble.dynamics, K=drawn.K, V=drawn.V
+    )
     pairs = ensemble.n * (ensemble.n - 1)
     close = np.empty(ensemble.batch, np.int64)
     counts = np.empty(ensemble.batch, np.int64)
@@ -217,8 +219,8 @@ def beta_statistics(beta, ensemble):
 
 
 def _draws(ensemble, beta):
-    """The starts of beta's systems and a function drawing their next (B, V), in the order
-    of the draws of ``beta_statistics``."""
+    """The starts of beta's systems and a function drawing their next ``DrawnMatrices``, in
+    the order of the draws of ``beta_statistics``."""
     rng = beta_generator(ensemble.seed, beta)
     run_rng = np.random.default_rng(np.random.SeedSequence(ensemble.seed, spawn_key=(_RUN_STREAM, 0, 0)))
     x0 = rng.standard_normal((ensemble.batch, ensemble.n, ensemble.d))

@@ -182,7 +182,8 @@ def run(
     - ``fn``: hand out ``fn(x)`` instead of a copy of the state, ``x`` being the state in
       the observables' coordinate-major layout (B, dp, n) (only valid during the call).
     - ``redraw = (steps, draw)``: on reaching each of these steps (before its save), the
-      interaction and value matrices become ``draw() -> (A, V)`` (A = Q^T K).
+      interaction and value matrices become those of ``draw()``, a
+      ``particles.ensembles.DrawnMatrices`` (``.A`` = Q^T K and ``.V``).
     """
     batched = x0.ndim == 3
     d = x0.shape[-1]
@@ -227,8 +228,8 @@ def run(
                 for s in redraw_steps[(redraw_steps > s0) & (redraw_steps <= s1)]:
                     _advance_fixed(stepper, x, params, s0, s, step_times, last_step)
                     # The state keeps its layout: a field of the same shape reads it as is.
-                    A, V = draw()
-                    field = _field(x0, params, in_span=False, A=A, V=V)
+                    drawn = draw()
+                    field = _field(x0, params, in_span=False, A=drawn.A, V=drawn.V)
                     stepper = (Euler if params.method == "euler" else RK4)(field, x)
                     s0 = s
                 _advance_fixed(stepper, x, params, s0, s1, step_times, last_step)

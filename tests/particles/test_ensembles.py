@@ -101,7 +101,8 @@ STEP_TOL = 1e-12
 
 def _check_one_step(interaction, value, d, usa, size, seed):
     batch = 4 if size is None else size
-    A, V = draw(interaction, value, d, np.random.default_rng(seed), size=size)
+    drawn = draw(interaction, value, d, np.random.default_rng(seed), size=size)
+    A, V = drawn.A, drawn.V
     B, V_theirs = authors_matrices(interaction, value, d, np.random.default_rng(seed), size)
     x = unit_rows(np.random.default_rng(seed + 1), batch, N, d)
     expected = authors_step(x, B, V_theirs, BETA, H, usa)
@@ -128,9 +129,24 @@ def test_one_step_is_the_authors_step_dense(value):
     _check_one_step("gaussian", value, 10, False, size=2, seed=9)
 
 
+@pytest.mark.parametrize("size", [None, 3])
+def test_drawn_q_k_v_run_the_authors_step(size):
+    # What the README shows: the drawn matrices passed to simulate as they come.
+    m = draw("gaussian", "minus_qk", 3, np.random.default_rng(5), size=size)
+    B, V_theirs = authors_matrices("gaussian", "minus_qk", 3, np.random.default_rng(5), size)
+    np.testing.assert_array_equal(m.Q, np.eye(3))
+    np.testing.assert_array_equal(m.K, B)
+    np.testing.assert_array_equal(m.A, B)
+    np.testing.assert_array_equal(m.V, np.swapaxes(V_theirs, -1, -2))
+    x = unit_rows(np.random.default_rng(6), 3, N, 3)
+    got = simulate(x, beta=BETA, t_max=H, dt=H, Q=m.Q, K=m.K, V=m.V).final
+    np.testing.assert_allclose(got, authors_step(x, B, V_theirs, BETA, H, False), rtol=0, atol=STEP_TOL)
+
+
 def test_the_cases_are_not_symmetric():
     # The step test can only see a transpose where B or V is not symmetric.
-    A, V = draw("gaussian", "minus_qk", 3, np.random.default_rng(0))
+    drawn = draw("gaussian", "minus_qk", 3, np.random.default_rng(0))
+    A, V = drawn.A, drawn.V
     assert np.abs(A - A.T).max() > 0.1 and np.abs(V - V.T).max() > 0.1
 
 
@@ -164,7 +180,7 @@ def _parts(matrices):
 def test_symmetric_ensembles_moments(interaction, diagonal_variance):
     """GOE (G + G^T) / sqrt(2): diagonal variance 2, off-diagonal 1; the authors' Wigner
     keeps G_ii (variance 1) on the diagonal. Both symmetric. False-failure rate 2e-5."""
-    A, _ = draw(interaction, "identity", D, np.random.default_rng(11), size=M)
+    A = draw(interaction, "identity", D, np.random.default_rng(11), size=M).A
     np.testing.assert_array_equal(A, np.swapaxes(A, 1, 2))
     diag, upper = _parts(A)
     assert _chi2_variance_ok(diag, diagonal_variance)
@@ -174,7 +190,8 @@ def test_symmetric_ensembles_moments(interaction, diagonal_variance):
 def test_gaussian_ensembles_moments():
     """B = G_1 G_2 / sqrt(d): entries of mean 0 and variance 1. V = G G^T / sqrt(d): diagonal
     mean sqrt(d) and variance 2, off-diagonal variance 1. False-failure rate 5e-5."""
-    A, V = draw("gaussian", "gaussian", D, np.random.default_rng(12), size=M)
+    drawn = draw("gaussian", "gaussian", D, np.random.default_rng(12), size=M)
+    A, V = drawn.A, drawn.V
     entries = A.reshape(M, -1)
     assert _mean_ok(entries[:, 0], 0.0)
     assert _mean_ok((entries**2).mean(axis=1), 1.0)

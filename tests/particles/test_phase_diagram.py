@@ -43,7 +43,8 @@ def test_statistics_match_simulate_and_observables():
 def test_per_system_random_matrices_match_simulate():
     ensemble = ClusteringEnsemble(interaction="gaussian", value="minus_qk", **SMALL)
     x0, rng = _start(ensemble, 1.0)
-    A, V = draw("gaussian", "minus_qk", 2, rng, size=ensemble.batch)
+    drawn = draw("gaussian", "minus_qk", 2, rng, size=ensemble.batch)
+    A, V = drawn.A, drawn.V
     # A = Q^T K with Q = A^T, K = I.
     traj = simulate(
         x0, beta=1.0, t_max=3.0, dt=0.1, Q=np.swapaxes(A, 1, 2), K=np.broadcast_to(np.eye(2), A.shape).copy(), V=V
@@ -62,7 +63,8 @@ def test_redrawn_matrices_match_simulate_segment_by_segment(n):
     x, rng = _start(ensemble, 1.5)
     frames = [x]
     for _ in range(6):
-        A, V = draw("goe", "minus_qk", 2, rng)
+        drawn = draw("goe", "minus_qk", 2, rng)
+        A, V = drawn.A, drawn.V
         x = simulate(x, beta=1.5, t_max=0.5, dt=0.1, Q=A.T, K=np.eye(2), V=V).final
         frames.append(x)
     frames = np.stack(frames)
