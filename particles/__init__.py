@@ -2,12 +2,14 @@
 
 import importlib.metadata
 
+from ._open import load as load
 from ._params import SimulationParams as SimulationParams
 from ._phase_diagram import ClusteringEnsemble as ClusteringEnsemble
 from ._phase_diagram import PhaseDiagram as PhaseDiagram
 from ._phase_diagram import beta_generator as beta_generator
 from ._phase_diagram import beta_statistics as beta_statistics
 from ._phase_diagram import phase_diagram as phase_diagram
+from ._phase_diagram_store import PhaseDiagramStore as PhaseDiagramStore
 from ._simulate import simulate as simulate
 from ._step_check import StepSizeWarning as StepSizeWarning
 from ._step_check import check_step as check_step
@@ -19,7 +21,6 @@ from .critical_points import refine_critical_point as refine_critical_point
 from .energy_derivatives import energy_gradient as energy_gradient
 from .energy_derivatives import energy_hessian as energy_hessian
 from .io import RunFile as RunFile
-from .io import load as load
 from .observables import cluster_labels as cluster_labels
 from .observables import clustering_density as clustering_density
 from .observables import count_clusters as count_clusters
@@ -39,7 +40,7 @@ __all__ = [
     "SimulationParams",
     "StepSizeWarning",
     "check_step",
-    # storage (HDF5, see particles.io)
+    # storage (HDF5, see particles.io); load reads any file of the package
     "RunFile",
     "load",
     # configurations
@@ -66,4 +67,5 @@ __all__ = [
     "beta_generator",
     "ClusteringEnsemble",
     "PhaseDiagram",
+    "PhaseDiagramStore",
 ]

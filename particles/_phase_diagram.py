@@ -132,7 +132,9 @@ class ClusteringEnsemble:
         if betas:
             beta = max(betas, key=step_times_bound)
             drawn = _draws(self, beta)[1]()
-            check_step(beta, self.step_size(beta), A=drawn.A, V=drawn.V, dynamics=self.dynamics, method="euler", stacklevel=4)
+            check_step(
+                beta, self.step_size(beta), A=drawn.A, V=drawn.V, dynamics=self.dynamics, method="euler", stacklevel=4
+            )
 
 
 def beta_generator(seed, beta):

@@ -17,8 +17,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from tqdm.auto import tqdm
 
-from particles import ClusteringEnsemble, PhaseDiagram, beta_statistics, ensembles
-from particles.io import ResultStore
+from particles import ClusteringEnsemble, PhaseDiagramStore, beta_statistics, ensembles
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import figure_path, new_figure, save_figure
 from simulations.common.naming import result_path
@@ -62,7 +61,7 @@ def run(config, path, *, progress=True, scheduler=None):
 
     Args:
         config: the ``PhaseDiagramConfig``.
-        path: the HDF5 file (``particles.io.ResultStore``).
+        path: the HDF5 file (``particles.PhaseDiagramStore``; ``particles.load`` reads it).
         progress: show a progress bar over betas.
         scheduler: None (this process), a Dask ``distributed.Client`` or the address of a
             Dask scheduler ("tcp://host:port"): one task per beta, identical results.
@@ -70,13 +69,13 @@ def run(config, path, *, progress=True, scheduler=None):
     Returns:
         the ``particles.PhaseDiagram`` read back from ``path``.
     """
-    store = ResultStore(path, config.as_dict())
-    todo = [k for k in range(len(config.betas)) if not store.done(_key(k))]
+    store = PhaseDiagramStore(path, config.betas, config.ensemble)
+    todo = store.todo()
     config.ensemble.check_steps([config.betas[k] for k in todo])
     bar = tqdm(total=len(config.betas), initial=len(config.betas) - len(todo), disable=not progress, unit="beta")
     with bar:
         for k, stats in _compute(config, todo, scheduler):
-            store.save(_key(k), **stats)
+            store.save(k, stats)
             bar.update(1)
     return load(path)
 
@@ -101,21 +100,13 @@ def _compute(config, todo, scheduler):
 
 
 def load(path):
-    """The ``particles.PhaseDiagram`` of a finished sweep, read from its file alone.
+    """The ``particles.PhaseDiagram`` of a finished sweep, read from its file alone (as
+    ``particles.load(path)``).
 
     Raises:
         ValueError: not all betas are finished (rerun the sweep).
     """
-    store = ResultStore(path)
-    config = PhaseDiagramConfig.from_dict(store.config)
-    missing = [k for k in range(len(config.betas)) if not store.done(_key(k))]
-    if missing:
-        raise ValueError(
-            f"{path} holds {len(config.betas) - len(missing)} of {len(config.betas)} betas; "
-            f"rerun the sweep to finish it"
-        )
-    rows = [store.load(_key(k)) for k in range(len(config.betas))]
-    return PhaseDiagram.from_rows(config.ensemble, config.betas, rows)
+    return PhaseDiagramStore(path).load()
 
 
 def plot(path):
@@ -153,10 +144,6 @@ def plot(path):
     )
     save_figure(fig, figure_path(path))
     return fig
-
-
-def _key(k):
-    return f"beta_{k:04d}"
 
 
 def parse_args(argv=None):

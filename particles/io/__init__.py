@@ -10,9 +10,10 @@ One concept per module:
 - ``writer``: ``RunFile`` (the ``store`` of ``particles.simulate``), the threaded SWMR
   ``RunWriter`` that ``simulate``'s time loop hands its frames to, and ``save``;
 - ``resume``: continuing a stopped run file, and ``repair``;
-- ``reader``: ``load``, ``info``, ``last_state`` and ``LazyFrames``;
+- ``reader``: ``load``, ``info`` (of any file of the package), ``kind``, ``last_state`` and
+  ``LazyFrames``;
 - ``observables``: per-frame quantities beside a run's frames;
-- ``results``: ``ResultStore``, the results of a sweep.
+- ``results``: ``ResultStore``, the results of a sweep, and ``read_results``.
 
 This package never imports the solver: ``simulate`` owns the time loop.
 """
@@ -20,8 +21,8 @@ This package never imports the solver: ``simulate`` owns the time loop.
 from .errors import StoreError
 from .layout import DEFAULT_COMPRESSION
 from .observables import Observable, read_observable, write_observable
-from .reader import LazyFrames, info, last_state, load
-from .results import ResultStore
+from .reader import LazyFrames, info, kind, last_state, load
+from .results import ResultStore, SweepResults, read_results
 from .resume import repair
 from .schema import SCHEMA_VERSION
 from .writer import DEFAULT_FLUSH_EVERY, RunFile, RunWriter, open_run, save
@@ -36,6 +37,9 @@ __all__ = [
     "read_observable",
     "repair",
     "ResultStore",
+    "SweepResults",
+    "read_results",
+    "kind",
     "LazyFrames",
     "Observable",
     "StoreError",

@@ -8,7 +8,7 @@ import numpy as np
 
 from .checkpoint import create_checkpoint
 from .locking import h5_errors
-from .schema import write_h5md, write_params
+from .schema import RUN_KIND, write_h5md, write_params
 
 COMPRESSIONS = ("gzip", "lzf", None)
 # No compression by default: on the authors' workload at save_every = 1, lzf saves ~18% of
@@ -63,7 +63,7 @@ def create_run_file(path, x0, params, store_dtype, compression, seed, fill=None)
     with h5_errors(path, "create"):
         f = h5py.File(tmp, "w", libver="latest", **_CACHE)
     try:
-        write_h5md(f, "trajectory")
+        write_h5md(f, "trajectory", RUN_KIND)
         tokens = f.create_group("particles/tokens")
         box = tokens.create_group("box")
         d = frame_shape[-1]

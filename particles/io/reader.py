@@ -9,7 +9,8 @@ from .checkpoint import complete_frames, newest_checkpoint
 from .errors import StoreError
 from .layout import CHUNK_BYTES
 from .locking import check_path, h5_errors, open_read
-from .schema import TIME, VALUE, check_schema, read_params, to_python
+from .results import ResultStore
+from .schema import PHASE_DIAGRAM_KIND, RUN_KIND, TIME, VALUE, check_schema, file_kind, read_params, to_python
 
 
 class LazyFrames:
@@ -126,32 +127,85 @@ def load(path):
     return Trajectory(ts=ts, xs=LazyFrames(path, m, frame_shape, dtype), params=params)
 
 
-def info(path):
-    """Progress and provenance of a stored run.
+def kind(path):
+    """What a file of this package holds: "run" (a trajectory, ``load``), "phase_diagram"
+    (``particles.PhaseDiagramStore``) or the kind of another sweep (a ``ResultStore``,
+    e.g. a study's "hessian_growth"; "results" when it names none).
 
-    Returns:
-        dict with ``frames`` (complete frames), ``total`` (frames of the finished run),
-        ``complete`` (bool), ``store_dtype``, ``package_version``, ``seed`` (None if
-        unknown), ``creator`` and ``observables`` (names).
+    Raises:
+        FileNotFoundError: no such file.
+        StoreError: not a file of this package.
     """
     path = check_path(path)
     with open_read(path) as f:
-        check_schema(f, path, "trajectory")
-        params, _, store_dtype = read_params(f, path)
+        return file_kind(f, path)
+
+
+def info(path):
+    """What a file of this package holds, its progress and its provenance.
+
+    Works on every file the package writes: runs (``simulate(store=...)``, ``save``), phase
+    diagrams and other sweeps (``ResultStore``, the studies' files).
+
+    Returns:
+        dict with, for every file: ``kind`` (see ``kind``), ``created`` (ISO 8601 UTC; None
+        for files written before it was recorded), ``package_version``, ``creator``,
+        ``seed`` (None where none was given or recorded) and ``observables`` (names).
+        A run adds ``frames`` (complete frames), ``total`` (frames of the finished run),
+        ``complete`` (bool) and ``store_dtype``. A sweep adds ``config`` (flat dict) and
+        ``saved`` (finished pieces); a phase diagram also ``total`` (betas) and ``complete``.
+
+    Example:
+        >>> from particles import sample_sphere, simulate
+        >>> x0 = sample_sphere(8, 3, seed=7)
+        >>> _ = simulate(x0, beta=1.0, t_max=1.0, dt=0.1, store=RunFile("seeded.h5", seed=7))
+        >>> facts = info("seeded.h5")
+        >>> facts["kind"], facts["seed"], facts["frames"], facts["complete"]
+        ('run', 7, 11, True)
+    """
+    path = check_path(path)
+    with open_read(path) as f:
+        found = file_kind(f, path)
         with h5_errors(path, "read"):
-            m = complete_frames(f)
-            attrs = f["parameters"].attrs
-            total = len(params.frame_steps())
-            return dict(
-                frames=int(m),
-                total=total,
-                complete=m == total,
-                store_dtype=str(store_dtype),
-                package_version=to_python(attrs.get("package_version")),
-                seed=to_python(attrs["seed"]) if "seed" in attrs else None,
-                creator=f"{to_python(f['h5md/creator'].attrs['name'])} {to_python(f['h5md/creator'].attrs['version'])}",
+            h5md = f["h5md"]
+            common = dict(
+                kind=found,
+                created=to_python(h5md.attrs.get("created")),
+                creator=f"{to_python(h5md['creator'].attrs['name'])} {to_python(h5md['creator'].attrs['version'])}",
                 observables=sorted(f.get("observables", {})),
             )
+        if found == RUN_KIND:
+            check_schema(f, path, "trajectory")
+            params, _, store_dtype = read_params(f, path)
+            with h5_errors(path, "read"):
+                m = complete_frames(f)
+                attrs = f["parameters"].attrs
+                total = len(params.frame_steps())
+                return dict(
+                    common,
+                    frames=int(m),
+                    total=total,
+                    complete=m == total,
+                    store_dtype=str(store_dtype),
+                    package_version=to_python(attrs.get("package_version")),
+                    seed=to_python(attrs["seed"]) if "seed" in attrs else None,
+                )
+    store = ResultStore(path)
+    config = store.config
+    with open_read(path) as f, h5_errors(path, "read"):
+        version = to_python(f["parameters"].attrs.get(".package_version"))
+    seed = config.get("seed")
+    out = dict(
+        common,
+        package_version=version,
+        seed=seed if isinstance(seed, (int, str)) and not isinstance(seed, bool) else None,
+        config=config,
+        saved=len(store),
+    )
+    if found == PHASE_DIAGRAM_KIND and "betas" in config:
+        out["total"] = int(np.size(config["betas"]))
+        out["complete"] = out["saved"] == out["total"]
+    return out
 
 
 def last_state(path):

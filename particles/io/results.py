@@ -1,7 +1,9 @@
 """``ResultStore``: the results of a sweep, one group per finished piece of work."""
 
 import contextlib
+import dataclasses
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,12 +12,14 @@ from ..checks import check_real
 from .errors import NotStored
 from .locking import check_path, h5_errors, open_read, open_write
 from .schema import (
+    RESULTS_KIND,
     array_filters,
     check_attrs,
     check_config,
     check_name,
     check_schema,
     check_value,
+    file_kind,
     get_values,
     package_version,
     put_value,
@@ -28,8 +32,8 @@ from .schema import (
 class ResultStore:
     """Results of a sweep (phase diagram, parameter scans), one group per finished piece.
 
-    Layout: ``/h5md`` (``particles_schema = "results"``), ``/parameters`` (the sweep's
-    config), ``/results/<key>`` (one finished piece of work: arrays as datasets, scalars
+    Layout: ``/h5md`` (``particles_schema = "results"``, ``kind``, ``created``),
+    ``/parameters`` (the sweep's config), ``/results/<key>`` (one finished piece of work: arrays as datasets, scalars
     and strings as attributes), ``/observables/<name>`` (whole-sweep arrays).
 
     The file is opened for each operation and closed again, so other programs can read it
@@ -48,6 +52,10 @@ class ResultStore:
             the config stored in it (to read a sweep from its file alone).
         overwrite: replace an existing file.
         lock_timeout: seconds to wait for a file locked by another process.
+        kind: what the sweep is (str, e.g. "phase_diagram"), stored in the file so that
+            ``particles.load`` and ``particles.io.info`` know what to make of it. None: the
+            config's "kind" or "study" entry if it is a str, else "results". Reopening a
+            file of another kind is a ValueError.
 
     Example:
         >>> import numpy as np
@@ -62,22 +70,28 @@ class ResultStore:
         ['beta', 'clusters']
     """
 
-    def __init__(self, path, config=None, *, overwrite=False, lock_timeout=60.0):
+    def __init__(self, path, config=None, *, overwrite=False, lock_timeout=60.0, kind=None):
         self.path = check_path(path)
         self.lock_timeout = check_real("lock_timeout", lock_timeout, low=0.0)
+        if kind is not None and (not isinstance(kind, str) or not kind):
+            raise TypeError(f"kind must be a non-empty str or None, got {type(kind).__name__} {kind!r}")
         if config is None:
             if overwrite:
                 raise ValueError("overwrite=True needs the config of the new store")
             self._config = self._stored_config()
+            self._check_kind(kind)
             return
         self._config = check_config(config)
+        if kind is None:
+            named = [self._config.get(key) for key in ("kind", "study")]
+            kind = next((name for name in named if isinstance(name, str)), RESULTS_KIND)
         if self.path.exists() and overwrite:
             self.path.unlink()
         if not self.path.exists():
             tmp = self.path.with_name(self.path.name + ".create-tmp")
             with h5_errors(self.path, "create"):
                 with h5py.File(tmp, "w", libver=("earliest", "v108")) as f:
-                    write_h5md(f, "results")
+                    write_h5md(f, "results", kind)
                     group = f.create_group("parameters")
                     for key, value in self._config.items():
                         put_value(group, key, value)
@@ -87,6 +101,7 @@ class ResultStore:
             # Atomic: a kill during creation leaves no half-made store behind.
             os.replace(tmp, self.path)
             return
+        self._check_kind(kind)
         stored = self._stored_config()
         for key in sorted(set(stored) | set(self._config)):
             if key not in stored or key not in self._config or not same_config_value(stored[key], self._config[key]):
@@ -96,6 +111,18 @@ class ResultStore:
                     f"{self._config.get(key, '<missing>')!r}; use another file or "
                     f"overwrite=True"
                 )
+
+    def _check_kind(self, kind):
+        # A file written before kinds were stored, recognised as plain "results", is left to
+        # the config comparison, which names the setting that differs.
+        if kind is not None and self.kind not in (kind, RESULTS_KIND):
+            raise ValueError(f"{self.path} holds a {self.kind!r} sweep, not a {kind!r} one; use another file")
+
+    @property
+    def kind(self):
+        """What the sweep is (see ``kind`` above), read from the file."""
+        with self._read() as f:
+            return file_kind(f, self.path)
 
     def _stored_config(self):
         with open_read(self.path) as f:
@@ -217,3 +244,46 @@ class ResultStore:
             check_schema(f, self.path, "results")
             with h5_errors(self.path, "write"):
                 yield f
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepResults:
+    """Everything a ``ResultStore`` file holds, read at once (``read_results``).
+
+    Attributes:
+        path: the file.
+        kind: what the sweep is (``ResultStore``'s ``kind``), e.g. "hessian_growth".
+        config: the sweep's config, a flat dict (arrays for sequences).
+        results: the saved pieces, ``{key: {name: value}}`` in the order they were saved.
+        observables: the whole-sweep arrays, ``{name: (value, attrs)}``.
+    """
+
+    path: Path
+    kind: str
+    config: dict
+    results: dict
+    observables: dict
+
+
+def read_results(path):
+    """Read a ``ResultStore`` file whole: config, every saved piece and observable.
+
+    A study's own ``load`` (``simulations.<study>.load``) turns this into its result type;
+    a phase diagram reads as a ``particles.PhaseDiagram`` through ``particles.load``.
+
+    Returns:
+        ``SweepResults``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        StoreError: not a ``ResultStore`` file of this package.
+    """
+    store = ResultStore(path)
+    with store._read() as f:
+        kind = file_kind(f, store.path)
+        results = {key: get_values(f["results"][key]) for key in f["results"] if key != ".pending"}
+        observables = {
+            name: (group["value"][()], {k: to_python(v) for k, v in group.attrs.items()})
+            for name, group in f["observables"].items()
+        }
+    return SweepResults(path=store.path, kind=kind, config=store.config, results=results, observables=observables)

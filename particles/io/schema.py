@@ -4,7 +4,9 @@ A trajectory file follows H5MD 1.1 (de Buyl, Colberg & Höfling, 2014), the comm
 layout for particle trajectories::
 
     /h5md                             attrs version = [1, 1], particles_schema = "trajectory",
-                                            particles_schema_version = 1
+                                            particles_schema_version = 1, kind = "run",
+                                            created (ISO 8601 UTC; kind and created are
+                                            absent from files of earlier versions)
       /author, /creator               attrs name (creator: "attention-dynamics", its version)
     /particles/tokens
       /box                            attrs dimension = d, boundary = ["none"] * d
@@ -30,12 +32,15 @@ Deviations from H5MD: ``value`` may carry a leading batch axis (independent syst
 one file; H5MD has one system per particle group); the storage dtype may be float32 for a
 float64 run; ``/parameters/checkpoint`` is ours.
 
-Sweep results (``ResultStore``) share ``/h5md`` and ``/parameters`` (the sweep's config);
-each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
-``/observables/<name>``.
+Sweep results (``ResultStore``) share ``/h5md`` (``particles_schema = "results"``, ``kind``
+the sweep's kind, e.g. "phase_diagram", and ``created``) and ``/parameters`` (the sweep's
+config); each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
+``/observables/<name>``. ``file_kind`` reads the kind, also of files written before it was
+stored.
 """
 
 import dataclasses
+import datetime
 import importlib.metadata
 import numbers
 import os
@@ -63,20 +68,30 @@ def package_version():
     return importlib.metadata.version(CREATOR)
 
 
-def write_h5md(f, kind):
+# The kind of a trajectory file; a ResultStore without one of its own is "results".
+RUN_KIND, RESULTS_KIND = "run", "results"
+# The kind of a phase-diagram sweep (``particles.PhaseDiagramStore``).
+PHASE_DIAGRAM_KIND = "phase_diagram"
+
+
+def write_h5md(f, schema, kind):
+    """The /h5md group: H5MD version, our schema ("trajectory" or "results"), the file's
+    kind (what ``particles.load`` turns it into) and its creation time."""
     h5md = f.create_group("h5md")
     h5md.attrs["version"] = H5MD_VERSION
-    h5md.attrs["particles_schema"] = kind
+    h5md.attrs["particles_schema"] = schema
     h5md.attrs["particles_schema_version"] = np.int32(SCHEMA_VERSION)
+    h5md.attrs["kind"] = kind
+    h5md.attrs["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     h5md.create_group("author").attrs["name"] = os.environ.get("USER", "unknown")
     creator = h5md.create_group("creator")
     creator.attrs["name"] = CREATOR
     creator.attrs["version"] = package_version()
 
 
-def check_schema(f, path, kind):
-    """StoreError unless ``f`` holds ``kind`` ("trajectory" or "results") data of this
-    schema version (and, for a trajectory, every dataset a reader needs)."""
+def stored_schema(f, path):
+    """The schema of ``f``, "trajectory" or "results"; StoreError unless written by this
+    package with this schema version."""
     h5md = f.get("h5md")
     attrs = h5md.attrs if isinstance(h5md, h5py.Group) else {}
     if "particles_schema" not in attrs:
@@ -86,22 +101,52 @@ def check_schema(f, path, kind):
         raise StoreError(
             f"{path} was not written by this package{creator}: no /h5md group with a particles_schema attribute"
         )
-    found = to_python(attrs["particles_schema"])
-    if found != kind:
-        raise StoreError(
-            f"{path} holds {found!r} data, expected {kind!r} "
-            f"({'load' if found == 'trajectory' else 'ResultStore'} reads it)"
-        )
     version = to_python(attrs.get("particles_schema_version"))
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"{path} has schema version {version}, this version of the package "
             f"reads version {SCHEMA_VERSION}; use a matching package version"
         )
+    return to_python(attrs["particles_schema"])
+
+
+def check_schema(f, path, kind):
+    """StoreError unless ``f`` holds ``kind`` ("trajectory" or "results") data of this
+    schema version (and, for a trajectory, every dataset a reader needs)."""
+    found = stored_schema(f, path)
+    if found != kind:
+        reader = "particles.io.load" if found == "trajectory" else "particles.io.ResultStore"
+        raise StoreError(
+            f"{path} holds {found!r} data, expected {kind!r}: {reader} reads it, and particles.load reads any "
+            f"file of this package"
+        )
     if kind == "trajectory":
         for name in (VALUE, STEP, TIME, "parameters", f"{CHECKPOINT}/state", f"{CHECKPOINT}/frame"):
             if name not in f:
                 raise StoreError(f"{path} is damaged: /{name} is missing")
+
+
+def file_kind(f, path):
+    """What ``f`` holds: "run" for a trajectory, else the kind of its sweep.
+
+    Read from the /h5md ``kind`` attribute; files written before it existed are recognised
+    by their layout: a config entry "kind" or "study" (the studies' stores), a config with
+    "betas" and "draw_key" (a phase diagram), else "results".
+    """
+    schema = stored_schema(f, path)
+    kind = to_python(f["h5md"].attrs.get("kind"))
+    if kind is not None:
+        return kind
+    if schema == "trajectory":
+        return RUN_KIND
+    with h5_errors(path, "read the config of"):
+        config = f["parameters"].attrs if "parameters" in f else {}
+        for key in ("kind", "study"):
+            if key in config and isinstance(to_python(config[key]), str):
+                return to_python(config[key])
+        if "draw_key" in config and "betas" in f.get("parameters", {}):
+            return PHASE_DIAGRAM_KIND
+    return RESULTS_KIND
 
 
 def write_params(f, params, x0, store_dtype, seed):
