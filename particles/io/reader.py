@@ -156,7 +156,7 @@ def info(path):
         ``saved`` (finished pieces); a phase diagram also ``total`` (betas) and ``complete``.
 
     Example:
-        >>> from particles import sample_sphere, simulate
+        >>> from particles import RunFile, sample_sphere, simulate
         >>> x0 = sample_sphere(8, 3, seed=7)
         >>> _ = simulate(x0, beta=1.0, t_max=1.0, dt=0.1, store=RunFile("seeded.h5", seed=7))
         >>> facts = info("seeded.h5")
