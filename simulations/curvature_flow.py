@@ -102,7 +102,8 @@ def simulate(simulation: SimulationConfig, path: str | Path, *, progress: bool =
         dt=s.dt,
         dynamics=s.dynamics,
         method=s.method,
-        store=particles.io.RunFile(path, resume=path.exists()),
+        # System k starts from seed + k: the first seed identifies them all.
+        store=particles.io.RunFile(path, resume=path.exists(), seed=s.seed),
         progress=progress,
     )
     return path

@@ -96,3 +96,9 @@ def test_cluster_power_law_table(tmp_path):
     for key, p in checked.items():
         assert curvature_flow.CLUSTER_EXPONENTS[key[0]][key[1:]] == p
         assert rows[key]["points"] >= 10 and abs(rows[key]["slope"] - p) < 0.05, rows[key]
+
+
+def test_simulated_run_records_its_seed(tmp_path):
+    simulation = curvature_flow.SimulationConfig(n=4, d=3, systems=2, t_max=0.2, seed=9)
+    path = curvature_flow.simulate(simulation, tmp_path / "run.h5", progress=False)
+    assert particles.io.info(path)["seed"] == 9
