@@ -1,12 +1,10 @@
 """A study's result file, opened from its path alone, and the study's config read back from it.
 
-Two layouts exist, both read here: the hessian studies store their config as the store's own
-config (``stored_config``); histograms, metastability and critical points store it as the
-first saved piece (``open_study_store``).
-
-In the second layout the store is opened with the study's name only and the config is saved
-under ``CONFIG_KEY``: a run checks it (a rerun resumes only with the same config) and
-``load``/``plot`` read it back.
+One layout: the store's own config is ``{"kind": <study>, **<the study's config>}``, so that
+``particles.load`` and ``particles.io.info`` show the config (and its seed) of any study's file,
+and reopening a file with another config is refused naming the first differing key.
+``open_study_store`` also reads the files of the layout used before (the store's config
+``{"study": <study>}`` and the config saved as the piece ``CONFIG_KEY``), and resumes them.
 """
 
 import dataclasses
@@ -18,6 +16,7 @@ from particles.io import ResultStore
 
 from .naming import config_digest
 
+#: The piece holding the config in files of the earlier layout.
 CONFIG_KEY = "config"
 
 
@@ -26,25 +25,43 @@ def open_study_store(path, study, config=None):
 
     Args:
         path: the HDF5 file (created on a run's first call).
-        study: the study's name, e.g. ``"metastability"``; the file must belong to it.
+        study: the study's name, e.g. ``"metastability"``: the file's kind.
         config: the run's config (dataclass or flat dict); None to read the stored one.
 
     Returns:
         (store, config): the store, and the config as stored (arrays for sequences).
 
     Raises:
-        FileNotFoundError: ``config`` is None and the file has no saved config.
-        ValueError: the stored config differs from ``config`` (naming the first key).
+        FileNotFoundError: ``config`` is None and the file does not exist or holds no config.
+        ValueError: the file belongs to another study, or its config differs from ``config``
+            (naming the first differing key).
     """
-    if config is None and not Path(path).is_file():
+    path = Path(path)
+    if config is None and not path.is_file():
         raise FileNotFoundError(f"path must be a {study} result file, got {str(path)!r}, which does not exist")
+    if dataclasses.is_dataclass(config):
+        config = config.as_dict() if hasattr(config, "as_dict") else dataclasses.asdict(config)
+    if path.is_file():
+        stored = ResultStore(path).config
+        if stored.get("study") == study and "kind" not in stored:
+            return _open_earlier_layout(path, study, config)
+    if config is None:
+        store = ResultStore(path)
+        kind = store.config.get("kind")
+        if kind != study:
+            raise ValueError(f"{path} is not a {study} file (kind={kind!r})")
+    else:
+        store = ResultStore(path, {"kind": study, **config})
+    return store, {key: value for key, value in store.config.items() if key != "kind"}
+
+
+def _open_earlier_layout(path, study, config):
+    """``open_study_store`` on a file whose config is the saved piece ``CONFIG_KEY``."""
     store = ResultStore(path, {"study": study})
     if config is None:
         if not store.done(CONFIG_KEY):
             raise FileNotFoundError(f"{path} holds no {study} config: it was never run")
         return store, store.load(CONFIG_KEY)
-    if dataclasses.is_dataclass(config):
-        config = config.as_dict() if hasattr(config, "as_dict") else dataclasses.asdict(config)
     if not store.done(CONFIG_KEY):
         store.save(CONFIG_KEY, **config)
     stored = store.load(CONFIG_KEY)
