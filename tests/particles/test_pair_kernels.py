@@ -77,6 +77,9 @@ def test_blocks_do_not_change_a_bit(rng, monkeypatch):
         assert np.array_equal(particles.token_covariance(xs)[1], eigenvalues)
         system = xs[:, 1]  # not contiguous
         assert np.array_equal(particles.energy(system, 2.5), whole[0][:, 1])
+        every_other = xs[:, ::2]  # no flat view: read in blocks along the first axis
+        assert np.array_equal(particles.energy(every_other, 2.5), whole[0][:, ::2])
+        assert np.array_equal(particles.count_clusters(every_other, 0.5), whole[2][:, ::2])
 
 
 def test_stored_frames_are_read_block_by_block(tmp_path, rng, monkeypatch):
