@@ -769,14 +769,6 @@ MUTATIONS = [
         description="normalized_energy's shift by 1 added instead of subtracted in the pair kernel",
     ),
     dict(
-        id="pair_sums_nan_hidden",
-        file="particles/_pair_kernels.py",
-        old="finite += g * 0.0\n",
-        new="finite += 0.0\n",
-        tests=["tests/particles/test_pair_kernels.py::test_non_finite_states_give_nan"],
-        description="non-finite states read as finite energies (vexp maps NaN to an arbitrary number)",
-    ),
-    dict(
         id="shifted_energy_not_divided",
         file="particles/_pair_kernels.py",
         old="total += (2.0 * upper + math.expm1(beta * row[i])) / beta",
