@@ -55,7 +55,7 @@ class ResultStore:
         kind: what the sweep is (str, e.g. "phase_diagram"), stored in the file so that
             ``particles.load`` and ``particles.io.info`` know what to make of it. None: the
             config's "kind" or "study" entry if it is a str, else "results". Reopening a
-            file of another kind is a ValueError.
+            file of another kind than the one given is a ValueError.
 
     Example:
         >>> import numpy as np
@@ -82,16 +82,15 @@ class ResultStore:
             self._check_kind(kind)
             return
         self._config = check_config(config)
-        if kind is None:
-            named = [self._config.get(key) for key in ("kind", "study")]
-            kind = next((name for name in named if isinstance(name, str)), RESULTS_KIND)
+        named = [self._config.get(key) for key in ("kind", "study")]
+        new_kind = kind or next((name for name in named if isinstance(name, str)), RESULTS_KIND)
         if self.path.exists() and overwrite:
             self.path.unlink()
         if not self.path.exists():
             tmp = self.path.with_name(self.path.name + ".create-tmp")
             with h5_errors(self.path, "create"):
                 with h5py.File(tmp, "w", libver=("earliest", "v108")) as f:
-                    write_h5md(f, "results", kind)
+                    write_h5md(f, "results", new_kind)
                     group = f.create_group("parameters")
                     for key, value in self._config.items():
                         put_value(group, key, value)
