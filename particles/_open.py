@@ -13,9 +13,10 @@ def load(path):
     What the file holds (``particles.io.kind``) decides the result:
 
     - a run (``simulate(..., store=...)``, ``io.save``): a ``Trajectory`` whose frames are
-      read lazily (also while the run is still writing the file); its per-frame observables
-      (e.g. the curvature along the flow of ``hessian.along_trajectory``) are read with
-      ``io.read_observable``, or as a ``FlowCurvature`` with ``hessian.flow.read_curvature``;
+      read lazily (also while the run is still writing the file) and its per-frame
+      observables in ``traj.observables`` (e.g. the curvature along the flow of
+      ``hessian.along_trajectory``, assembled into a ``FlowCurvature`` by
+      ``hessian.flow.read_curvature``);
     - a phase diagram (``PhaseDiagramStore``, ``python -m simulations.phase_diagram``): a
       ``PhaseDiagram`` with its ``ClusteringEnsemble``;
     - any other sweep (``io.ResultStore``, the studies' files): ``io.SweepResults`` with the

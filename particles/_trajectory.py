@@ -1,6 +1,7 @@
 """The result of a run: saved times, states and the parameters that produced them."""
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
@@ -20,6 +21,9 @@ class Trajectory:
         params: the ``SimulationParams`` of the run.
         n_accepted, n_rejected: steps dopri5 accepted and rejected over the run; None for
             the fixed-step methods and for runs read from a file.
+        observables: for a run read from a file, its per-frame quantities (energy, the
+            curvature along the flow, ...) as a read-only mapping name -> ``io.Observable``,
+            each read on access; None for a run in memory.
     """
 
     ts: np.ndarray
@@ -27,6 +31,7 @@ class Trajectory:
     params: SimulationParams
     n_accepted: Optional[int] = None
     n_rejected: Optional[int] = None
+    observables: Optional[Mapping] = None
 
     def __len__(self):
         return len(self.ts)

@@ -1,6 +1,7 @@
 """Reading stored runs: ``load`` (frames read lazily), ``info`` and ``last_state``."""
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -9,6 +10,7 @@ from .checkpoint import complete_frames, newest_checkpoint
 from .errors import StoreError
 from .layout import CHUNK_BYTES
 from .locking import check_path, h5_errors, open_read
+from .observables import read_observable
 from .results import ResultStore
 from .schema import PHASE_DIAGRAM_KIND, RUN_KIND, TIME, VALUE, check_schema, file_kind, read_params, to_python
 
@@ -88,6 +90,29 @@ class LazyFrames:
         return out if post is None else out[post]
 
 
+class StoredObservables(Mapping):
+    """The per-frame quantities of a run file, name -> ``Observable``, each read when accessed
+    (the names are those present when the run was loaded)."""
+
+    def __init__(self, path, names):
+        self.path = path
+        self._names = tuple(names)
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(f"no observable {name!r} in {self.path}; it holds {list(self._names)}")
+        return read_observable(self.path, name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)
+
+    def __repr__(self):
+        return f"StoredObservables({str(self.path)!r}, {list(self._names)})"
+
+
 def load(path):
     """Read a stored run.
 
@@ -98,8 +123,9 @@ def load(path):
         path: a file written by ``simulate(..., store=path)`` or ``save``.
 
     Returns:
-        ``Trajectory`` with ``ts`` (m,), ``params`` and lazy ``xs`` (m, [batch,] n, d) in
-        the storage dtype (a ``LazyFrames``: slicing reads only the slice).
+        ``Trajectory`` with ``ts`` (m,), ``params``, lazy ``xs`` (m, [batch,] n, d) in the
+        storage dtype (a ``LazyFrames``: slicing reads only the slice) and ``observables``
+        (name -> ``Observable``, read on access).
 
     Raises:
         FileNotFoundError: no such file.
@@ -122,9 +148,15 @@ def load(path):
             m = complete_frames(f)
             ts = f[TIME][:m]
             frame_shape, dtype = value.shape[1:], value.dtype
+            names = sorted(f.get("observables", {}))
     if frame_shape != x0.shape:
         raise StoreError(f"{path} is damaged: frames have shape {frame_shape} but x0 {x0.shape}")
-    return Trajectory(ts=ts, xs=LazyFrames(path, m, frame_shape, dtype), params=params)
+    return Trajectory(
+        ts=ts,
+        xs=LazyFrames(path, m, frame_shape, dtype),
+        params=params,
+        observables=StoredObservables(path, names),
+    )
 
 
 def kind(path):

@@ -133,7 +133,11 @@ def test_curvature_along_a_run_reopens_with_the_run(tmp_path):
     path = tmp_path / "run.h5"
     particles.simulate(particles.sample_sphere(4, 3, seed=2), beta=1.0, t_max=0.2, dt=0.1, store=path)
     computed = along_trajectory(path, loss="target", write=True)
-    assert isinstance(particles.load(path), particles.Trajectory)
+    traj = particles.load(path)
+    assert isinstance(traj, particles.Trajectory)
+    np.testing.assert_array_equal(traj.observables["curvature.target.norms"].value, computed.norms)
+    with pytest.raises(KeyError, match="no observable 'energy'"):
+        traj.observables["energy"]
     assert any(name.startswith("curvature.target") for name in io.info(path)["observables"])
     np.testing.assert_array_equal(read_curvature(path, "target").norms, computed.norms)
 
