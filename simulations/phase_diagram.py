@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from particles import ClusteringEnsemble, PhaseDiagramStore, beta_statistics, ensembles
 from simulations.common.cli import full_or_quick, study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.figures import count_colours, figure_path, finish, panels
 from simulations.common.naming import result_path
 
 
@@ -109,41 +109,60 @@ def load(path):
     return PhaseDiagramStore(path).load()
 
 
-def plot(path):
+def plot(path, *, fig=None, ax=None, save=True):
     """Draw the sweep in ``path`` as in Geshkovski et al. (2023): colour over (t, beta), the
     density of close pairs on linear and logarithmic colour scales and the median number
-    of clusters; saved as PNG beside the file. Returns the ``Figure``."""
+    of clusters (one colour per count).
+
+    Args:
+        path: the sweep's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the three panels into; None for a new one.
+        ax: three axes to draw on instead.
+        save: True for the PNG beside ``path``, False for no file, or a path.
+
+    Returns:
+        the ``Figure``.
+    """
     result = load(path)
     c = result.ensemble
-    fig = new_figure(16, 4.6)
-    axes = fig.subplots(1, 3)
-    panels = [
-        (result.density, None, "density of pairs with <x_i, x_j> > %g" % c.density_threshold),
-        (np.maximum(result.density, 1e-4), LogNorm(vmin=1e-3, vmax=1), "same, log colour scale"),
-        (result.clusters, LogNorm(vmin=1, vmax=c.n), "median number of clusters"),
-    ]
-    for ax, (values, norm, title) in zip(axes, panels):
-        mesh = ax.pcolormesh(
-            result.ts,
-            result.betas,
-            values,
-            shading="nearest",
-            cmap="magma",
-            norm=norm,
-            vmin=None if norm else 0,
-            vmax=None if norm else 1,
-            rasterized=True,
-        )
-        fig.colorbar(mesh, ax=ax)
-        ax.set_xlabel("t")
-        ax.set_ylabel(r"$\beta$")
-        ax.set_title(title, fontsize=10)
-    fig.suptitle(
-        f"{c.dynamics}, d = {c.d}, n = {c.n}, {c.batch} systems per beta, "
-        f"B: {c.interaction}, V: {c.value}, dt = {c.dt:g}"
+    fig, axes = panels(1, 3, size=(16, 4.6), fig=fig, ax=ax)
+    floor = 1e-3
+    density_kw = dict(shading="nearest", cmap="magma", rasterized=True)
+    mesh = axes[0].pcolormesh(result.ts, result.betas, result.density, vmin=0, vmax=1, **density_kw)
+    fig.colorbar(mesh, ax=axes[0])
+    axes[0].set_title("density of pairs with <x_i, x_j> > %g" % c.density_threshold, fontsize=10)
+    # The log scale cannot show 0: values below the floor are drawn in the floor's colour, and the
+    # colour bar's triangle and the title say so.
+    mesh = axes[1].pcolormesh(
+        result.ts, result.betas, np.maximum(result.density, floor), norm=LogNorm(vmin=floor, vmax=1), **density_kw
     )
-    save_figure(fig, figure_path(path))
-    return fig
+    fig.colorbar(mesh, ax=axes[1], extend="min")
+    axes[1].set_title(f"same, log colour scale (values < {floor:g} shown as {floor:g})", fontsize=10)
+    cmap, norm, ticks, labels = count_colours(max(np.nanmax(result.clusters), 2))
+    mesh = axes[2].pcolormesh(result.ts, result.betas, result.clusters, shading="nearest", cmap=cmap, norm=norm)
+    bar = fig.colorbar(mesh, ax=axes[2], ticks=ticks)
+    bar.set_ticklabels(labels)
+    bar.minorticks_off()
+    axes[2].set_title("median number of clusters", fontsize=10)
+    for a in axes:
+        a.set_xlabel("t")
+        a.set_ylabel(r"$\beta$")
+    fig.suptitle(_title(c), fontsize=10)
+    return finish(fig, save, figure_path(path))
+
+
+def _title(c):
+    """Every setting that changes the picture: dynamics, sizes, ensemble, step and its correction, redraws."""
+    step = f"dt = {c.dt:g}"
+    if c.dynamics == "USA" and c.usa_step_correction:
+        step += r" / max($\sqrt{\beta}\, e^{\beta - 1/2}$, 1) (USA step correction)"
+    random = c.interaction != "identity" or c.value != "identity"
+    redraw = "" if c.regen_period is None else f", redrawn every t = {c.regen_period:g}"
+    ensemble = f"; one draw per {c.draw}{redraw}" if random else ""
+    return (
+        f"{c.dynamics}, d = {c.d}, n = {c.n}, {c.batch} systems per beta, t_max = {c.t_max:g}, {step}\n"
+        f"B = Q^T K: {c.interaction}, V: {c.value}{ensemble}; cluster tolerance {c.cluster_tol:g}, seed {c.seed}"
+    )
 
 
 def parse_args(argv=None):
