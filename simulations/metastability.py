@@ -10,14 +10,15 @@ to it.
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from particles import sample_sphere
 from particles.metastability import find_plateaus, log_time_grid, staircase
 from simulations.common.cli import study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
-from simulations.common.fits import fit_line
+from simulations.common.censored_fit import CensoredLineFit, fit_censored_line
+from simulations.common.figures import figure_path, finish, panels
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
 
@@ -107,56 +108,149 @@ def longest_plateaus(ts, counts):
     return out
 
 
-def plateau_growth(data):
-    """(betas, durations) of every system's longest multi-cluster plateau, and the line fit
-    of log(duration) against beta (its slope is the exponential rate)."""
-    betas, durations = [], []
+class PlateauGrowth(NamedTuple):
+    """Every system's longest multi-cluster plateau, and how its duration grows with beta.
+
+    Attributes:
+        betas, durations: (m,) beta and plateau duration (end - start) of each system that has one.
+        censored: (m,) True where the system still had >= 2 clusters at t_max: its duration is then
+            only a lower bound (the plateau, or a later one, may run on).
+        fit: the ``CensoredLineFit`` of log(duration) against beta; its slope is the exponential rate.
+        t_max: the last time of the runs.
+    """
+
+    betas: np.ndarray
+    durations: np.ndarray
+    censored: np.ndarray
+    fit: CensoredLineFit
+    t_max: float
+
+
+def plateau_growth(data, *, confidence=0.95):
+    """The longest multi-cluster plateau of every system and the censored fit of log(duration) on beta.
+
+    A system that still has >= 2 clusters at the last time was cut by t_max: its longest plateau is a
+    lower bound of the true one. A least-squares line through such points bends down where most
+    are cut (large beta); the fit here knows they are lower bounds (``fit_censored_line``).
+
+    Args:
+        data: as returned by ``load``.
+        confidence: level of the rate's interval.
+
+    Returns:
+        a ``PlateauGrowth``.
+    """
+    betas, durations, censored = [], [], []
     for beta, counts in zip(data["betas"], data["counts"]):
-        for p in longest_plateaus(data["ts"], counts):
+        for p, still_split in zip(longest_plateaus(data["ts"], counts), counts[-1] >= 2):
             if p is not None:
                 betas.append(beta)
                 durations.append(p.end - p.start)
-    betas, durations = np.array(betas), np.array(durations)
-    return betas, durations, fit_line(betas, np.log(durations))
+                censored.append(bool(still_split))
+    betas, durations, censored = np.array(betas), np.array(durations), np.array(censored, dtype=bool)
+    fit = fit_censored_line(betas, np.log(durations), censored, confidence=confidence)
+    return PlateauGrowth(betas, durations, censored, fit, float(data["ts"][-1]))
 
 
-def plot(path):
-    """Staircases and plateau growth, drawn from the file and saved as PNG beside it.
+def format_growth(data, *, confidence=0.95):
+    """The printed summary: per beta the median duration and how many are cut at t_max, then the
+    fitted rate with its interval and what the theory says about it."""
+    growth = plateau_growth(data, confidence=confidence)
+    lines = [f"{'beta':>6} {'systems':>8} {'median duration':>16} {'cut at t_max':>13}"]
+    for beta in data["betas"]:
+        at = growth.betas == beta
+        cut = int(growth.censored[at].sum())
+        # Every true duration is >= the measured one, so a median with any cut duration is a lower bound.
+        median = "-" if not at.any() else (">= " if cut else "") + f"{np.median(growth.durations[at]):.4g}"
+        lines.append(f"{beta:6.2f} {int(at.sum()):8d} {median:>16} {cut:13d}")
+    fit = growth.fit
+    lines.append(
+        f"(>=: some durations of that beta are cut at t_max = {growth.t_max:g}, so the median is a lower bound)"
+    )
+    lines.append(
+        f"log duration = rate * beta + c, censored maximum likelihood ({fit.num_censored} of {fit.num_points} "
+        f"durations are lower bounds): rate {fit.slope:.2f}, {confidence:.0%} interval [{fit.ci[0]:.2f}, {fit.ci[1]:.2f}]"
+    )
+    lines.append(f"theory: {theory_verdict(fit)}")
+    return "\n".join(lines)
+
+
+def theory_verdict(fit):
+    """Whether the fitted rate agrees with Geshkovski, Koubbi, Polyanskiy & Rigollet (2024): the plateau
+    lasts at least (eps / n) e^((1 - alpha) beta), a positive rate (alpha < 1, the largest inner product
+    across clusters, is not measured here, so only the sign is tested)."""
+    low, high = fit.ci
+    interval = f"{fit.confidence:.0%} interval [{low:.2f}, {high:.2f}]"
+    if not np.isfinite(fit.slope):
+        return "no fit (too few uncensored plateaus)"
+    if low > 0:
+        return f"agrees: the rate is positive (theory: >= 1 - alpha > 0) over the whole {interval}"
+    if high < 0:
+        return f"disagrees: the rate is negative over the whole {interval} (theory: >= 1 - alpha > 0)"
+    return f"undecided: the {interval} holds 0 (theory: rate >= 1 - alpha > 0)"
+
+
+def plot(path, *, fig=None, ax=None, save=True):
+    """Staircases and plateau growth, drawn from the file.
 
     Left: median cluster count over systems against log t, one curve per beta. Right: the
-    duration of each system's longest plateau with >= 2 clusters against beta (log scale),
-    with the fitted slope of log(duration) on beta (the theory bounds it below by 1 - alpha;
-    plateaus still running at t_max are censored there).
+    duration of each system's longest plateau with >= 2 clusters against beta (log scale);
+    open triangles are lower bounds (the system still had >= 2 clusters at t_max). The line is
+    the censored maximum-likelihood fit of log(duration) on beta, drawn up to t_max only.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the two panels into; None for a new one.
+        ax: two axes to draw on instead.
+        save: True for the PNG beside ``path``, False for no file, or a path.
 
     Returns:
         the ``Figure``.
     """
     data = load(path)
-    fig = new_figure(12, 4.6)
-    left, right = fig.subplots(1, 2)
+    config = data["config"]
+    fig, (left, right) = panels(1, 2, size=(12, 4.6), fig=fig, ax=ax)
     ts = data["ts"]
     for beta, counts in zip(data["betas"], data["counts"]):
         left.step(ts, np.median(counts, axis=1), where="post", label=f"beta = {beta:g}")
     left.set_xscale("log")
     left.set_yscale("log")
+    n = int(config["n"])
+    ticks = [k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128) if k <= n]
+    left.set_yticks(ticks, [str(k) for k in ticks])
+    left.minorticks_off()
     left.set_xlabel("t")
     left.set_ylabel("median number of clusters")
     left.legend(fontsize=8)
-    betas, durations, fit = plateau_growth(data)
-    right.semilogy(betas, durations, "o", alpha=0.5)
+    growth = plateau_growth(data)
+    cut = growth.censored
+    right.semilogy(growth.betas[~cut], growth.durations[~cut], "o", color="C0", alpha=0.5, label="ended before t_max")
+    right.semilogy(
+        growth.betas[cut], growth.durations[cut], "^", mfc="none", color="C3", label="still running at t_max (>=)"
+    )
+    right.axhline(growth.t_max, color="0.5", lw=0.8, ls=":")
+    right.text(right.get_xlim()[0], growth.t_max, " t_max", va="bottom", fontsize=8, color="0.4")
+    fit = growth.fit
     if np.isfinite(fit.slope):
-        grid = np.linspace(betas.min(), betas.max(), 50)
+        grid = np.linspace(growth.betas.min(), growth.betas.max(), 200)
+        line = np.exp(fit.intercept + fit.slope * grid)
+        below = line <= growth.t_max  # above t_max the runs could not have seen it
         right.semilogy(
-            grid,
-            np.exp(fit.intercept + fit.slope * grid),
+            grid[below],
+            line[below],
             "k--",
-            label=f"fit: log duration = {fit.slope:.2f} beta + {fit.intercept:.1f}",
+            label=f"censored ML fit: rate {fit.slope:.2f} [{fit.ci[0]:.2f}, {fit.ci[1]:.2f}] ({fit.confidence:.0%})",
         )
-        right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="lower right")
     right.set_xlabel(r"$\beta$")
-    right.set_ylabel("duration of the longest plateau with >= 2 clusters")
-    save_figure(fig, figure_path(path))
-    return fig
+    right.set_ylabel("longest plateau with >= 2 clusters")
+    right.set_title(f"{fit.num_censored} of {fit.num_points} durations are lower bounds", fontsize=9)
+    fig.suptitle(
+        f"{config['dynamics']}, d = {config['d']}, n = {n}, {config['batch']} systems per beta, dt = {config['dt']:g}, "
+        f"t_max = {config['t_max']:g}, cluster tolerance {config['tol']:g}",
+        fontsize=10,
+    )
+    return finish(fig, save, figure_path(path))
 
 
 def parse_args(argv=None):
@@ -197,12 +291,7 @@ def main(argv=None):
     run(config, path, progress=not args.no_progress)
     plot(path)
     print(f"saved {path} and {figure_path(path)}")
-    data = load(path)
-    for beta, counts in zip(data["betas"], data["counts"]):
-        lengths = [
-            max((p.log_length for p in find_plateaus(data["ts"], c) if p.clusters >= 2), default=0.0) for c in counts.T
-        ]
-        print(f"beta = {beta:5.2f}: median log-length of the longest multi-cluster plateau {np.median(lengths):.2f}")
+    print(format_growth(load(path)))
     return path
 
 
