@@ -64,3 +64,32 @@ def fit_power_law(x, y, *, x_max=None, confidence=0.95):
     if x_max is not None:
         keep &= x <= x_max * (1 + 1e-12)  # the grid's own end point stays in
     return fit_line(np.log(x[keep]), np.log(y[keep]), confidence=confidence)
+
+
+def compare_with_theory(theory, low, high, *, confidence=0.95, tolerance=0.0):
+    """Whether a theory value lies in a measured interval, said in words with the interval.
+
+    Args:
+        theory: the predicted value (exponent, rate).
+        low, high: the measured confidence interval.
+        confidence: its level, printed.
+        tolerance: a systematic allowance added on both sides (e.g. for an asymptotic exponent fitted
+            over a finite range), printed when nonzero.
+
+    Returns:
+        (agrees, text): True/False, or None where the interval is not finite (no fit), and a phrase
+        such as "agrees: theory 1.5 lies in the 95% interval [1.42, 1.61]".
+
+    Example:
+        >>> compare_with_theory(1.5, 1.62, 1.86)
+        (False, 'disagrees: theory 1.5 lies below the 95% interval [1.62, 1.86]')
+        >>> compare_with_theory(2.0, 2.01, 2.02, tolerance=0.05)[1]
+        'agrees: theory 2 lies in the 95% interval [2.01, 2.02] +- 0.05'
+    """
+    interval = f"{confidence:.0%} interval [{low:.3g}, {high:.3g}]" + (f" +- {tolerance:g}" if tolerance else "")
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None, f"undetermined: no finite {interval} to compare with theory {theory:g}"
+    if low - tolerance <= theory <= high + tolerance:
+        return True, f"agrees: theory {theory:g} lies in the {interval}"
+    side = "below" if theory < low else "above"
+    return False, f"disagrees: theory {theory:g} lies {side} the {interval}"

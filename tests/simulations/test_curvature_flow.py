@@ -96,6 +96,7 @@ def test_cluster_power_law_table(tmp_path):
     for key, p in checked.items():
         assert curvature_flow.CLUSTER_EXPONENTS[key[0]][key[1:]] == p
         assert rows[key]["points"] >= 10 and abs(rows[key]["slope"] - p) < 0.05, rows[key]
+        assert rows[key]["agrees"] is True and rows[key]["verdict"].startswith("agrees: theory"), rows[key]
 
 
 def test_simulated_run_records_its_seed(tmp_path):
