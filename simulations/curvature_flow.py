@@ -173,7 +173,9 @@ def cluster_power_law(
             norm = _per_system(curv.block_norm(kind, r, c))
             ok = one & (lam2 > lam_min) & (lam2 < lam_max) & (norm > 0)
             fit = fit_line(np.log(lam2[ok]), np.log(norm[ok]))
-            per_system = [fit_line(np.log(lam2[ok[:, k], k]), np.log(norm[ok[:, k], k])).slope for k in range(ok.shape[1])]
+            per_system = [
+                fit_line(np.log(lam2[ok[:, k], k]), np.log(norm[ok[:, k], k])).slope for k in range(ok.shape[1])
+            ]
             per_system = np.array([p for p in per_system if np.isfinite(p)])
             if per_system.size >= 2:
                 half = stats.t.ppf(0.5 + confidence / 2, per_system.size - 1) * per_system.std(ddof=1)
@@ -219,7 +221,8 @@ def format_slopes(curv: FlowCurvature, rows: list[dict]) -> str:
         interval = f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
         word = {True: "agrees", False: "DISAGREES", None: "undetermined"}[r["agrees"]]
         lines.append(
-            f"{r['kind']:5s} {r['block']:5s} {r['slope']:9.3f} {interval:>17s} {r['theory']:7.2f} {r['points']:7d}  {word}"
+            f"{r['kind']:5s} {r['block']:5s} {r['slope']:9.3f} {interval:>17s} {r['theory']:7.2f} "
+            f"{r['points']:7d}  {word}"
         )
     off = [r for r in rows if r["agrees"] is False]
     if off:

@@ -38,7 +38,7 @@ from simulations.common.store import stored_config
 
 from ._growth_points import GrowthConfig, ModelKind, build, measure_point, point_params
 from .common.cli import full_or_quick, study_parser
-from .common.figures import figure_path, new_figure, save_figure
+from .common.figures import figure_path, finish, panels
 from .common.fits import fit_power_law
 from .common.naming import result_path
 
@@ -241,18 +241,25 @@ def format_slope_table(rows: list[dict], sigma_max: float = 1.0) -> str:
 # figure
 
 
-def plot(path: str | Path) -> Figure:
+def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Growth figure: rows = blocks (V above Q, or W), columns = H_o, H_f, H; mean +- sem over repeats per layer.
 
     Dashed guide lines ``c sigma^p`` with the theory exponent p (``theory_exponent``), anchored at the
     smallest sigma of the first layer that has one; under pre-LN (no theory exponent) p is the whole-grid
-    least-squares slope rounded to 0.1, as in the authors' notebook. Saved as PNG next to the data.
+    least-squares slope rounded to 0.1, as in the authors' notebook. A block that vanishes identically
+    (e.g. the functional Hessian of W_V in the last layer) gets a blank panel that says so, not an empty
+    log axis.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into (one row per block, 3 columns); None for new.
+        ax: the axes to draw on instead (row by row).
+        save: True for the PNG beside ``path``, False for no file, or a path.
     """
     res = load(path)
     cfg = res.config
     blocks = list(cfg.blocks)[::-1]  # V on top, as in the paper
-    fig = new_figure(13, 3.6 * len(blocks), layout="tight")
-    axes = fig.subplots(len(blocks), 3, squeeze=False)
+    fig, axes = panels(len(blocks), 3, size=(13, 3.6 * len(blocks)), fig=fig, ax=ax, squeeze=False)
     mean, sem = res.mean(), res.sem()
     s = res.sigmas
     log_x = cfg.grid.startswith("log")
@@ -282,23 +289,35 @@ def plot(path: str | Path) -> Figure:
                         [], [], "--", color="gray", label=f"$\\sigma^{{{p:g}}}$ ({'fitted' if fitted else 'theory'})"
                     )
                     guide_done.add(p)
+            title = f"W_{block}: {LABELS[kind]}" if block != "W" else f"W: {LABELS[kind]}"
+            if not ax.has_data():
+                # Nothing positive to draw on a log axis: say why instead of showing empty log decades.
+                ax.set_title(title)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.text(
+                    0.5,
+                    0.5,
+                    "identically 0 for every sigma\n(nothing to draw on a log scale)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.3",
+                )
+                continue
             ax.set_yscale("log")
             if log_x:
                 ax.set_xscale("log")
             finite = mean[:, :, b, q][np.isfinite(mean[:, :, b, q]) & (mean[:, :, b, q] > 0)]
             if finite.size:
                 ax.set_ylim(finite.min() / 10, finite.max() * 10)
-            ax.set_title(f"W_{block}: {LABELS[kind]}" if block != "W" else f"W: {LABELS[kind]}")
+            ax.set_title(title)
             ax.set_xlabel("embedding std $\\sigma$")
             ax.set_ylabel("$\\|\\cdot\\|_F$")
-            if ax.has_data():
-                ax.legend(fontsize=7)
-            else:
-                ax.text(0.5, 0.5, "identically 0", ha="center", va="center", transform=ax.transAxes)
+            ax.legend(fontsize=7)
     title = cfg.name().replace("_", " ")
     fig.suptitle(f"{title}\n(mean $\\pm$ s.e.m. over {cfg.repeats} repeats)", fontsize=9)
-    save_figure(fig, figure_path(path), dpi=120)
-    return fig
+    return finish(fig, save, figure_path(path), dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from particles.io import ResultStore
 from simulations.common.store import stored_config
 
 from .common.cli import study_parser
-from .common.figures import new_figure, save_figure
+from .common.figures import finish, panels
 from .common.naming import result_path
 
 KIND = "hessian_heterogeneity"
@@ -194,38 +194,60 @@ def histograms_path(path: str | Path) -> Path:
     return Path(path).with_name(Path(path).stem + "_histograms.png")
 
 
-def plot_heatmap(path: str | Path) -> Figure:
-    """Heatmap of log10(|H| + 1e-6) of the whole model and of the attention weights, with block boundaries.
+def plot_heatmap(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
+    """Heatmap of log10(|H| + FLOOR) of the whole model and of the attention weights, with block boundaries.
 
     Smoothed for display with a 5x5 box filter (the authors' cv.GaussianBlur with sigma 100 is nearly a box).
-    Saved as ``<stem>_heatmap.png`` next to the data.
+    Entries below ``FLOOR`` (exact zeros included) all take the floor's colour; the colour bar's lower
+    triangle and its label say so.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the two panels into; None for a new one.
+        ax: two axes to draw on instead.
+        save: True for ``<stem>_heatmap.png`` beside the data, False for no file, or a path.
     """
     res = load(path)
     H = res["hessian"]
     names, bounds = res["names"], res["boundaries"]
     attn = [i for i, n in enumerate(names) if ".attn.W_" in n]
     lo, hi = bounds[attn[0]], bounds[attn[-1] + 1]
-    panels = [
+    panels_ = [
         (H, names, bounds, "whole model"),
         (H[lo:hi, lo:hi], [names[i] for i in attn], bounds[attn[0] : attn[-1] + 2] - lo, "W_Q, W_K, W_V, W_O"),
     ]
-    imgs = [uniform_filter(np.log10(np.abs(M) + 1e-6), size=5, mode="nearest") for M, *_ in panels]
+    imgs = [uniform_filter(np.log10(np.abs(M) + FLOOR), size=5, mode="nearest") for M, *_ in panels_]
     vmin, vmax = min(i.min() for i in imgs), max(i.max() for i in imgs)
-    fig = new_figure(15, 7, layout=None)
-    axes = fig.subplots(1, 2)
-    for ax, img, (_, nm, bd, title) in zip(axes, imgs, panels):
-        im = ax.imshow(img, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
+    fig, axes = panels(1, 2, size=(15, 7.8), fig=fig, ax=ax)
+    for a, img, (_, nm, bd, title) in zip(axes, imgs, panels_):
+        im = a.imshow(img, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
         for x in bd[1:-1]:
-            ax.axhline(x - 0.5, color="white", ls="--", lw=0.6)
-            ax.axvline(x - 0.5, color="white", ls="--", lw=0.6)
+            a.axhline(x - 0.5, color="white", ls="--", lw=0.6)
+            a.axvline(x - 0.5, color="white", ls="--", lw=0.6)
         centres = (np.asarray(bd[:-1]) + np.asarray(bd[1:])) / 2
         short = [n.split(".")[-1] for n in nm]
-        ax.set_xticks(centres, short, rotation=90, fontsize=7)
-        ax.set_yticks(centres, short, fontsize=7)
-        ax.set_title(f"log10 |H|: {title}")
-    fig.colorbar(im, ax=axes, shrink=0.8)
-    save_figure(fig, heatmap_path(path), dpi=110)
-    return fig
+        a.set_xticks(centres, short, rotation=90, fontsize=7)
+        a.set_yticks(centres, short, fontsize=7)
+        a.set_title(f"log10 |H|: {title}")
+    floored = float(np.mean(np.abs(H) < FLOOR))
+    fig.colorbar(
+        im,
+        ax=axes,
+        shrink=0.8,
+        extend="min",
+        label=f"log10(|H| + {FLOOR:g}), 5x5 box mean: entries < {FLOOR:g} ({floored:.1%}) sit at the floor",
+    )
+    c = res["config"]
+    fig.suptitle(
+        f"Hessian of the 1-layer transformer at initialisation, d_model {c.d_model}, d_mlp {c.d_mlp}, "
+        f"seed {c.seed}, batch {c.batch} ({H.shape[0]} parameters); colour clipped below {FLOOR:g}",
+        fontsize=10,
+    )
+    return finish(fig, save, heatmap_path(path), dpi=110)
+
+
+#: Added to |H| before the log of the heatmap: exact zeros (and anything below) show at log10 FLOOR.
+FLOOR = 1e-6
 
 
 def _log_bins(values: np.ndarray, num: int) -> np.ndarray:
@@ -234,38 +256,40 @@ def _log_bins(values: np.ndarray, num: int) -> np.ndarray:
     return np.logspace(np.log10(lo), np.log10(max(v.max(), lo * 10)), num + 1)
 
 
-def plot_histograms(path: str | Path) -> Figure:
+def plot_histograms(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Histograms of |entries| of the W_Q and W_V blocks of H: softmax (left) and linear over softmax (right).
 
-    Saved as ``<stem>_histograms.png`` next to the data.
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the 2 x 2 panels into; None for a new one.
+        ax: four axes to draw on instead (row by row).
+        save: True for ``<stem>_histograms.png`` beside the data, False for no file, or a path.
     """
     res = load(path)
     soft, lin = res["blocks"]["softmax"], res["blocks"]["linear"]
-    fig = new_figure(12, 7, layout="tight")
-    axes = fig.subplots(2, 2)
+    fig, axes = panels(2, 2, size=(12, 7), fig=fig, ax=ax)
     for i, (block, bins) in enumerate((("V", 50), ("Q", 30))):
-        ax = axes[i, 0]
+        a = axes[i, 0]
         vals = np.abs(soft[block]).ravel()
-        ax.hist(vals, bins=_log_bins(vals, bins), color="C0")
-        ax.set_title(f"softmax attention: |H(W_{block}, W_{block})| entries, median {np.median(vals):.1e}")
-        ax = axes[i, 1]
+        a.hist(vals, bins=_log_bins(vals, bins), color="C0")
+        a.set_title(f"softmax attention: |H(W_{block}, W_{block})| entries, median {np.median(vals):.1e}")
+        a = axes[i, 1]
         lv = np.abs(lin[block]).ravel()
         edges = _log_bins(np.concatenate([vals, lv]), 50)
-        ax.hist(vals, bins=edges, color="C0", alpha=0.35, label="softmax")
-        ax.hist(lv, bins=edges, color="C3", alpha=0.9, label="linear attention")
-        ax.set_title(f"linear attention: |H(W_{block}, W_{block})|, median {np.median(lv):.1e}")
-        ax.legend(fontsize=8)
-        for ax in axes[i]:
-            ax.set_xscale("log")
-            ax.set_xlabel("|entry|")
-            ax.set_ylabel("count")
-    save_figure(fig, histograms_path(path), dpi=110)
-    return fig
+        a.hist(vals, bins=edges, color="C0", alpha=0.35, label="softmax")
+        a.hist(lv, bins=edges, color="C3", alpha=0.9, label="linear attention")
+        a.set_title(f"linear attention: |H(W_{block}, W_{block})|, median {np.median(lv):.1e}")
+        a.legend(fontsize=8)
+        for a in axes[i]:
+            a.set_xscale("log")
+            a.set_xlabel("|entry|")
+            a.set_ylabel("count")
+    return finish(fig, save, histograms_path(path), dpi=110)
 
 
-def plot(path: str | Path) -> tuple[Figure, Figure]:
-    """Both figures (heatmap, histograms), each saved next to the data."""
-    return plot_heatmap(path), plot_histograms(path)
+def plot(path: str | Path, *, save=True) -> tuple[Figure, Figure]:
+    """Both figures (heatmap, histograms); ``save`` True writes each beside the data, False none."""
+    return plot_heatmap(path, save=save), plot_histograms(path, save=save)
 
 
 # ---------------------------------------------------------------------------------------------------------

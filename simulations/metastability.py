@@ -16,8 +16,8 @@ import numpy as np
 
 from particles import sample_sphere
 from particles.metastability import find_plateaus, log_time_grid, staircase
-from simulations.common.cli import study_parser
 from simulations.common.censored_fit import CensoredLineFit, fit_censored_line
+from simulations.common.cli import study_parser
 from simulations.common.figures import figure_path, finish, panels
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
@@ -169,7 +169,8 @@ def format_growth(data, *, confidence=0.95):
     )
     lines.append(
         f"log duration = rate * beta + c, censored maximum likelihood ({fit.num_censored} of {fit.num_points} "
-        f"durations are lower bounds): rate {fit.slope:.2f}, {confidence:.0%} interval [{fit.ci[0]:.2f}, {fit.ci[1]:.2f}]"
+        f"durations are lower bounds): rate {fit.slope:.2f}, "
+        f"{confidence:.0%} interval [{fit.ci[0]:.2f}, {fit.ci[1]:.2f}]"
     )
     lines.append(f"theory: {theory_verdict(fit)}")
     return "\n".join(lines)

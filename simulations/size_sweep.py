@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from tqdm.auto import tqdm
 
 from hessian import CurvatureProblem
@@ -43,7 +44,7 @@ from simulations.common.store import stored_fields
 from ._growth_points import GrowthConfig, Setup, build
 from ._spectral_summary import METHODS, QUANTITIES, dense_summary, operator_summary
 from .common.cli import full_or_quick, study_parser
-from .common.figures import figure_path, new_figure, save_figure
+from .common.figures import figure_path, finish, panels
 from .common.naming import config_digest, result_path
 
 KIND = "hessian_size_sweep"
@@ -321,21 +322,28 @@ def format_table(results: SizeSweepResults) -> str:
     return "\n".join(lines)
 
 
-def plot(path: str | Path) -> Figure:
+def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Figure from a size-sweep file: one column per block of the last layer, against d_model (log2 axis).
 
     Rows: top eigenvalue lambda_max(H) (solid) and |lambda_min(H)| (dashed; omitted where it is below the rank
     tolerance P eps |lambda|_max, i.e. the block is singular); kappa(H) (solid) and kappa(H_o) over
     the numerical range (dashed); negative mass mu_-(H). One colour per (attention, depth). Undetermined values
-    (matrix-free kappa of an indefinite or singular block) are left out. Saved as PNG next to the data.
+    (matrix-free kappa of an indefinite or singular block) are left out.
+
+    Args:
+        path: the sweep's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the 3 x blocks panels into; None for a new one.
+        ax: the axes to draw on instead (3 rows, one column per block, row by row).
+        save: True for the PNG beside ``path``, False for no file, or a path.
     """
     res = load(path)
     cfg = res.config
     combos = [(a, n) for a in cfg.attentions for n in cfg.layers]
     colors = {c: colormaps["tab10"](i % 10) for i, c in enumerate(combos)}
     ds = np.array(cfg.d_models)
-    fig = new_figure(3.8 * len(cfg.blocks), 9.5, layout="tight")
-    axes = fig.subplots(3, len(cfg.blocks), squeeze=False, sharex=True)
+    fig, axes = panels(
+        3, len(cfg.blocks), size=(3.8 * len(cfg.blocks) + 0.6, 9.5), fig=fig, ax=ax, squeeze=False, sharex=True
+    )
 
     def series(a, n, block, kind, quantity):
         return np.array([res.get(d, n, a, block, kind, quantity)[0] for d in cfg.d_models])
@@ -359,17 +367,25 @@ def plot(path: str | Path) -> Figure:
         axes[2, j].set_ylim(-0.02, 0.52)
         axes[2, j].set_xscale("log", base=2)
         axes[2, j].set_xlabel("d_model")
-    axes[0, 0].set_ylabel(r"$\lambda_{max}(H)$ (solid), $|\lambda_{min}(H)|$ if not ~0 (dashed)")
-    axes[1, 0].set_ylabel(r"$\kappa(H)$ (solid), $\kappa(H_o)$ on its range (dashed)")
-    axes[2, 0].set_ylabel(r"negative mass $\sum_{\lambda<0}|\lambda| / \sum|\lambda|$ of H")
-    axes[0, -1].legend(fontsize=7)
+    # Short axis labels (long ones are cut at the figure's edge); the line styles are told in each row's first title.
+    axes[0, 0].set_ylabel(r"$\lambda_{max}(H)$, $|\lambda_{min}(H)|$")
+    axes[1, 0].set_ylabel(r"condition number $\kappa$")
+    axes[2, 0].set_ylabel("negative mass of H")
+    for j in range(len(cfg.blocks)):
+        axes[1, j].set_title(r"$\kappa(H)$ solid, $\kappa(H_o)$ on its range dashed", fontsize=8)
+        axes[2, j].set_title(r"$\sum_{\lambda<0}|\lambda| / \sum|\lambda|$", fontsize=8)
+    styles = [
+        Line2D([], [], color="k", ls="-", marker="o", ms=3, label=r"$\lambda_{max}(H)$"),
+        Line2D([], [], color="k", ls="--", marker="x", ms=4, label=r"$|\lambda_{min}(H)|$ (left out where ~0)"),
+    ]
+    axes[0, 0].add_artist(axes[0, 0].legend(handles=styles, fontsize=7, loc="lower left"))
+    axes[0, -1].legend(fontsize=7, loc="best")
     fig.suptitle(
         f"Hessian blocks at initialisation vs size ({cfg.loss.upper()}, batch {cfg.batch}); "
         f"dense where P <= {cfg.dense_threshold}, else Lanczos/SLQ",
         fontsize=10,
     )
-    save_figure(fig, figure_path(path), dpi=120)
-    return fig
+    return finish(fig, save, figure_path(path), dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------------------

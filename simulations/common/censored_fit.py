@@ -99,7 +99,9 @@ def fit_censored_line(x, y, censored, *, confidence=0.95):
         inner, outer = slope, slope + direction * step
         for _ in range(60):
             if excess(outer) > 0:
-                ends.append(optimize.brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-10 * (1 + abs(slope))))
+                ends.append(
+                    optimize.brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-10 * (1 + abs(slope)))
+                )
                 break
             inner, outer = outer, slope + 2 * (outer - slope)
         else:
@@ -116,7 +118,9 @@ def fit_censored_line(x, y, censored, *, confidence=0.95):
 
 
 def _minimize(fun, start):
-    result = optimize.minimize(fun, np.asarray(start, dtype=np.float64), jac=True, method="BFGS", options={"gtol": 1e-10})
+    result = optimize.minimize(
+        fun, np.asarray(start, dtype=np.float64), jac=True, method="BFGS", options={"gtol": 1e-10}
+    )
     # BFGS may stop on a precision loss next to the optimum; a polish from there settles it.
     if not result.success:
         result = optimize.minimize(fun, result.x, jac=True, method="L-BFGS-B")
