@@ -54,7 +54,7 @@ from particles.io import ResultStore
 from simulations.common.store import stored_config
 
 from .common.cli import study_parser
-from .common.figures import figure_path, new_figure, save_figure
+from .common.figures import figure_path, finish, panels
 from .common.fits import fit_line
 
 KIND = "attention_lipschitz"
@@ -283,15 +283,22 @@ def format_slopes(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(path: str | Path) -> Figure:
+def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Log-log ``||dF/dX||_2`` against s, one panel per token family: draws thin, geometric mean bold, fitted
-    slope dashed. Saved as PNG next to the data."""
+    slope dashed.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (one per token family).
+        save: True for the PNG beside the data, False for no file, or a path.
+    """
     res = load(path)
     rows = {(row["layer"], row["tokens"]): row for row in res.slopes()}
     s = res.scales
     keep = s >= res.config.s_fit * (1 - 1e-12)
-    fig = new_figure(12, 4.6, layout="tight")
-    axes = fig.subplots(1, len(TOKENS), sharey=True)
+    fig, axes = panels(1, len(TOKENS), size=(12, 4.6), fig=fig, ax=ax, squeeze=False, sharey=True)
+    axes = axes[0]
     for ax, (t, tokens) in zip(axes, enumerate(TOKENS)):
         for l, name in enumerate(LAYERS):
             color = f"C{l}"
@@ -324,8 +331,7 @@ def plot(path: str | Path) -> Figure:
         f"slopes fitted for s >= {c.s_fit:g} (dotted line), dashed: fitted power law (offset)",
         fontsize=9,
     )
-    save_figure(fig, figure_path(path), dpi=120)
-    return fig
+    return finish(fig, save, figure_path(path), dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------------------

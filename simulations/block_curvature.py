@@ -42,7 +42,7 @@ from particles.io import ResultStore
 from simulations._addition_model import addition_problem, addition_transformer
 from simulations._sigma_grids import sigma_grid
 from simulations.common.cli import full_or_quick, study_parser
-from simulations.common.figures import new_figure, save_figure
+from simulations.common.figures import finish, panels
 from simulations.common.fits import fit_power_law
 from simulations.common.store import stored_config
 
@@ -306,9 +306,16 @@ def _beside(path: str | Path, suffix: str) -> Path:
     return path.with_name(path.stem + suffix)
 
 
-def plot_map(path: str | Path) -> Figure:
+def plot_map(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Heatmaps of log10 ||H[g, g']||_F for H, H_o, H_f at initialisation (mean over repeats), numbers in the
-    cells; saved as ``<stem>_map.png``."""
+    cells; saved as ``<stem>_map.png``.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (three: H, H_o, H_f).
+        save: True for the PNG beside the data, False for no file, or a path.
+    """
     res = load(path)
     with np.errstate(invalid="ignore"):
         M = np.nanmean(res.init, axis=0)  # (3, G, G)
@@ -317,8 +324,7 @@ def plot_map(path: str | Path) -> Figure:
     logs = np.log10(np.where(M > 0, M, np.nan))
     finite = logs[np.isfinite(logs)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1, 1)
-    fig = new_figure(18, 5.8)
-    axes = fig.subplots(1, 3)
+    fig, axes = panels(1, 3, size=(18, 5.8), fig=fig, ax=ax)
     for ax, q in zip(axes, range(3)):
         im = ax.imshow(logs[q], cmap="viridis", vmin=vmin, vmax=vmax)
         for i in range(G):
@@ -337,19 +343,24 @@ def plot_map(path: str | Path) -> Figure:
         f"mean of {c.repeats} seeds (0: H_f <= 1e-10 of H, round-off)",
         fontsize=9,
     )
-    save_figure(fig, _beside(path, "_map.png"))
-    return fig
+    return finish(fig, save, _beside(path, "_map.png"))
 
 
-def plot_growth(path: str | Path) -> Figure:
+def plot_growth(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
     """Diagonal group blocks of H, H_o, H_f against sigma (log-log, mean over repeats), one curve per group;
-    saved as ``<stem>_growth.png``."""
+    saved as ``<stem>_growth.png``.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (three: H, H_o, H_f).
+        save: True for the PNG beside the data, False for no file, or a path.
+    """
     res = load(path)
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(res.diagonal(), axis=1)
     mean[:, 2] = np.where(mean[:, 2] <= ZERO_RTOL * mean[:, 0], np.nan, mean[:, 2])  # vanishing H_f: not drawn
-    fig = new_figure(17, 5, layout="tight")
-    axes = fig.subplots(1, 3, sharey=True)
+    fig, axes = panels(1, 3, size=(17, 5), fig=fig, ax=ax, sharey=True)
     colors = matplotlib.colormaps["tab10"](np.arange(len(res.groups)) % 10)
     for q, ax in enumerate(axes):
         for g, group in enumerate(res.groups):
@@ -375,13 +386,12 @@ def plot_growth(path: str | Path) -> Figure:
         ax.legend(fontsize=7, ncol=2)
     axes[0].set_ylabel("$\\|H[g, g]\\|_F$")
     fig.suptitle(res.config.name().replace("_", " "), fontsize=9)
-    save_figure(fig, _beside(path, "_growth.png"))
-    return fig
+    return finish(fig, save, _beside(path, "_growth.png"))
 
 
-def plot(path: str | Path) -> tuple[Figure, Figure]:
-    """Both figures of the file (``plot_map``, ``plot_growth``), saved beside it."""
-    return plot_map(path), plot_growth(path)
+def plot(path: str | Path, *, save=True) -> tuple[Figure, Figure]:
+    """Both figures of the file (``plot_map``, ``plot_growth``); ``save`` True writes them beside it."""
+    return plot_map(path, save=save), plot_growth(path, save=save)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from particles.critical_points import (
 )
 from particles.metastability import find_plateaus
 from simulations.common.cli import study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.figures import figure_path, finish, panels
 from simulations.common.fits import fit_line
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
@@ -378,10 +378,16 @@ def load(path):
     return data
 
 
-def plot(path):
+def plot(path, *, fig=None, ax=None, save=True):
     """Four panels, all read from the HDF5 file and saved as PNG beside it: ascent ratio vs
     beta for the k-gon clusters; prepared plateau durations vs beta; uniform-start plateau
     durations vs (1 - alpha) beta, and vs the inverse ascent ratio of the stalled state.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (four, row by row).
+        save: True for the PNG beside the data, False for no file, or a path.
 
     Returns:
         the ``Figure``.
@@ -389,8 +395,7 @@ def plot(path):
     data = load(path)
     config = data["config"]
     fits, pfits, ufits = data["eigen_fits"], data["prepared_fits"], data["plateau_fits"]
-    fig = new_figure(13, 9.5)
-    axes = fig.subplots(2, 2)
+    fig, axes = panels(2, 2, size=(13, 9.5), fig=fig, ax=ax)
     ax = axes[0, 0]
     for j, (label, k, m, d) in enumerate(CONFIGURATIONS):
         alpha, slope, _, intercept = fits[j][:4]
@@ -480,8 +485,7 @@ def plot(path):
     ax.set_ylabel("plateau duration")
     ax.set_title(f"uniform starts: log-log slope {ufits[2][0]:.2f} +- {ufits[2][1]:.2f}", fontsize=9)
     ax.legend(fontsize=7)
-    save_figure(fig, figure_path(path))
-    return fig
+    return finish(fig, save, figure_path(path))
 
 
 def print_tables(data):

@@ -37,7 +37,7 @@ from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_transformer
 from simulations.common.cli import full_or_quick, study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.figures import figure_path, finish, panels
 from simulations.common.fits import fit_line
 from simulations.common.store import stored_config
 
@@ -226,15 +226,22 @@ def load(path: str | Path) -> DatasetResults:
     return DatasetResults(config, np.arange(N, dtype=float), dL, dH, losses, H_mean, seconds)
 
 
-def plot(path: str | Path, *, k_min: int = 10) -> Figure:
+def plot(path: str | Path, *, k_min: int = 10, fig=None, ax=None, save=True) -> Figure:
     """Log-log |L_{k+1} - L_k| and ||H_{k+1} - H_k||_F against k: every k, binned medians, fitted and theory slopes;
-    saved as ``<stem>.png``."""
+    saved as ``<stem>.png``.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (two: loss, Hessian).
+        save: True for the PNG beside the data, False for no file, or a path.
+        k_min: smallest k of the rate fit.
+    """
     res = load(path)
     rates = res.rates(k_min=k_min)
-    fig = new_figure(12, 4.6, layout="tight")
-    axes = fig.subplots(1, 2)
-    panels = (("loss", res.dL, "$|L_{k+1} - L_k|$"), ("hessian", res.dH, "$\\|H_{k+1} - H_k\\|_F$"))
-    for ax, (key, values, label) in zip(axes, panels):
+    fig, axes = panels(1, 2, size=(12, 4.6), fig=fig, ax=ax)
+    shown = (("loss", res.dL, "$|L_{k+1} - L_k|$"), ("hessian", res.dH, "$\\|H_{k+1} - H_k\\|_F$"))
+    for ax, (key, values, label) in zip(axes, shown):
         ok = np.isfinite(values) & (values > 0)
         ax.loglog(res.k[ok], values[ok], ".", ms=2, alpha=0.35, color="C0", label="every k")
         fit = rates[key]
@@ -259,8 +266,7 @@ def plot(path: str | Path, *, k_min: int = 10) -> Figure:
         f"N = {c.num_samples}",
         fontsize=9,
     )
-    save_figure(fig, figure_path(path))
-    return fig
+    return finish(fig, save, figure_path(path))
 
 
 # ---------------------------------------------------------------------------------------------------------

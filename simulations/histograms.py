@@ -36,7 +36,7 @@ import torch
 from particles.checks import check_int
 from particles.histograms import inner_product_histograms, normalize_tokens, particle_states
 from simulations.common.cli import study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.figures import figure_path, finish, panels
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
 
@@ -370,7 +370,7 @@ def load(path):
     return out
 
 
-def plot(path, *, max_panels=49):
+def plot(path, *, max_panels=49, fig=None, save=True):
     """Figure 1 from a file written by ``run``: one panel per layer, shared axes; saved as
     PNG beside the file.
 
@@ -380,6 +380,8 @@ def plot(path, *, max_panels=49):
     Args:
         path: the HDF5 file.
         max_panels: at most this many panels, layers evenly spaced, always the first and last.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        save: True for the PNG beside ``path``, False for no file, or a path.
 
     Returns:
         the ``Figure``.
@@ -395,8 +397,9 @@ def plot(path, *, max_panels=49):
     shown = np.unique(np.round(np.linspace(0, n_layers - 1, min(n_layers, max_panels)))).astype(int)
     cols = int(np.ceil(np.sqrt(len(shown))))
     rows = int(np.ceil(len(shown) / cols))
-    fig = new_figure(2.3 * cols, 1.9 * rows + 0.6, layout=None)
-    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    fig, axes = panels(
+        rows, cols, size=(2.3 * cols, 1.9 * rows + 0.6), fig=fig, layout=None, squeeze=False, sharex=True, sharey=True
+    )
     # One y-limit for all panels, as in the authors' saved figures, set by the model: a
     # collapsed particle histogram (a spike at 1) is clipped rather than flattening the rest.
     peak = np.max(dens)
@@ -423,9 +426,9 @@ def plot(path, *, max_panels=49):
         axes[0, 0].legend(fontsize=6, loc="upper left")
     name = str(model.get("model", "model"))
     fig.suptitle(f"Inner products of normalised tokens, {name}, n = {model['n_tokens']}", fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, figure_path(path))
-    return fig
+    if hasattr(fig, "tight_layout"):  # a SubFigure is laid out by its parent
+        fig.tight_layout()
+    return finish(fig, save, figure_path(path))
 
 
 def parse_args(argv=None):

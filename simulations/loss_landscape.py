@@ -54,7 +54,7 @@ from simulations.common.store import stored_config
 from simulations.training_curvature import TrainingConfig
 
 from .common.cli import full_or_quick, study_parser
-from .common.figures import new_figure, save_figure
+from .common.figures import finish, new_figure
 
 KIND = "hessian_loss_landscape"
 PIECES = ("eig_line", "eig_plane", "random_plane")
@@ -256,7 +256,7 @@ def point_figure_path(path: str | Path, point: str) -> Path:
     return Path(path).with_name(f"{Path(path).stem}_{point}.png")
 
 
-def plot(path: str | Path) -> list[Figure]:
+def plot(path: str | Path, *, save=True) -> list[Figure]:
     """One figure per parameter point, drawn from the file and saved as ``<stem>_<point>.png`` next to it.
 
     Panels: the loss along v_1 with the quadratic model dashed; ``|L - q|`` against ``|t|`` (log-log, with a
@@ -324,7 +324,7 @@ def plot(path: str | Path) -> list[Figure]:
         )
         # explicit margins: tight_layout measures every 3-D axis label and costs seconds
         fig.subplots_adjust(left=0.05, right=0.97, bottom=0.05, top=0.92, wspace=0.3, hspace=0.25)
-        save_figure(fig, point_figure_path(path, point), dpi=110)
+        finish(fig, save, point_figure_path(path, point), dpi=110)
         figures.append(fig)
     return figures
 

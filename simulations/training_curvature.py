@@ -41,7 +41,7 @@ from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_problem, addition_transformer
 from simulations.common.cli import full_or_quick, study_parser
-from simulations.common.figures import new_figure, save_figure
+from simulations.common.figures import finish, panels
 from simulations.common.store import stored_config
 
 KIND = "hessian_training_curvature"
@@ -307,12 +307,18 @@ def _beside(path: str | Path, suffix: str) -> Path:
     return path.with_name(path.stem + suffix)
 
 
-def plot_spectrum(path: str | Path) -> Figure:
-    """Loss, eigenvalues, trace and block norms against step; saved as ``<stem>_spectrum.png``."""
+def plot_spectrum(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
+    """Loss, eigenvalues, trace and block norms against step; saved as ``<stem>_spectrum.png``.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (four, row by row).
+        save: True for the PNG beside the data, False for no file, or a path.
+    """
     res = load(path)
     s = res.steps
-    fig = new_figure(13, 8.5, layout="tight")
-    axes = fig.subplots(2, 2)
+    fig, axes = panels(2, 2, size=(13, 8.5), fig=fig, ax=ax)
     ax = axes[0, 0]
     ax.plot(s, res.loss, "o-", label="evaluation batch")
     ax.plot(s[1:], res.train_loss[1:], "s--", ms=3, label="last training batch")
@@ -342,12 +348,18 @@ def plot_spectrum(path: str | Path) -> Figure:
     for ax in axes.ravel():
         ax.set_xlabel("training step")
     fig.suptitle(res.config.name().replace("_", " "), fontsize=9)
-    save_figure(fig, _beside(path, "_spectrum.png"))
-    return fig
+    return finish(fig, save, _beside(path, "_spectrum.png"))
 
 
-def plot_density(path: str | Path, *, num_densities: int = 4) -> Figure:
-    """SLQ spectral densities of up to ``num_densities`` checkpoints; saved as ``<stem>_density.png``."""
+def plot_density(path: str | Path, *, num_densities: int = 4, fig=None, ax=None, save=True) -> Figure:
+    """SLQ spectral densities of up to ``num_densities`` checkpoints; saved as ``<stem>_density.png``.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the panels into; None for a new one.
+        ax: the axes to draw on instead (one Axes).
+        save: True for the PNG beside the data, False for no file, or a path.
+    """
     res = load(path)
     s = res.steps
     picks = np.unique(np.linspace(0, len(s) - 1, min(num_densities, len(s))).round().astype(int))
@@ -356,8 +368,7 @@ def plot_density(path: str | Path, *, num_densities: int = 4) -> Figure:
     lo, hi = float(x.min()), float(x.max())
     width = 0.01 * (hi - lo) if hi > lo else 1e-3
     grid = np.linspace(lo - 5 * width, hi + 5 * width, 600)
-    fig = new_figure(8, 4.8, layout="tight")
-    ax = fig.subplots()
+    fig, ax = panels(1, 1, size=(8, 4.8), fig=fig, ax=ax)
     plasma = matplotlib.colormaps["plasma"]
     peak = 0.0
     for j, c in enumerate(picks):
@@ -375,13 +386,12 @@ def plot_density(path: str | Path, *, num_densities: int = 4) -> Figure:
         fontsize=9,
     )
     ax.legend(fontsize=8)
-    save_figure(fig, _beside(path, "_density.png"))
-    return fig
+    return finish(fig, save, _beside(path, "_density.png"))
 
 
-def plot(path: str | Path) -> tuple[Figure, Figure]:
-    """Both figures of the file (``plot_spectrum``, ``plot_density``), saved beside it."""
-    return plot_spectrum(path), plot_density(path)
+def plot(path: str | Path, *, save=True) -> tuple[Figure, Figure]:
+    """Both figures of the file (``plot_spectrum``, ``plot_density``); ``save`` True writes them beside it."""
+    return plot_spectrum(path, save=save), plot_density(path, save=save)
 
 
 # ---------------------------------------------------------------------------------------------------------
