@@ -6,13 +6,13 @@ softmax versus linear attention. The paper's setting is small, so the default is
 (``--full`` is accepted and changes nothing); about a minute on 2 cores. Results go to HDF5 first (a rerun
 with the same settings reuses them), the two PNGs are drawn from that file, next to it.
 
+    python -m simulations.hessian_heterogeneity [--d-model 16] [--out results/hessian_heterogeneity]
+
 * Heatmap: the exact dense Hessian of the whole 1-layer transformer (d_model = d_head = 16, d_mlp 64, no
   LayerNorm, seed 1234, CE on the answer digits, one batch of 64) over W_E, W_pos, W_Q, W_K, W_V, W_O, W_in,
   b_in, W_out, b_out, W_U, b_U (3836 parameters; attention biases excluded, as in the paper; theory note §3.7).
 * Histograms: the dense W_Q and W_V blocks of H (256 x 256 each) of the same model on 8 batches of 8
   sequences, for softmax attention and for linear attention (residual 1, CE).
-
-    python -m simulations.hessian_heterogeneity [--d-model 16] [--out results/hessian_heterogeneity]
 """
 
 from __future__ import annotations

@@ -245,8 +245,18 @@ class TrainingResults:
     """A training-curvature file in memory (checkpoints in step order; missing ones are left out).
 
     Attributes:
-        config; groups (G,); steps (C,); loss (C,) evaluation loss; train_loss (C,); top (C, k); bottom (C,);
-        trace, trace_se (C,); block_norms (C, G); slq_nodes, slq_weights (C, probes, m); num_params; seconds.
+        config: the run's ``TrainingConfig``.
+        groups: (G,) names of the parameter groups.
+        steps: (C,) training step of each checkpoint.
+        loss: (C,) evaluation loss.
+        train_loss: (C,) loss of the last training batch.
+        top: (C, k) largest eigenvalues.
+        bottom: (C,) smallest eigenvalue.
+        trace: (C,) Hutch++ trace, with ``trace_se`` (C,) its standard error.
+        block_norms: (C, G) exact Frobenius norms of the group blocks.
+        slq_nodes: (C, probes, m) SLQ nodes, with ``slq_weights`` of the same shape.
+        num_params: parameters of the Hessian.
+        seconds: computing time.
     """
 
     config: TrainingConfig

@@ -21,12 +21,20 @@ class AttentionQuantities:
     """Single-head layer ``F = A X W_V``, ``T = beta X W_Q W_K^T X^T``, at one input X (L, d).
 
     Attributes:
-        X: (L, d) input in float64; A: (L, L) pattern; J: (L, L, L) with J[i] = dA_i/dT_i (softmax:
-        diag(a_i) - a_i a_i^T; linear: diag(mask_i); unnormalized: diag(a_i)); m: (L, d) first moments A X;
-        M2: (L, d, d) second moments X^T J_i X (central for softmax); M3u: (L, d, d) third moments contracted
-        with u_i (0 for linear attention);
-        F: (L, d_V) output; G: (L, d_V) dl/dF; Lam: (L, d_V, d_V) d^2 l/dF_i^2; U: (L, d) rows
-        u_i = W_V g_i; S: (L, d) rows s_i = M2_i u_i; q: (L, d_K) rows W_Q^T x_i; beta: score scale.
+        X: (L, d) input in float64.
+        A: (L, L) pattern.
+        J: (L, L, L) with J[i] = dA_i/dT_i (softmax: diag(a_i) - a_i a_i^T; linear: diag(mask_i);
+            unnormalized: diag(a_i)).
+        m: (L, d) first moments A X.
+        M2: (L, d, d) second moments X^T J_i X (central for softmax).
+        M3u: (L, d, d) third moments contracted with u_i (0 for linear attention).
+        F: (L, d_V) output.
+        G: (L, d_V) dl/dF.
+        Lam: (L, d_V, d_V) d^2 l/dF_i^2.
+        U: (L, d) rows u_i = W_V g_i.
+        S: (L, d) rows s_i = M2_i u_i.
+        q: (L, d_K) rows W_Q^T x_i.
+        beta: score scale.
     """
 
     X: Tensor

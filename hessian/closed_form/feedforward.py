@@ -99,8 +99,8 @@ def feedforward_blocks(
         ``HessianSplit`` of ``BlockMatrix`` over ``NAMES`` = ("W_1", "b_1", "W_2", "b_2"), row-major.
 
     Raises:
-        TypeError: non-tensors or integer tensors. ValueError: inconsistent shapes, non-finite values,
-        unknown activation.
+        TypeError: non-tensors or integer tensors.
+        ValueError: inconsistent shapes, non-finite values, unknown activation.
     """
     kind = _activation(activation)
     Y, W_1, b_1, W_2, b_2 = (
