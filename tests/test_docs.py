@@ -24,4 +24,3 @@ def test_docs_build_in_strict_mode(tmp_path):
     assert {"particles", "particles_io", "hessian", "simulations"} <= pages
     html = (tmp_path / "site" / "api" / "particles" / "index.html").read_text()
     assert 'id="particles.simulate"' in html  # re-exported names are documented, not just listed
-

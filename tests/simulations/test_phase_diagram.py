@@ -66,3 +66,20 @@ def test_full_flag_gives_the_authors_defaults():
     assert (e.n, e.d, e.t_max, e.dt, e.dynamics) == (32, 2, 30.0, 0.1, "SA")
     quick = study.config_from_args(study.parse_args([]))
     assert quick == study.PhaseDiagramConfig()
+
+
+def test_plot_returns_the_figure_with_every_setting_and_discrete_counts(tmp_path):
+    ensemble = particles.ClusteringEnsemble(
+        dynamics="USA", usa_step_correction=True, interaction="goe", regen_period=0.5, n=6, batch=4, t_max=1.0
+    )
+    config = study.PhaseDiagramConfig(betas=(0.25, 0.5), ensemble=dataclasses.replace(ensemble, checkpoints=5))
+    path = tmp_path / "sweep.h5"
+    study.run(config, path, progress=False)
+    fig = study.plot(path, save=False)
+    assert not path.with_suffix(".png").exists()
+    title = fig.get_suptitle()
+    for words in ("USA", "USA step correction", "redrawn every t = 0.5", "goe", "t_max = 1", "n = 6"):
+        assert words in title, (words, title)
+    assert "shown as 0.001" in fig.axes[1].get_title()
+    bar = fig.axes[-1]  # the cluster-count colour bar: one labelled tick per count up to n
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["1", "2", "3", "4", "5", "6"]
