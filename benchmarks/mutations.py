@@ -839,5 +839,115 @@ MUTATIONS = [
         new="if False:",
         tests=["tests/simulations/common/test_store.py::test_earlier_layout_reads_and_resumes"],
         description="study files of the earlier layout (config as a saved piece) no longer open",
+    # --- figures ---
+    dict(
+        id="censoring_ignored",
+        file="simulations/common/censored_fit.py",
+        old="best = _minimize(lambda p: _nll_and_grad(p, xc, y, censored),",
+        new="best = _minimize(lambda p: _nll_and_grad(p, xc, y, np.zeros_like(censored)),",
+        tests=[
+            "tests/simulations/common/test_censored_fit.py::test_recovers_the_line_that_censoring_bends_and_covers_it"
+        ],
+        description="censored points fitted as exact: the rate bends down where t_max cuts the plateaus",
+    ),
+    dict(
+        id="censored_profile_threshold",
+        file="simulations/common/censored_fit.py",
+        old="threshold = stats.chi2.ppf(confidence, 1) / 2",
+        new="threshold = stats.chi2.ppf(confidence, 1)",
+        tests=[
+            "tests/simulations/common/test_censored_fit.py"
+            "::test_without_censoring_it_is_least_squares_with_the_exact_profile_interval"
+        ],
+        description="profile-likelihood interval from the deviance quantile on the log-likelihood: too wide",
+    ),
+    dict(
+        id="censored_hazard_sign",
+        file="simulations/common/censored_fit.py",
+        old="d_mu[censored] = -hazard / s",
+        new="d_mu[censored] = hazard / s",
+        tests=[
+            "tests/simulations/common/test_censored_fit.py::test_the_fit_maximises_an_independently_written_likelihood"
+        ],
+        description="wrong gradient of a censored point's log-survival: the optimiser stops off the maximum",
+    ),
+    dict(
+        id="metastability_never_censored",
+        file="simulations/metastability.py",
+        old="counts[-1] >= 2):",
+        new="counts[-1] >= 10**6):",
+        tests=[
+            "tests/simulations/test_metastability.py::test_plateaus_cut_at_t_max_are_lower_bounds_and_the_fit_knows_it"
+        ],
+        description="systems still split at t_max not marked as lower bounds",
+    ),
+    dict(
+        id="metastability_fit_above_t_max",
+        file="simulations/metastability.py",
+        old="below = line <= growth.t_max",
+        new="below = line > 0",
+        tests=[
+            "tests/simulations/test_metastability.py"
+            "::test_plot_returns_the_figure_draws_no_fit_above_t_max_and_saves_only_when_asked"
+        ],
+        description="the fitted line drawn above t_max, where no run could have seen a plateau end",
+    ),
+    dict(
+        id="metastability_plot_returns_nothing",
+        file="simulations/metastability.py",
+        old="    return finish(fig, save, figure_path(path))",
+        new="    finish(fig, save, figure_path(path))",
+        tests=["tests/test_notebooks.py::test_notebook_runs_and_shows_its_figures[03_metastability]"],
+        description="plot draws but returns None: nothing shows inline in a notebook",
+    ),
+    dict(
+        id="save_false_still_saves",
+        file="simulations/common/figures.py",
+        old="    if save is None or save is False:\n        return fig",
+        new="    if save is None:\n        return fig",
+        tests=["tests/simulations/common/test_figures.py::test_finish_saves_only_when_asked"],
+        description="save=False writes the PNG anyway (or fails on the bool): plots cannot be drawn without a file",
+    ),
+    dict(
+        id="count_colours_shared",
+        file="simulations/common/figures.py",
+        old="lows[-1] + 1 if lows[-1] < 6 else",
+        new="lows[-1] + 2 if lows[-1] < 6 else",
+        tests=["tests/simulations/common/test_figures.py::test_count_colours_give_each_small_count_its_own_colour"],
+        description="2 and 3 clusters share a colour in the phase diagram",
+    ),
+    dict(
+        id="phase_title_drops_step_correction",
+        file="simulations/phase_diagram.py",
+        old='step += r" / max($\\sqrt{\\beta}\\, e^{\\beta - 1/2}$, 1) (USA step correction)"',
+        new="pass",
+        tests=[
+            "tests/simulations/test_phase_diagram.py::test_plot_returns_the_figure_with_every_setting_and_discrete_counts"
+        ],
+        description="the phase-diagram title leaves out the USA step correction",
+    ),
+    dict(
+        id="theory_tolerance_ignored",
+        file="simulations/common/fits.py",
+        old="if low - tolerance <= theory <= high + tolerance:",
+        new="if low <= theory <= high:",
+        tests=["tests/test_doctests.py::test_docstring_examples_run[simulations.common.fits]"],
+        description="an asymptotic exponent compared without its finite-range allowance: exact fits 'disagree'",
+    ),
+    dict(
+        id="readme_second_run_file",
+        file="README.md",
+        old='store="flow.h5")',
+        new='store="run.h5")',
+        tests=["tests/test_readme.py::test_readme_python_snippets_run_in_order"],
+        description="a README snippet writes a file an earlier one wrote: FileExistsError when run in order",
+    ),
+    dict(
+        id="docs_missing_object",
+        file="docs/api/particles_io.md",
+        old="::: particles.io",
+        new="::: particles.no_such_module",
+        tests=["tests/test_docs.py::test_docs_build_in_strict_mode"],
+        description="an API page names an object that does not exist: the strict build must fail",
     ),
 ]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from simulations.common.censored_fit import fit_censored_line
 
@@ -64,3 +64,34 @@ def test_too_few_exact_points_give_nan_and_bad_input_is_refused():
         fit_censored_line([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0, 1, 0])
     with pytest.raises(ValueError, match="confidence"):
         fit_censored_line([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [False] * 3, confidence=1.0)
+
+
+def test_the_fit_maximises_an_independently_written_likelihood():
+    # Reference: the censored log-likelihood in plain scipy.stats, maximised by Nelder-Mead (no gradients).
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 4, 120)
+    y = -1 + 1.5 * x + 0.8 * rng.standard_normal(x.size)
+    cut = 3.5
+    censored = y > cut
+    y = np.minimum(y, cut)
+
+    def negative_log_likelihood(p):
+        a, b, log_s = p
+        z = (y - a - b * x) / np.exp(log_s)
+        return -(np.sum(stats.norm.logpdf(z[~censored]) - log_s) + np.sum(stats.norm.logsf(z[censored])))
+
+    start = [0.0, 1.0, 0.0]
+    ref = optimize.minimize(
+        negative_log_likelihood, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000}
+    )
+    fit = fit_censored_line(x, y, censored)
+    np.testing.assert_allclose([fit.intercept, fit.slope, np.log(fit.scale)], ref.x, atol=1e-5)
+    # The interval's ends sit where the profile log-likelihood has dropped by chi2_1(0.95) / 2.
+    for end in fit.ci:
+        profile = optimize.minimize(
+            lambda p: negative_log_likelihood([p[0], end, p[1]]),
+            [ref.x[0], ref.x[2]],
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000},
+        )
+        assert abs(profile.fun - ref.fun - stats.chi2.ppf(0.95, 1) / 2) < 1e-4
