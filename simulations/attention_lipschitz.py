@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from scipy import stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -55,7 +56,7 @@ from simulations.common.store import stored_config
 
 from .common.cli import study_parser
 from .common.figures import figure_path, finish, panels
-from .common.fits import fit_line
+from .common.fits import compare_with_theory, fit_line
 
 KIND = "attention_lipschitz"
 LAYERS = ("attention", "ln_attention")
@@ -270,17 +271,34 @@ def load(path: str | Path) -> LipschitzResults:
     return LipschitzResults(config, config.scales(), norms, bounds, seconds)
 
 
-def format_slopes(rows: list[dict]) -> str:
-    """One line per (tokens, layer): fitted exponent +- s.e.m. and the theory exponent."""
+def format_slopes(rows: list[dict], *, confidence: float = 0.95) -> str:
+    """One line per (tokens, layer): fitted exponent +- s.e.m., the theory exponent, and whether the theory lies
+    in the exponent's interval (Student t over the draws, ``confidence``)."""
     lines = [
         f"{'tokens':<11} {'layer':<13} {'fitted exponent +- s.e.m.':>27}  theory  {'max over s (median of draws)':>28}"
+        f"  comparison with theory ({confidence:.0%} interval over draws)"
     ]
     for row in rows:
+        low, high = theory_interval(row, confidence=confidence)
         lines.append(
             f"{row['tokens']:<11} {row['layer']:<13} {row['slope']:>+15.4f} +- {row['sem']:.1e}  "
-            f"{row['theory']:+6.0f}  {row['peak']:>28.4g}"
+            f"{row['theory']:+6.0f}  {row['peak']:>28.4g}  "
+            + compare_with_theory(row["theory"], low, high, confidence=confidence, tolerance=EXPONENT_TOLERANCE)[1]
         )
     return "\n".join(lines)
+
+
+#: Allowance for the finite fit range s_fit <= s <= s_max of a large-s exponent (the subleading terms decay
+#: like 1/s there).
+EXPONENT_TOLERANCE = 0.05
+
+
+def theory_interval(row: dict, *, confidence: float = 0.95) -> tuple[float, float]:
+    """The ``confidence`` interval of a ``slopes`` row's exponent: Student t over its draws (NaN below 2)."""
+    if row["draws"] < 2 or not np.isfinite(row["sem"]):
+        return float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, row["draws"] - 1) * row["sem"])
+    return row["slope"] - half, row["slope"] + half
 
 
 def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:

@@ -43,7 +43,7 @@ from simulations._addition_model import addition_problem, addition_transformer
 from simulations._sigma_grids import sigma_grid
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import finish, panels
-from simulations.common.fits import fit_power_law
+from simulations.common.fits import compare_with_theory, fit_power_law
 from simulations.common.store import stored_config
 
 KIND = "hessian_block_curvature"
@@ -270,7 +270,9 @@ def growth_table(results: BlockResults, *, sigma_small: float = 0.1, sigma_large
 def format_growth_table(rows: list[dict], sigma_small: float = 0.1, sigma_large: float = 1.0) -> str:
     """Plain-text table of ``growth_table`` rows (slopes with 95% intervals; '0 (round-off)' for vanishing blocks)."""
     small, large = "slope sigma<=" + format(sigma_small, "g"), "slope sigma>=" + format(sigma_large, "g")
-    head = f"{'group':6s} {'kind':4s} {small:>18s} {large:>18s} {'theory':>7s}  ||.||_F range"
+    head = (
+        f"{'group':6s} {'kind':4s} {small:>18s} {large:>18s} {'theory':>7s}  {'||.||_F range':20s}  large-sigma slope"
+    )
     lines = [head]
     for row in rows:
         if row["zero"] or not row["norm_max"] > 0:
@@ -278,10 +280,14 @@ def format_growth_table(rows: list[dict], sigma_small: float = 0.1, sigma_large:
             lines.append(f"{name} {'0 (round-off)':>18s} {'':>18s} {'':>7s}  <= {row['norm_max']:.1e}")
             continue
         th = "-" if row["theory_large"] is None else f"{row['theory_large']:g}"
+        verdict = "no derived exponent"
+        if row["theory_large"] is not None:
+            low, high = row["slope_large"] - row["ci_large"], row["slope_large"] + row["ci_large"]
+            verdict = compare_with_theory(row["theory_large"], low, high)[1]
         lines.append(
             f"{row['group']:6s} {row['kind']:4s} {row['slope_small']:8.2f} +- {row['ci_small']:5.2f} "
             f"{row['slope_large']:8.2f} +- {row['ci_large']:5.2f} {th:>7s}  "
-            f"{row['norm_min']:.2e} .. {row['norm_max']:.2e}"
+            f"{row['norm_min']:.2e} .. {row['norm_max']:.2e}  {verdict}"
         )
     return "\n".join(lines)
 

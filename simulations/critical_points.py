@@ -38,7 +38,7 @@ from particles.critical_points import (
 from particles.metastability import find_plateaus
 from simulations.common.cli import study_parser
 from simulations.common.figures import figure_path, finish, panels
-from simulations.common.fits import fit_line
+from simulations.common.fits import compare_with_theory, fit_line
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
 
@@ -507,35 +507,60 @@ def print_tables(data):
         print(f"{label:20s} {n:3d} {e['orbit_dimension'][-1]:5d} " + " ".join(f"{c:>27s}" for c in cells))
     print(
         f"\n{'log ascent ratio vs beta':24s} {'alpha':>6s} {'slope':>8s} {'+-SE':>6s} "
-        f"{'-(1-alpha)':>10s} {'points':>6s} {'slope|+p log b':>14s} {'+-SE':>6s} {'p':>6s} {'+-SE':>6s}"
+        f"{'-(1-alpha)':>10s} {'points':>6s} {'slope|+p log b':>14s} {'+-SE':>6s} {'p':>6s} {'+-SE':>6s}  "
+        f"slope vs -(1-alpha), {WALD}"
     )
     for (label, _, _, _), row in zip(CONFIGURATIONS, fits):
         alpha, slope, se, _, npts, s2, se2, power, se_p = row
         if not np.isnan(slope):
             print(
                 f"{label:24s} {alpha:6.2f} {slope:8.3f} {se:6.3f} {alpha - 1:10.2f} {int(npts):6d} "
-                f"{s2:14.3f} {se2:6.3f} {power:6.2f} {se_p:6.2f}"
+                f"{s2:14.3f} {se2:6.3f} {power:6.2f} {se_p:6.2f}  {_versus(alpha - 1, slope, se)}"
             )
     print(
         f"\n{'prepared caps':14s} {'alpha':>6s} {'log T slope':>11s} {'+-SE':>6s} "
-        f"{'-ratio slope':>12s} {'1-alpha':>7s} {'<log T*ratio>':>13s} {'points':>6s}"
+        f"{'-ratio slope':>12s} {'1-alpha':>7s} {'<log T*ratio>':>13s} {'points':>6s}  "
+        f"log T slope vs its lower bound 1-alpha, {WALD}"
     )
     for k, (alpha, slope, se, _, ratio_slope, product, npts) in zip(config["prepared_ks"], pfits):
         print(
             f"{'k = ' + str(k):14s} {alpha:6.2f} {slope:11.3f} {se:6.3f} {ratio_slope:12.3f} "
-            f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}"
+            f"{1 - alpha:7.2f} {product:13.2f} {int(npts):6d}  {_at_least(1 - alpha, slope, se)}"
         )
     slope, se, _, _, _, _, npts = pfits[-1]
-    print(f"prepared caps, all k: log T vs -log ratio slope {slope:.3f} +- {se:.3f} (reference 1, {int(npts)} points)")
+    print(
+        f"prepared caps, all k: log T vs -log ratio slope {slope:.3f} +- {se:.3f} (reference 1, {int(npts)} points): "
+        + _versus(1.0, slope, se)
+    )
     names = [
         "log T vs beta",
         "log T vs (1-alpha) beta",
         "log T vs -log ratio (stalled)",
         "log T vs -log ratio (critical)",
     ]
-    print(f"\n{'uniform starts':32s} {'slope':>7s} {'+-SE':>6s} {'reference':>9s}")
+    print(f"\n{'uniform starts':32s} {'slope':>7s} {'+-SE':>6s} {'reference':>9s}  slope vs reference, {WALD}")
     for name, (slope, se, _, ref) in zip(names, ufits):
-        print(f"{name:32s} {slope:7.3f} {se:6.3f} {ref:9.3f}")
+        print(f"{name:32s} {slope:7.3f} {se:6.3f} {ref:9.3f}  {_versus(ref, slope, se)}")
+
+
+#: How the printed comparisons turn a slope and its standard error into an interval.
+WALD = "95% interval slope +- 1.96 SE"
+
+
+def _versus(theory, slope, se):
+    """Whether ``theory`` lies in the 95% interval slope +- 1.96 se (normal approximation), in words."""
+    return compare_with_theory(theory, slope - 1.96 * se, slope + 1.96 * se)[1]
+
+
+def _at_least(bound, slope, se):
+    """Whether the slope is compatible with the theory's lower bound: its 95% interval reaches it."""
+    low, high = slope - 1.96 * se, slope + 1.96 * se
+    interval = f"95% interval [{low:.3g}, {high:.3g}]"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"undetermined: no finite {interval}"
+    if high >= bound:
+        return f"agrees: the {interval} reaches the lower bound {bound:.3g}"
+    return f"disagrees: the {interval} lies below the lower bound {bound:.3g}"
 
 
 def parse_args(argv=None):

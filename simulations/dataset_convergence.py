@@ -38,7 +38,7 @@ from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_transformer
 from simulations.common.cli import full_or_quick, study_parser
 from simulations.common.figures import figure_path, finish, panels
-from simulations.common.fits import fit_line
+from simulations.common.fits import compare_with_theory, fit_line
 from simulations.common.store import stored_config
 
 KIND = "hessian_dataset_convergence"
@@ -315,8 +315,10 @@ def summary(path: str | Path, *, k_min: int = 10) -> tuple[str, dict]:
         config.name(),
         f"{res.seconds:.1f} s of Hessian computation, {len(config.blocks())} parameter tensors ({config.groups}), "
         f"N = {config.num_samples}",
-        f"|L_(k+1) - L_k|    : fitted slope {loss.slope:.3f} +- {loss.ci:.3f} (95%), theory {THEORY_RATE:g}",
-        f"||H_(k+1) - H_k||_F: fitted slope {hess.slope:.3f} +- {hess.ci:.3f} (95%), theory {THEORY_RATE:g}",
+        f"|L_(k+1) - L_k|    : fitted slope {loss.slope:.3f} +- {loss.ci:.3f} (95%), theory {THEORY_RATE:g}: "
+        + compare_with_theory(THEORY_RATE, loss.slope - loss.ci, loss.slope + loss.ci)[1],
+        f"||H_(k+1) - H_k||_F: fitted slope {hess.slope:.3f} +- {hess.ci:.3f} (95%), theory {THEORY_RATE:g}: "
+        + compare_with_theory(THEORY_RATE, hess.slope - hess.ci, hess.slope + hess.ci)[1],
         f"(binned medians over k >= {k_min}; L_N = {float(np.nanmean(res.losses)):.4f})",
     ]
     return "\n".join(lines) + "\n", rows
