@@ -6,7 +6,9 @@ One module per study, each with the same parts:
 - ``run(config, path, *, progress=True)``: computes into the HDF5 file ``path`` through
   ``particles.io.ResultStore``, saving each finished piece, so a rerun resumes,
 - ``load(path)``: the results as arrays, read from the file alone,
-- ``plot(path)``: the figure drawn from the file, saved as PNG beside it; returns the ``Figure``,
+- ``plot(path, *, fig=None, ax=None, save=True)``: the figure drawn from the file, returned as a
+  matplotlib ``Figure`` (shown inline in a notebook); ``save=True`` writes the PNG beside the file,
+  ``save=False`` nothing, a path writes there; ``fig``/``ax`` draw into a figure or axes of your own,
 - ``main(argv=None)``: the command line, ``python -m simulations.<study> --help``.
 
 Shared helpers live in :mod:`simulations.common` (slope fit, file naming, figures, CLI flags).
