@@ -839,6 +839,7 @@ MUTATIONS = [
         new="if False:",
         tests=["tests/simulations/common/test_store.py::test_earlier_layout_reads_and_resumes"],
         description="study files of the earlier layout (config as a saved piece) no longer open",
+    ),
     # --- figures ---
     dict(
         id="censoring_ignored",
