@@ -39,6 +39,7 @@ def energy(theta, rho, beta):
     Example:
         >>> import numpy as np
         >>> from scipy.special import iv
+        >>> from particles.mean_field import grid
         >>> theta = grid(64)
         >>> uniform = np.full(64, 1 / (2 * np.pi))
         >>> bool(np.isclose(energy(theta, uniform, 2.0), iv(0, 2.0) / 4, rtol=1e-14))

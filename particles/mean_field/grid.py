@@ -78,11 +78,11 @@ def check_density(name, rho, *, M=None):
     rho = rho.astype(np.float64)
     if rho.min() < 0:
         k = int(np.argmin(rho))
-        raise ValueError(f"{name} must be non-negative, got {rho[k]!r} at cell {k}")
+        raise ValueError(f"{name} must be non-negative, got {float(rho[k])!r} at cell {k}")
     mass = rho.sum() * 2.0 * np.pi / rho.shape[0]
     if abs(mass - 1.0) > MASS_TOL:
         raise ValueError(
-            f"{name} must have unit mass, sum(rho) * 2 pi / M = 1, got {mass!r}; divide by that to normalise"
+            f"{name} must have unit mass, sum(rho) * 2 pi / M = 1, got {float(mass)!r}; divide by that to normalise"
         )
     return rho
 
