@@ -19,6 +19,7 @@ One concept per module:
 from .clusters import cluster_counts as cluster_counts
 from .clusters import coarsen as coarsen
 from .clusters import first_merge_time as first_merge_time
+from .energy import empirical_energy as empirical_energy
 from .energy import energy as energy
 from .energy import energy_identity_defect as energy_identity_defect
 from .energy import energy_rate as energy_rate
@@ -49,6 +50,7 @@ __all__ = [
     "normalise",
     # energy and stability
     "energy",
+    "empirical_energy",
     "energy_rate",
     "energy_identity_defect",
     "growth_rates",

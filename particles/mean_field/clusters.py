@@ -66,18 +66,29 @@ def cluster_counts(rho, *, threshold, min_mass=0.05):
     return np.array([len(cluster_masses(r, threshold=threshold, min_mass=min_mass)) for r in rows])
 
 
-def first_merge_time(ts, counts):
-    """The first time the cluster count drops below the largest count reached before it
-    (two clusters became one), or NaN when it never drops.
+def first_merge_time(ts, counts, clusters=None):
+    """The time from which the cluster count stays below ``clusters`` (default: its largest
+    value): the first merge of the metastable configuration. NaN when the count ends at or
+    above it.
+
+    Counting from the last frame backwards makes the time insensitive to the flicker of a
+    noisy histogram while the clusters form.
+
+    Args:
+        ts: (T,) times. counts: (T,) cluster counts. clusters: the count of the metastable
+            configuration (pass the PDE's to compare particle runs with it).
 
     Example:
-        >>> first_merge_time([0.0, 1.0, 2.0, 3.0], [1, 3, 3, 2])
-        3.0
+        >>> first_merge_time([0.0, 1.0, 2.0, 3.0, 4.0], [1, 3, 2, 3, 2])
+        4.0
     """
     ts, counts = np.asarray(ts, dtype=np.float64), np.asarray(counts)
     if ts.shape != counts.shape or ts.ndim != 1:
         raise ValueError(f"ts and counts must be 1-D of the same length, got {ts.shape} and {counts.shape}")
     if counts.size == 0:
         return float("nan")
-    drop = counts < np.maximum.accumulate(counts)
-    return float(ts[np.argmax(drop)]) if drop.any() else float("nan")
+    level = counts.max() if clusters is None else clusters
+    at_or_above = np.flatnonzero(counts >= level)
+    if at_or_above.size == 0 or at_or_above[-1] == counts.size - 1:
+        return float("nan")
+    return float(ts[at_or_above[-1] + 1])

@@ -11,6 +11,7 @@ Z = integral of e^{beta cos(theta - phi)} rho(phi) dphi for SA.
 """
 
 import numpy as np
+from scipy.special import ive
 
 from ..checks import check_choice, check_real
 from .grid import check_density, check_theta
@@ -100,3 +101,32 @@ def energy_identity_defect(ts, theta, rho, beta, dynamics="SA"):
         slope = np.gradient(rate, ts, edge_order=2)
         integral -= dt[0] ** 2 / 12.0 * (slope - slope[0])
     return E - E[0] - integral
+
+
+def empirical_energy(angles, beta):
+    r"""E_beta of empirical measures on the circle in O(n sqrt(beta)) instead of O(n^2).
+
+    From e^{beta cos psi} = sum_m I_m(beta) e^{i m psi},
+
+    $$E_\beta = \frac{1}{2\beta}\Big(I_0(\beta) + 2\sum_{m \ge 1} I_m(\beta)\,|\hat\mu_m|^2\Big),
+      \qquad \hat\mu_m = \frac{1}{n}\sum_j e^{i m \theta_j},$$
+
+    summed until I_m(beta) / I_0(beta) < 1e-17 (|mu_m| <= 1, so the rest is below rounding).
+    Equal to ``particles.energy`` of the points (cos theta_j, sin theta_j).
+
+    Args:
+        angles: (..., n) angles. beta: > 0.
+
+    Returns:
+        (...) float64 array.
+    """
+    beta = check_real("beta", beta, low=0.0, low_inclusive=False)
+    angles = np.asarray(angles, dtype=np.float64)
+    modes = 1
+    while ive(modes, beta) / ive(0, beta) >= 1e-17:
+        modes += 1
+    m = np.arange(1, modes)
+    coeff = np.exp(1j * angles[..., None, :] * m[:, None]).mean(axis=-1)
+    # In units of e^beta (ive = I e^{-beta}), multiplied back at the end.
+    total = ive(0, beta) + 2.0 * np.sum(ive(m, beta) * np.abs(coeff) ** 2, axis=-1)
+    return np.exp(beta) * total / (2.0 * beta)

@@ -120,7 +120,9 @@ def solve(
         "cfl": cfl,
         "rho0": rho0,
         "save_times": save_times,
-        **{name: (None if m is None else np.asarray(m, dtype=np.float64)) for name, m in (("Q", Q), ("K", K), ("V", V))},
+        **{
+            name: (None if m is None else np.asarray(m, dtype=np.float64)) for name, m in (("Q", Q), ("K", K), ("V", V))
+        },
     }
     frames_out = []
     writer = io.DensityWriter(store, theta, params, overwrite=overwrite) if store is not None else None

@@ -38,4 +38,6 @@ def test_coarsen_keeps_mass_and_centres(rng):
 def test_first_merge_time():
     ts = np.arange(6.0)
     assert first_merge_time(ts, [1, 3, 3, 3, 2, 1]) == 4.0
+    assert first_merge_time(ts, [1, 3, 2, 3, 2, 2]) == 4.0  # flicker while forming
+    assert first_merge_time(ts, [1, 4, 3, 3, 2, 2], clusters=3) == 4.0
     assert np.isnan(first_merge_time(ts, [1, 2, 3, 3, 3, 3]))

@@ -6,7 +6,16 @@ import pytest
 from scipy.special import iv
 
 import particles
-from particles.mean_field import energy, energy_identity_defect, energy_rate, grid, normalise, sample_angles, solve
+from particles.mean_field import (
+    empirical_energy,
+    energy,
+    energy_identity_defect,
+    energy_rate,
+    grid,
+    normalise,
+    sample_angles,
+    solve,
+)
 
 
 def test_energy_of_a_cosine_density_is_exact():
@@ -28,8 +37,13 @@ def test_usa_energy_identity_defect_shrinks_at_second_order():
     defects = []
     for M in (32, 64, 128):
         theta = grid(M)
-        sol = solve(normalise(1 + 0.5 * np.cos(theta) + 0.3 * np.sin(2 * theta)), beta=1.0, t_max=1.0, frames=101,
-                    dynamics="USA")
+        sol = solve(
+            normalise(1 + 0.5 * np.cos(theta) + 0.3 * np.sin(2 * theta)),
+            beta=1.0,
+            t_max=1.0,
+            frames=101,
+            dynamics="USA",
+        )
         E = energy(theta, sol.rho, 1.0)
         assert np.all(np.diff(E) > 0)
         defects.append(np.abs(energy_identity_defect(sol.ts, theta, sol.rho, 1.0, "USA")).max() / (E[-1] - E[0]))
@@ -53,3 +67,11 @@ def test_sa_energy_rate_has_the_Z_weight():
 def test_energy_needs_positive_beta():
     with pytest.raises(ValueError, match="beta must be > 0"):
         energy(grid(16), np.full(16, 1 / (2 * np.pi)), 0.0)
+
+
+def test_empirical_energy_equals_the_particles():
+    rng = np.random.default_rng(3)
+    angles = rng.vonmises(0.5, 2.0, (3, 50))
+    x = np.stack([np.cos(angles), np.sin(angles)], -1)
+    for beta in (0.3, 5.0, 40.0):
+        np.testing.assert_allclose(empirical_energy(angles, beta), particles.energy(x, beta), rtol=1e-13)

@@ -25,7 +25,9 @@ def test_grid_points():
 
 def test_too_coarse_grid_names_the_minimum():
     rho0 = np.full(16, 1 / (2 * np.pi))
-    with pytest.raises(ValueError, match=rf"rho0 has M = 16 cells, too coarse for beta = 20.*M >= {minimum_grid(20.0)}"):
+    with pytest.raises(
+        ValueError, match=rf"rho0 has M = 16 cells, too coarse for beta = 20.*M >= {minimum_grid(20.0)}"
+    ):
         solve(rho0, beta=20.0, t_max=1.0)
     # Q K scales beta: q k = 4 makes beta = 5 need the grid of beta = 20.
     with pytest.raises(ValueError, match="too coarse for beta = 20"):

@@ -12,13 +12,14 @@ def test_draws_converge_to_the_density_at_rate_one_half():
     theta = grid(64)
     rho = normalise(np.exp(1.5 * np.cos(theta)))
     ns = np.array([64, 256, 1024, 4096])
-    mean_w1 = [np.mean([wasserstein_circle(a, (theta, rho)) for a in sample_angles(rho, n, seed=n, batch=8)]) for n in ns]
+    mean_w1 = [
+        np.mean([wasserstein_circle(a, (theta, rho)) for a in sample_angles(rho, n, seed=n, batch=8)]) for n in ns
+    ]
     slope = np.polyfit(np.log(ns), np.log(mean_w1), 1)[0]
     assert -0.62 < slope < -0.38, (mean_w1, slope)
 
 
 def test_draws_stay_in_the_support():
-    theta = grid(32)
     rho = np.zeros(32)
     rho[[3, 20]] = 1.0
     rho = normalise(rho)
