@@ -44,3 +44,15 @@ def muscl_rhs(rho, u_face, h, out):
             flux[i] = u * (rho[j] - 0.5 * slope[j])
     for i in range(M):
         out[i] = -(flux[i] - flux[i - 1]) / h
+
+
+@njit(cache=True)
+def step_rate(u_face, h):
+    """max(max|u| / h, max|u_{i+1/2} - u_{i-1/2}| / h): the inverse of the largest stable step
+    at Courant number 1 (advection and compression limits)."""
+    speed = 0.0
+    strain = 0.0
+    for i in range(u_face.shape[0]):
+        speed = max(speed, abs(u_face[i]))
+        strain = max(strain, abs(u_face[i] - u_face[i - 1]))
+    return max(speed, strain) / h
