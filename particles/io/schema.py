@@ -32,6 +32,9 @@ Deviations from H5MD: ``value`` may carry a leading batch axis (independent syst
 one file; H5MD has one system per particle group); the storage dtype may be float32 for a
 float64 run; ``/parameters/checkpoint`` is ours.
 
+Density trajectories of the mean-field solver (``particles_schema = "density"``) share
+``/h5md`` and ``/parameters`` and keep their frames in ``/fields/density`` (see ``density``).
+
 Sweep results (``ResultStore``) share ``/h5md`` (``particles_schema = "results"``, ``kind``
 the sweep's kind, e.g. "phase_diagram", and ``created``) and ``/parameters`` (the sweep's
 config); each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
