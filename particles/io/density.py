@@ -2,8 +2,9 @@ r"""Density trajectories of the mean-field solver (``particles.mean_field.solve`
 
 Layout (H5MD-style, ``particles_schema = "density"``)::
 
-    /h5md                         attrs version, particles_schema = "density",
-                                        particles_schema_version, /author, /creator
+    /h5md                         attrs version, particles_schema = "density", kind =
+                                        "density", particles_schema_version, created,
+                                        /author, /creator
     /parameters                   the solver's parameters: scalars and strings as attrs
                                         (beta, t_max, dynamics, cfl, ...), arrays as
                                         datasets (rho0 (M,), save_times (F,), Q, K, V when
@@ -29,9 +30,18 @@ import numpy as np
 
 from .errors import StoreError
 from .locking import check_path, h5_errors, open_read
-from .schema import check_config, check_schema, get_values, put_value, same_config_value, write_h5md
+from .schema import (
+    DENSITY_KIND,
+    check_config,
+    check_schema,
+    get_values,
+    put_value,
+    same_config_value,
+    to_python,
+    write_h5md,
+)
 
-KIND = "density"
+KIND = DENSITY_KIND
 FIELD = "fields/density"
 
 
@@ -103,7 +113,7 @@ class DensityWriter:
         tmp = self.path.with_name(self.path.name + ".create-tmp")
         with h5_errors(self.path, "create"):
             with h5py.File(tmp, "w") as f:
-                write_h5md(f, KIND)
+                write_h5md(f, KIND, KIND)
                 group = f.create_group("parameters")
                 for key, value in params.items():
                     put_value(group, key, value)
@@ -161,6 +171,22 @@ def read_density(path):
                 steps=group["step"][:m],
                 params=get_values(f["parameters"]),
             )
+
+
+def density_info(f, path):
+    """``particles.io.info``'s facts of an open density file: frames, total, complete."""
+    check_schema(f, path, KIND)
+    with h5_errors(path, "read"):
+        m = _complete(f[FIELD])
+        params = f["parameters"]
+        total = int(params["save_times"].shape[0]) if "save_times" in params else None
+        return dict(
+            frames=int(m),
+            total=total,
+            complete=m == total,
+            package_version=to_python(f["h5md/creator"].attrs["version"]),
+            seed=None,
+        )
 
 
 def is_density_file(path):

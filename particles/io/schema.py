@@ -75,6 +75,8 @@ def package_version():
 RUN_KIND, RESULTS_KIND = "run", "results"
 # The kind of a phase-diagram sweep (``particles.PhaseDiagramStore``).
 PHASE_DIAGRAM_KIND = "phase_diagram"
+# Schema and kind of a density trajectory (``particles.mean_field.solve``, ``density``).
+DENSITY_KIND = "density"
 
 
 def write_h5md(f, schema, kind):

@@ -5,8 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
-from particles.io import DensityWriter, ResultStore, StoreError, read_density
+import particles
+from particles.io import DensityWriter, ResultStore, StoreError, info, read_density
 from particles.io.density import is_density_file
+from particles.mean_field import MeanFieldSolution, solve
 
 
 def test_frames_round_trip_and_a_cut_frame_does_not_count(tmp_path):
@@ -29,6 +31,16 @@ def test_frames_round_trip_and_a_cut_frame_does_not_count(tmp_path):
     with DensityWriter(path, theta, params) as writer:
         assert writer.frames == 3 and writer.last[0] == 1.0 and writer.last[2] == 20
     assert is_density_file(path)
+    facts = info(path)
+    assert (facts["kind"], facts["frames"], facts["complete"]) == ("density", 3, False)
+
+
+def test_particles_load_reads_a_solver_file(tmp_path):
+    rho0 = np.full(32, 1 / (2 * np.pi))
+    solve(rho0, beta=1.0, t_max=1.0, frames=3, store=tmp_path / "u.h5")
+    sol = particles.load(tmp_path / "u.h5")
+    assert isinstance(sol, MeanFieldSolution) and sol.rho.shape == (3, 32)
+    assert info(tmp_path / "u.h5")["complete"]
 
 
 def test_other_files_are_refused(tmp_path):
