@@ -2,7 +2,7 @@
 
 from . import io
 from ._phase_diagram_store import PhaseDiagramStore
-from .io.schema import PHASE_DIAGRAM_KIND, RUN_KIND
+from .io.schema import DENSITY_KIND, PHASE_DIAGRAM_KIND, RUN_KIND
 
 __all__ = ["load"]
 
@@ -19,6 +19,8 @@ def load(path):
       ``hessian.flow.read_curvature``);
     - a phase diagram (``PhaseDiagramStore``, ``python -m simulations.phase_diagram``): a
       ``PhaseDiagram`` with its ``ClusteringEnsemble``;
+    - a density trajectory (``particles.mean_field.solve(..., store=...)``): a
+      ``particles.mean_field.MeanFieldSolution``;
     - any other sweep (``io.ResultStore``, the studies' files): ``io.SweepResults`` with the
       config and every saved piece (the study's own ``load`` gives its result type).
 
@@ -43,4 +45,8 @@ def load(path):
         return io.load(path)
     if kind == PHASE_DIAGRAM_KIND:
         return PhaseDiagramStore(path).load()
+    if kind == DENSITY_KIND:
+        from .mean_field import load_solution  # the mean-field solver only when its file is read
+
+        return load_solution(path)
     return io.read_results(path)

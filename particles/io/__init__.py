@@ -13,11 +13,14 @@ One concept per module:
 - ``reader``: ``load``, ``info`` (of any file of the package), ``kind``, ``last_state`` and
   ``LazyFrames``;
 - ``observables``: per-frame quantities beside a run's frames;
-- ``results``: ``ResultStore``, the results of a sweep, and ``read_results``.
+- ``results``: ``ResultStore``, the results of a sweep, and ``read_results``;
+- ``density``: density trajectories of the mean-field solver (``DensityWriter``,
+  ``read_density``).
 
 This package never imports the solver: ``simulate`` owns the time loop.
 """
 
+from .density import DensityTrajectory, DensityWriter, read_density
 from .errors import StoreError
 from .layout import DEFAULT_COMPRESSION
 from .observables import Observable, read_observable, write_observable
@@ -40,6 +43,9 @@ __all__ = [
     "SweepResults",
     "read_results",
     "kind",
+    "DensityWriter",
+    "DensityTrajectory",
+    "read_density",
     "LazyFrames",
     "Observable",
     "StoreError",

@@ -7,12 +7,23 @@ import numpy as np
 
 from .._trajectory import Trajectory
 from .checkpoint import complete_frames, newest_checkpoint
+from .density import density_info
 from .errors import StoreError
 from .layout import CHUNK_BYTES
 from .locking import check_path, h5_errors, open_read
 from .observables import read_observable
 from .results import ResultStore
-from .schema import PHASE_DIAGRAM_KIND, RUN_KIND, TIME, VALUE, check_schema, file_kind, read_params, to_python
+from .schema import (
+    DENSITY_KIND,
+    PHASE_DIAGRAM_KIND,
+    RUN_KIND,
+    TIME,
+    VALUE,
+    check_schema,
+    file_kind,
+    read_params,
+    to_python,
+)
 
 
 class LazyFrames:
@@ -186,6 +197,8 @@ def info(path):
         A run adds ``frames`` (complete frames), ``total`` (frames of the finished run),
         ``complete`` (bool) and ``store_dtype``. A sweep adds ``config`` (flat dict) and
         ``saved`` (finished pieces); a phase diagram also ``total`` (betas) and ``complete``.
+        A density trajectory (``particles.mean_field.solve(store=...)``) adds ``frames``,
+        ``total`` (save times) and ``complete``.
 
     Example:
         >>> from particles import RunFile, sample_sphere, simulate
@@ -206,6 +219,8 @@ def info(path):
                 creator=f"{to_python(h5md['creator'].attrs['name'])} {to_python(h5md['creator'].attrs['version'])}",
                 observables=sorted(f.get("observables", {})),
             )
+        if found == DENSITY_KIND:
+            return dict(common, **density_info(f, path))
         if found == RUN_KIND:
             check_schema(f, path, "trajectory")
             params, _, store_dtype = read_params(f, path)

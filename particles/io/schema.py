@@ -32,6 +32,9 @@ Deviations from H5MD: ``value`` may carry a leading batch axis (independent syst
 one file; H5MD has one system per particle group); the storage dtype may be float32 for a
 float64 run; ``/parameters/checkpoint`` is ours.
 
+Density trajectories of the mean-field solver (``particles_schema = "density"``) share
+``/h5md`` and ``/parameters`` and keep their frames in ``/fields/density`` (see ``density``).
+
 Sweep results (``ResultStore``) share ``/h5md`` (``particles_schema = "results"``, ``kind``
 the sweep's kind, e.g. "phase_diagram", and ``created``) and ``/parameters`` (the sweep's
 config); each finished piece of work is a group ``/results/<key>``; whole-sweep arrays go to
@@ -72,6 +75,8 @@ def package_version():
 RUN_KIND, RESULTS_KIND = "run", "results"
 # The kind of a phase-diagram sweep (``particles.PhaseDiagramStore``).
 PHASE_DIAGRAM_KIND = "phase_diagram"
+# Schema and kind of a density trajectory (``particles.mean_field.solve``, ``density``).
+DENSITY_KIND = "density"
 
 
 def write_h5md(f, schema, kind):
