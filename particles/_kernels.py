@@ -219,7 +219,7 @@ def interact_symmetric(x, ax, vx, shift, usa, project, n_parts, work, partial, o
             _finish_symmetric(x, b, total[:3], total[3:], usa, project, out)
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
+@njit(cache=True, parallel=True)
 def euler_symmetric(x, BA, V, shift, usa, h, n_steps, work, completed):
     """``n_steps`` steps of the authors' Euler scheme on the circle for a symmetric BA.
 
@@ -237,47 +237,53 @@ def euler_symmetric(x, BA, V, shift, usa, h, n_steps, work, completed):
         completed: (B,) int64 out, the steps after which the system's state is still finite
             (n_steps unless it overflowed; a system stops at its first non-finite state).
     """
-    B, _, n = x.shape
-    a_shared = BA.shape[0] == 1
-    v_shared = V.shape[0] == 1
+    for b in prange(x.shape[0]):
+        completed[b] = euler_symmetric_system(x, b, BA, V, shift, usa, h, n_steps, work[get_thread_id()])
+
+
+@njit(cache=True, fastmath=_FASTMATH_SUMS)
+def euler_symmetric_system(x, b, BA, V, shift, usa, h, n_steps, scratch):
+    """``euler_symmetric`` for system b alone, with ``scratch`` (12, 2 n); returns the
+    steps completed with a finite state. Compiled on its own (not inlined), so that every
+    caller runs the very same arithmetic."""
+    n = x.shape[2]
+    A = BA[0] if BA.shape[0] == 1 else BA[b]
+    W = V[0] if V.shape[0] == 1 else V[b]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    v00, v01, v10, v11 = W[0, 0], W[0, 1], W[1, 0], W[1, 1]
     n_offsets = n // 2 + 1
-    for b in prange(B):
-        A = BA[0] if a_shared else BA[b]
-        W = V[0] if v_shared else V[b]
-        a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
-        v00, v01, v10, v11 = W[0, 0], W[0, 1], W[1, 0], W[1, 1]
-        scratch = work[get_thread_id()]
-        xs, ax2, vx2, acc = scratch[:2], scratch[2:4], scratch[4:6], scratch[6:]
-        fwd, bwd = acc[:3], acc[3:]
-        c = 0.0 if usa else shift[b]
+    xs, ax2, vx2, acc = scratch[:2], scratch[2:4], scratch[4:6], scratch[6:]
+    fwd, bwd = acc[:3], acc[3:]
+    c = 0.0 if usa else shift[b]
+    for j in range(n):
+        xs[0, j] = x[b, 0, j]
+        xs[1, j] = x[b, 1, j]
+    completed = n_steps
+    for step in range(n_steps):
         for j in range(n):
-            xs[0, j] = x[b, 0, j]
-            xs[1, j] = x[b, 1, j]
-        completed[b] = n_steps
-        for step in range(n_steps):
-            for j in range(n):
-                y0, y1 = xs[0, j], xs[1, j]
-                ax2[0, j] = ax2[0, j + n] = a00 * y0 + a01 * y1
-                ax2[1, j] = ax2[1, j + n] = a10 * y0 + a11 * y1
-                vx2[0, j] = vx2[0, j + n] = v00 * y0 + v01 * y1
-                vx2[1, j] = vx2[1, j + n] = v10 * y0 + v11 * y1
-            acc[:, :] = 0.0
-            _offset_sums(xs, ax2, vx2, 0, n_offsets, c, fwd, bwd)
-            total = 0.0
-            for i in range(n):
-                z = n if usa else fwd[2, i] + bwd[2, i] + bwd[2, i + n]
-                y0 = xs[0, i] + h * ((fwd[0, i] + bwd[0, i] + bwd[0, i + n]) / z)
-                y1 = xs[1, i] + h * ((fwd[1, i] + bwd[1, i] + bwd[1, i + n]) / z)
-                r = 1.0 / np.sqrt(y0 * y0 + y1 * y1)
-                xs[0, i] = y0 * r
-                xs[1, i] = y1 * r
-                total += r
-            if not np.isfinite(total) or total == 0.0:
-                completed[b] = step
-                break
-        for j in range(n):
-            x[b, 0, j] = xs[0, j]
-            x[b, 1, j] = xs[1, j]
+            y0, y1 = xs[0, j], xs[1, j]
+            ax2[0, j] = ax2[0, j + n] = a00 * y0 + a01 * y1
+            ax2[1, j] = ax2[1, j + n] = a10 * y0 + a11 * y1
+            vx2[0, j] = vx2[0, j + n] = v00 * y0 + v01 * y1
+            vx2[1, j] = vx2[1, j + n] = v10 * y0 + v11 * y1
+        acc[:, :] = 0.0
+        _offset_sums(xs, ax2, vx2, 0, n_offsets, c, fwd, bwd)
+        total = 0.0
+        for i in range(n):
+            z = n if usa else fwd[2, i] + bwd[2, i] + bwd[2, i + n]
+            y0 = xs[0, i] + h * ((fwd[0, i] + bwd[0, i] + bwd[0, i + n]) / z)
+            y1 = xs[1, i] + h * ((fwd[1, i] + bwd[1, i] + bwd[1, i + n]) / z)
+            r = 1.0 / np.sqrt(y0 * y0 + y1 * y1)
+            xs[0, i] = y0 * r
+            xs[1, i] = y1 * r
+            total += r
+        if not np.isfinite(total) or total == 0.0:
+            completed = step
+            break
+    for j in range(n):
+        x[b, 0, j] = xs[0, j]
+        x[b, 1, j] = xs[1, j]
+    return completed
 
 
 def symmetric_parts(n):
