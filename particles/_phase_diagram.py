@@ -193,12 +193,14 @@ def beta_statistics(beta, ensemble, *, threads=None):
         beta: inverse temperature, >= 0.
         ensemble: a ``ClusteringEnsemble``.
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
-            process may run on (its CPU affinity). The numbers do not depend on it.
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            numbers do not depend on it.
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
+    torch_threads = threads
     threads = check_threads(threads)
     x0, draw_matrices = _draws(ensemble, beta)
     h = ensemble.step_size(beta)
@@ -217,9 +219,9 @@ def beta_statistics(beta, ensemble, *, threads=None):
     def summary(close, counts):
         return close.sum() / (ensemble.batch * pairs), np.median(counts)
 
-    with thread_limit(threads):
+    with thread_limit(threads, torch_threads):
         field = _field(x0, params, in_span=False)
-        if redraw is None and _fits_fused_sweep(field, params, checkpoint_steps):
+        if redraw is None and _fits_fused_sweep(field, params):
             close, counts = _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads)
             stats = [summary(close[c], counts[c]) for c in range(len(checkpoint_steps))]
             close = close[-1]
@@ -248,7 +250,7 @@ def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary):
     return close, [stats for _, stats in saved]
 
 
-def _fits_fused_sweep(field, params, checkpoint_steps):
+def _fits_fused_sweep(field, params):
     """Whether ``_fused_sweep`` runs this field: the circle with a symmetric interaction,
     whole systems per task, on a grid of equal steps."""
     _, last_step = params.step_grid()
@@ -311,7 +313,8 @@ def phase_diagram(betas, *, progress=False, threads=None, **settings):
         betas: inverse temperatures, >= 0.
         progress: show a progress bar over betas.
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
-            process may run on (its CPU affinity). The numbers do not depend on it.
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            numbers do not depend on it.
         **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
             checkpoints, dynamics, interaction, value, draw, regen_period,
             usa_step_correction, seed, density_threshold, cluster_tol).
@@ -324,7 +327,7 @@ def phase_diagram(betas, *, progress=False, threads=None, **settings):
         StepSizeWarning: once, at the beta whose Euler step is worst, if any is unstable.
     """
     betas = ClusteringEnsemble.check_betas(betas)
-    threads = check_threads(threads)
+    check_threads(threads)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
     rows = [beta_statistics(beta, ensemble, threads=threads) for beta in tqdm(betas, disable=not progress, unit="beta")]

@@ -70,7 +70,8 @@ def simulate(
         progress: show a progress bar.
         rtol, atol: tolerances of "dopri5".
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
-            process may run on (its CPU affinity). The result does not depend on it.
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            result does not depend on it.
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
@@ -130,6 +131,7 @@ def simulate(
         V=V,
         dtype=str(x0.dtype),
     )
+    torch_threads = threads
     threads = check_threads(threads)
     check_step(
         params.beta,
@@ -140,7 +142,7 @@ def simulate(
         method=params.method,
         stacklevel=2,
     )
-    with thread_limit(threads):
+    with thread_limit(threads, torch_threads):
         if store is not None:
             return _run_to_store(x0, params, store, progress)
         frames, ts, counts = [], [], {}

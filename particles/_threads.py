@@ -34,16 +34,20 @@ def check_threads(threads):
 
 
 @contextlib.contextmanager
-def thread_limit(threads):
-    """Run the block on ``threads`` threads (Numba, and torch where it is loaded), then
-    restore the previous counts."""
+def thread_limit(threads, torch_threads=None):
+    """Run the block on ``threads`` Numba threads, and on ``torch_threads`` torch threads
+    where that is given and torch is loaded; then restore the previous counts.
+
+    torch keeps its own setting unless asked: callers (the tests, for one) keep it at one
+    thread where its tensors are tiny.
+    """
     numba_before = numba.get_num_threads()
     # torch only where a field has loaded it: importing it takes a second.
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") if torch_threads is not None else None
     torch_before = torch.get_num_threads() if torch is not None else None
     numba.set_num_threads(threads)
     if torch is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads)
     try:
         yield threads
     finally:
