@@ -30,22 +30,27 @@ _FASTMATH_SUMS = {"contract", "reassoc"}
 @njit(cache=True, parallel=True)
 def prepare(x, BA, V, ax, vx):
     """ax[b] = BA_b x[b] and vx[b] = V_b x[b] for every system, (B, d, n)."""
-    B, d, n = x.shape
-    a_shared = BA.shape[0] == 1
-    v_shared = V.shape[0] == 1
-    for b in prange(B):
-        Ab = BA[0] if a_shared else BA[b]
-        Vb = V[0] if v_shared else V[b]
-        for k in range(d):
+    for b in prange(x.shape[0]):
+        prepare_system(x, b, BA, V, ax, vx)
+
+
+@njit(cache=True)
+def prepare_system(x, b, BA, V, ax, vx):
+    """``prepare`` for system b alone; compiled on its own (no fastmath), so that every
+    caller runs the very same arithmetic."""
+    _, d, n = x.shape
+    Ab = BA[0] if BA.shape[0] == 1 else BA[b]
+    Vb = V[0] if V.shape[0] == 1 else V[b]
+    for k in range(d):
+        for i in range(n):
+            ax[b, k, i] = 0.0
+            vx[b, k, i] = 0.0
+        for m in range(d):
+            a = Ab[k, m]
+            v = Vb[k, m]
             for i in range(n):
-                ax[b, k, i] = 0.0
-                vx[b, k, i] = 0.0
-            for m in range(d):
-                a = Ab[k, m]
-                v = Vb[k, m]
-                for i in range(n):
-                    ax[b, k, i] += a * x[b, m, i]
-                    vx[b, k, i] += v * x[b, m, i]
+                ax[b, k, i] += a * x[b, m, i]
+                vx[b, k, i] += v * x[b, m, i]
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)
@@ -86,63 +91,69 @@ def _sums_row(G, vx, b, i, row, out):
     return z
 
 
-def _make_interact(G):
-    """The pairwise kernel for states padded to a multiple of G coordinates (G = 2 or 4).
+def _make_interact_rows(G):
+    """The pairwise kernel of rows i0 <= i < i1 of system b, for states padded to a multiple
+    of G coordinates (G = 2 or 4).
 
-    Two passes per task: first all the weights of its rows into a (rows, n) buffer, then
-    the sums. The loops over j carry G coordinates fixed at compile time, so they vectorise;
-    keeping the exponentials apart from the sums leaves enough registers for the
-    polynomial (fused, the loop spilled and ran 1.5x slower). The closure holds only the
+    Two passes: first all the weights of the rows into a (rows, n) buffer, then the sums.
+    The loops over j carry G coordinates fixed at compile time, so they vectorise; keeping
+    the exponentials apart from the sums leaves enough registers for the polynomial (fused,
+    the loop spilled and ran 1.5x slower). Compiled on its own, so that the parallel kernel
+    and the fused Euler steps run the very same arithmetic. The closure holds only the
     integer G: Numba's cache keys on the closure's contents, which must stay picklable and
     equal across processes for the cache to hit.
     """
 
-    def interact(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
-        B, d, n = x.shape
-        n_chunks = (n + chunk - 1) // chunk
-        for task in prange(B * n_chunks):
-            b = task // n_chunks
-            i0 = (task % n_chunks) * chunk
-            i1 = min(i0 + chunk, n)
-            weights = work[get_thread_id()]
-            for i in range(i0, i1):
-                row = weights[i - i0]
-                if row_max and not usa:
-                    _partial_logits(x, ax, b, i, 0, row)
-                    c = -np.inf
-                    for j in range(n):
-                        c = max(c, row[j])
-                    for j in range(n):
-                        row[j] = vexp(row[j] - c)
-                elif d > G:
-                    _partial_logits(x, ax, b, i, G, row)
-                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], True, row)
-                else:
-                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], False, row)
-            for i in range(i0, i1):
-                row = weights[i - i0]
-                z = _sums_row(G, vx, b, i, row, out)
-                for k in range(G, d):
-                    sk = 0.0
-                    for j in range(n):
-                        sk += row[j] * vx[b, k, j]
-                    out[b, k, i] = sk
-                _finish_token(x, b, i, n if usa else z, project, out)
+    def interact_rows(x, ax, vx, b, i0, i1, shift, usa, row_max, project, weights, out):
+        _, d, n = x.shape
+        for i in range(i0, i1):
+            row = weights[i - i0]
+            if row_max and not usa:
+                _partial_logits(x, ax, b, i, 0, row)
+                c = -np.inf
+                for j in range(n):
+                    c = max(c, row[j])
+                for j in range(n):
+                    row[j] = vexp(row[j] - c)
+            elif d > G:
+                _partial_logits(x, ax, b, i, G, row)
+                _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], True, row)
+            else:
+                _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], False, row)
+        for i in range(i0, i1):
+            row = weights[i - i0]
+            z = _sums_row(G, vx, b, i, row, out)
+            for k in range(G, d):
+                sk = 0.0
+                for j in range(n):
+                    sk += row[j] * vx[b, k, j]
+                out[b, k, i] = sk
+            _finish_token(x, b, i, n if usa else z, project, out)
 
-    interact.__doc__ = _INTERACT_DOC.format(G=G)
-    interact.__qualname__ = interact.__name__ = f"interact{G}"
-    return njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)(interact)
+    interact_rows.__qualname__ = interact_rows.__name__ = f"interact_rows{G}"
+    return njit(cache=True, fastmath=_FASTMATH_SUMS)(interact_rows)
 
 
-@njit(inline="always", fastmath=_FASTMATH_SUMS)
-def _partial_logits(x, ax, b, i, k0, row):
-    """row[j] <- sum_{k >= k0} x[b, k, i] ax[b, k, j]: the logit <x_i, BA x_j> from k0 on."""
-    for j in range(x.shape[2]):
-        row[j] = 0.0
-    for k in range(k0, x.shape[1]):
-        xk = x[b, k, i]
-        for j in range(x.shape[2]):
-            row[j] += xk * ax[b, k, j]
+interact_rows2 = _make_interact_rows(2)
+interact_rows4 = _make_interact_rows(4)
+
+
+@njit(cache=True, parallel=True)
+def interact2(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
+    n_chunks = (x.shape[2] + chunk - 1) // chunk
+    for task in prange(x.shape[0] * n_chunks):
+        i0 = (task % n_chunks) * chunk
+        i1 = min(i0 + chunk, x.shape[2])
+        interact_rows2(x, ax, vx, task // n_chunks, i0, i1, shift, usa, row_max, project, work[get_thread_id()], out)
+
+
+@njit(cache=True, parallel=True)
+def interact4(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
+    n_chunks = (x.shape[2] + chunk - 1) // chunk
+    for task in prange(x.shape[0] * n_chunks):
+        i0 = (task % n_chunks) * chunk
+        i1 = min(i0 + chunk, x.shape[2])
+        interact_rows4(x, ax, vx, task // n_chunks, i0, i1, shift, usa, row_max, project, work[get_thread_id()], out)
 
 
 _INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of {G} coordinates.
@@ -157,8 +168,19 @@ _INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of 
         work: (threads, chunk, n) scratch, one slab per Numba thread.
         out: (B, d, n) velocities.
     """
-interact2 = _make_interact(2)
-interact4 = _make_interact(4)
+interact2.__doc__ = _INTERACT_DOC.format(G=2)
+interact4.__doc__ = _INTERACT_DOC.format(G=4)
+
+
+@njit(inline="always", fastmath=_FASTMATH_SUMS)
+def _partial_logits(x, ax, b, i, k0, row):
+    """row[j] <- sum_{k >= k0} x[b, k, i] ax[b, k, j]: the logit <x_i, BA x_j> from k0 on."""
+    for j in range(x.shape[2]):
+        row[j] = 0.0
+    for k in range(k0, x.shape[1]):
+        xk = x[b, k, i]
+        for j in range(x.shape[2]):
+            row[j] += xk * ax[b, k, j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
@@ -377,31 +399,38 @@ def exp_rows(logits, z):
         z[b, i, 0] = total
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@njit(cache=True, parallel=True)
 def retract(x, v, h, out, nrm):
     """out_i = (x_i + h v_i) / |x_i + h v_i|; returns False if any result is not finite.
 
     ``nrm`` is (B, n) scratch. ``out`` may be ``x``.
     """
-    B, d, n = x.shape
-    bad = np.zeros(B, np.bool_)
-    for b in prange(B):
-        nb = nrm[b]
-        nb[:] = 0.0
-        for k in range(d):
-            for i in range(n):
-                y = x[b, k, i] + h * v[b, k, i]
-                nb[i] += y * y
-        for i in range(n):
-            nb[i] = 1.0 / np.sqrt(nb[i])
-        for k in range(d):
-            for i in range(n):
-                out[b, k, i] = (x[b, k, i] + h * v[b, k, i]) * nb[i]
-        total = 0.0
-        for i in range(n):
-            total += nb[i]
-        bad[b] = not np.isfinite(total) or total == 0.0
+    bad = np.zeros(x.shape[0], np.bool_)
+    for b in prange(x.shape[0]):
+        bad[b] = not retract_system(x, v, h, out, nrm, b)
     return not bad.any()
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def retract_system(x, v, h, out, nrm, b):
+    """``retract`` for system b alone; returns whether its result is finite. Compiled on
+    its own, so that every caller runs the very same arithmetic."""
+    _, d, n = x.shape
+    nb = nrm[b]
+    nb[:] = 0.0
+    for k in range(d):
+        for i in range(n):
+            y = x[b, k, i] + h * v[b, k, i]
+            nb[i] += y * y
+    for i in range(n):
+        nb[i] = 1.0 / np.sqrt(nb[i])
+    for k in range(d):
+        for i in range(n):
+            out[b, k, i] = (x[b, k, i] + h * v[b, k, i]) * nb[i]
+    total = 0.0
+    for i in range(n):
+        total += nb[i]
+    return np.isfinite(total) and total != 0.0
 
 
 @njit(cache=True, parallel=True)
