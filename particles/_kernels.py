@@ -19,6 +19,7 @@ of each row.
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from ._task_queue import next_task
 from ._vexp import vexp
 
 _FASTMATH = {"contract"}
@@ -170,6 +171,77 @@ _INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of 
     """
 interact2.__doc__ = _INTERACT_DOC.format(G=2)
 interact4.__doc__ = _INTERACT_DOC.format(G=4)
+
+
+def _make_euler_system(G):
+    """The authors' Euler steps of system b alone, for states padded to a multiple of G
+    coordinates: each step is ``prepare``, ``interact{G}`` (unprojected) and ``retract``
+    restricted to the system, through the same compiled functions, so the bits are those
+    of the stepwise path. Arrays are the whole batch's, as in the stepwise kernels (the
+    same types, hence the same compiled code); only row b is read and written."""
+
+    def euler_system(x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights, norms):
+        n = x.shape[2]
+        for step in range(n_steps):
+            prepare_system(x, b, BA, V, ax, vx)
+            for i0 in range(0, n, chunk):
+                i1 = min(i0 + chunk, n)
+                if G == 2:
+                    interact_rows2(x, ax, vx, b, i0, i1, shift, usa, row_max, False, weights, v)
+                else:
+                    interact_rows4(x, ax, vx, b, i0, i1, shift, usa, row_max, False, weights, v)
+            if not retract_system(x, v, h, x, norms, b):
+                return step
+        return n_steps
+
+    euler_system.__qualname__ = euler_system.__name__ = f"euler_system{G}"
+    return njit(cache=True)(euler_system)
+
+
+euler_system2 = _make_euler_system(2)
+euler_system4 = _make_euler_system(4)
+
+
+def _make_euler(G):
+    """``n_steps`` Euler steps of every system, one system per task from an atomic queue."""
+
+    def euler(x, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights, norms, queue, completed):
+        for worker in prange(weights.shape[0]):
+            while True:
+                b = next_task(queue)
+                if b >= x.shape[0]:
+                    break
+                if G == 2:
+                    completed[b] = euler_system2(
+                        x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights[worker], norms
+                    )
+                else:
+                    completed[b] = euler_system4(
+                        x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights[worker], norms
+                    )
+
+    euler.__doc__ = _EULER_DOC.format(G=G)
+    euler.__qualname__ = euler.__name__ = f"euler{G}"
+    return njit(cache=True, parallel=True)(euler)
+
+
+_EULER_DOC = """``n_steps`` steps of the authors' Euler scheme, states padded to a multiple of {G}.
+
+    One parallel launch for all the steps: W workers take whole systems from ``queue``, so
+    a worker the OS schedules late delays nothing but its current system. The numbers are
+    those of ``prepare``, ``interact{G}`` and ``retract`` step by step, bit for bit.
+
+    Args:
+        x: (B, d, n) states, advanced in place.
+        BA, V, shift, usa, row_max, chunk: as for ``interact{G}``.
+        h: step size.
+        ax, vx, v: (B, d, n) scratch; norms: (B, n) scratch.
+        weights: (W, chunk, n) scratch, one slab per worker.
+        queue: (1,) int64, 0 at the call.
+        completed: (B,) int64 out, the steps after which the system's state is still finite.
+    """
+euler2 = _make_euler(2)
+euler4 = _make_euler(4)
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)

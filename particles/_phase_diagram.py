@@ -251,8 +251,8 @@ def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary):
 
 
 def _fits_fused_sweep(field, params):
-    """Whether ``_fused_sweep`` runs this field: the circle with a symmetric interaction,
-    whole systems per task, on a grid of equal steps."""
+    """Whether ``_fused_sweep`` runs this field: a fused field (d <= 8) that runs whole
+    systems per task, on a grid of equal steps."""
     _, last_step = params.step_grid()
     return isinstance(field, FusedField) and field.fused_euler and last_step == params.dt
 
@@ -268,25 +268,45 @@ def _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads):
     close = np.zeros((C, B), np.int64)
     counts = np.zeros((C, B), np.int64)
     completed = np.empty(B, np.int64)
-    _sweep_kernels.euler_statistics_symmetric(
-        x,
-        field.BA,
-        field.V,
-        field.shift,
-        field.usa,
-        params.dt,
-        stretches,
-        ensemble.density_threshold,
-        1.0 - ensemble.cluster_tol,
-        np.empty((workers, 12, 2 * n), x.dtype),
-        np.empty((workers, 4 * n)),
-        np.empty((workers, n), np.int64),
-        np.empty((workers, n), np.int64),
-        np.zeros(1, np.int64),
-        close,
-        counts,
-        completed,
-    )
+    thresholds = (ensemble.density_threshold, 1.0 - ensemble.cluster_tol)
+    # Scratch of the statistics, one row per worker.
+    statistics = (np.empty((workers, 4 * n)), np.empty((workers, n), np.int64), np.empty((workers, n), np.int64))
+    outputs = (np.zeros(1, np.int64), close, counts, completed)
+    if field.symmetric:
+        _sweep_kernels.euler_statistics_symmetric(
+            x,
+            field.BA,
+            field.V,
+            field.shift,
+            field.usa,
+            params.dt,
+            stretches,
+            *thresholds,
+            np.empty((workers, 12, 2 * n), x.dtype),
+            *statistics,
+            *outputs,
+        )
+    else:
+        kernel = _sweep_kernels.euler_statistics2 if field.dp == 2 else _sweep_kernels.euler_statistics4
+        kernel(
+            x,
+            field.BA,
+            field.V,
+            field.shift,
+            field.usa,
+            field.row_max,
+            params.dt,
+            stretches,
+            *thresholds,
+            field.chunk,
+            field.ax,
+            field.vx,
+            field.v,
+            field.norms,
+            field.work[:workers],
+            *statistics,
+            *outputs,
+        )
     first_failure = int(completed.min())
     if first_failure < checkpoint_steps[-1]:
         step_times, _ = params.step_grid()

@@ -6,14 +6,14 @@ to be scheduled; on a shared machine those waits dominate. Here each system is o
 handed out by an atomic queue (``_task_queue``): a thread takes the next system as soon as
 it is free, so a thread the OS runs late delays nothing but its own current system. Each
 task writes only its system's outputs, and runs the very functions of the stepwise path
-(``euler_symmetric_system``, ``system_statistics_*``), so the numbers are bit for bit those
+(``euler_symmetric_system``, ``euler_system*``, ``system_statistics*``), so the numbers are bit for bit those
 of the stepwise path, whatever the number of threads.
 """
 
 from numba import njit, prange
 
-from ._kernels import euler_symmetric_system
-from ._observable_kernels import MAX_MASK_TOKENS, system_statistics2, system_statistics_masks
+from ._kernels import euler_symmetric_system, euler_system2, euler_system4
+from ._observable_kernels import MAX_MASK_TOKENS, system_statistics2, system_statistics4, system_statistics_masks
 from ._task_queue import next_task
 
 
@@ -74,3 +74,65 @@ def euler_statistics_symmetric(
                         x, b, density_threshold, link_threshold, rows[worker], masks[worker], labels[worker]
                     )
             completed[b] = done
+
+
+def _make_euler_statistics(G):
+    """``euler_statistics_symmetric`` for the other fused fields, states padded to a
+    multiple of G coordinates (any interaction, row maxima or shift)."""
+
+    def euler_statistics(
+        x, BA, V, shift, usa, row_max, h, stretches, density_threshold, link_threshold, chunk, ax, vx, v, norms,
+        weights, rows, masks, labels, queue, close, clusters, completed,
+    ):  # fmt: skip
+        B, _, n = x.shape
+        for worker in prange(weights.shape[0]):
+            while True:
+                b = next_task(queue)
+                if b >= B:
+                    break
+                done = 0
+                for c in range(len(stretches)):
+                    if G == 2:
+                        steps = euler_system2(
+                            x, b, BA, V, shift, usa, row_max, h, stretches[c], chunk, ax, vx, v, weights[worker], norms
+                        )
+                    else:
+                        steps = euler_system4(
+                            x, b, BA, V, shift, usa, row_max, h, stretches[c], chunk, ax, vx, v, weights[worker], norms
+                        )
+                    done += steps
+                    if steps < stretches[c]:
+                        break
+                    if G == 2 and n <= MAX_MASK_TOKENS:
+                        close[c, b], clusters[c, b] = system_statistics_masks(
+                            x, b, density_threshold, link_threshold, rows[worker], masks[worker], labels[worker]
+                        )
+                    elif G == 2:
+                        close[c, b], clusters[c, b] = system_statistics2(
+                            x, b, density_threshold, link_threshold, rows[worker], masks[worker], labels[worker]
+                        )
+                    else:
+                        close[c, b], clusters[c, b] = system_statistics4(
+                            x, b, density_threshold, link_threshold, rows[worker], masks[worker], labels[worker]
+                        )
+                completed[b] = done
+
+    euler_statistics.__doc__ = _DOC.format(G=G)
+    euler_statistics.__qualname__ = euler_statistics.__name__ = f"euler_statistics{G}"
+    return njit(cache=True, parallel=True)(euler_statistics)
+
+
+_DOC = """Euler steps (states padded to a multiple of {G} coordinates) with the clustering
+    statistics of each checkpoint, one system per task.
+
+    Args:
+        x: (B, d, n) states, advanced in place to the last checkpoint.
+        BA, V, shift, usa, row_max, chunk: as for ``_kernels.interact{G}``.
+        h, stretches, density_threshold, link_threshold: as for ``euler_statistics_symmetric``.
+        ax, vx, v: (B, d, n) and norms: (B, n) scratch of the steps.
+        weights: (W, chunk, n) scratch, one slab per worker; W workers share the tasks.
+        rows, masks, labels, queue, close, clusters, completed: as for
+            ``euler_statistics_symmetric``.
+    """
+euler_statistics2 = _make_euler_statistics(2)
+euler_statistics4 = _make_euler_statistics(4)
