@@ -170,10 +170,19 @@ def test_sweep_warns_once_at_its_worst_step():
 
 
 # n = 8: bit-mask statistics; n = 70: depth-first search; 15 checkpoints over 10 steps:
-# checkpoints with no step between them; USA: no shift, Z_i = n.
+# checkpoints with no step between them; USA: no shift, Z_i = n; the other fused kernels:
+# a non-symmetric interaction on the circle, d = 3.
 @pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
 @pytest.mark.parametrize(
-    "settings", [dict(n=8), dict(n=70, batch=6), dict(checkpoints=15, t_max=1.0), dict(dynamics="USA")]
+    "settings",
+    [
+        dict(n=8),
+        dict(n=70, batch=6),
+        dict(checkpoints=15, t_max=1.0),
+        dict(dynamics="USA"),
+        dict(interaction="gaussian", value="gaussian"),
+        dict(d=3, interaction="goe", value="minus_qk"),
+    ],
 )
 def test_one_launch_per_beta_gives_the_stepwise_numbers(monkeypatch, settings):
     """The fused sweep (one launch per beta) against the stepwise one (a launch per step
