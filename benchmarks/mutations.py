@@ -966,16 +966,17 @@ MUTATIONS = [
     dict(
         id="queue_drops_the_last_system",
         file="particles/_sweep_kernels.py",
-        old="if b >= B:",
-        new="if b >= B - 1:",
+        old="\n            if b >= B:",
+        new="\n            if b >= B - 1:",
         tests=["tests/particles/test_sweep_kernels.py::test_fused_is_the_stepwise_path_bit_for_bit[8-False]"],
         description="the fused sweep stops one system early: every system of the batch must be run",
     ),
     dict(
         id="sweep_masks_statistics_of_the_previous_checkpoint",
         file="particles/_sweep_kernels.py",
-        old="close[c, b], clusters[c, b] = system_statistics_masks(",
-        new="close[c - 1, b], clusters[c - 1, b] = system_statistics_masks(",
+        old="if n <= MAX_MASK_TOKENS:\n                    close[c, b], clusters[c, b] = system_statistics_masks(",
+        new="if n <= MAX_MASK_TOKENS:\n                    close[c - 1, b], clusters[c - 1, b] = "
+        "system_statistics_masks(",
         tests=[
             "tests/particles/test_sweep_kernels.py::test_fused_is_the_stepwise_path_bit_for_bit[8-False]",
             "tests/particles/test_phase_diagram.py::test_statistics_match_simulate_and_observables",
@@ -985,8 +986,8 @@ MUTATIONS = [
     dict(
         id="sweep_dfs_statistics_of_the_previous_checkpoint",
         file="particles/_sweep_kernels.py",
-        old="close[c, b], clusters[c, b] = system_statistics2(",
-        new="close[c - 1, b], clusters[c - 1, b] = system_statistics2(",
+        old="else:\n                    close[c, b], clusters[c, b] = system_statistics2(",
+        new="else:\n                    close[c - 1, b], clusters[c - 1, b] = system_statistics2(",
         tests=["tests/particles/test_sweep_kernels.py::test_fused_is_the_stepwise_path_bit_for_bit[70-False]"],
         description="depth-first statistics stored under the wrong checkpoint (n > 63)",
     ),
