@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import particles
-from particles import PhaseDiagramConfig, beta_statistics
+from particles import ClusteringEnsemble, beta_statistics
 
 # The authors' phase-diagram code on this machine's CPU, whole run (Euler steps plus their
 # statistics at 200 checkpoints), as measured for the particle-solver issue. It needs CUDA
@@ -84,8 +84,8 @@ def main():
     print(f"  torch batched Euler loop:    {theirs:7.3f} us per system-step")
     print(f"  ratio torch / simulate:      {theirs / ours:7.2f}x   (max |difference| {diff:.1e})")
 
-    config = PhaseDiagramConfig(betas=(5.0,), batch=2048, checkpoints=200)
-    setting = best_time(lambda: beta_statistics(config, 0), args.repeats) * 1e6 / (2048 * 300)
+    ensemble = ClusteringEnsemble(batch=2048, checkpoints=200)
+    setting = best_time(lambda: beta_statistics(5.0, ensemble), args.repeats) * 1e6 / (2048 * 300)
     print("\nPhase-diagram setting: the same run plus density and cluster counts at 200 checkpoints")
     print(f"  simulate + statistics:       {setting:7.3f} us per system-step")
     print(f"  authors' whole run (quoted): {AUTHORS_US_PER_SYSTEM_STEP:7.3f} us per system-step")

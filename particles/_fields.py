@@ -165,6 +165,12 @@ class FusedField(FieldBase):
             self.chunk = max(1, min(rows, _MAX_CHUNK_PAIRS // n))
             self.work = np.empty((threads, self.chunk, n), dtype)
             self._interact = _kernels.interact2 if self.dp == 2 else _kernels.interact4
+            # Whole systems per task for all the steps once the batch alone keeps the cores
+            # busy; smaller batches split each system's tokens among the threads, step by step.
+            self.fused_euler = batch >= _MIN_TASKS
+            if self.fused_euler:
+                self.v = np.empty(shape, dtype)
+                self.completed = np.empty(batch, np.int64)
 
     def coordinate_major(self, x):
         """The state as (B, dp, n), padded to 2 or a multiple of 4: the observables' layout."""
@@ -185,9 +191,32 @@ class FusedField(FieldBase):
         return _kernels.retract(x, v, h, out, self.norms)
 
     def euler(self, x, h, n_steps):
-        """n_steps of the authors' Euler scheme in place (``fused_euler`` fields only);
-        returns the number of steps after which every system is still finite."""
-        _kernels.euler_symmetric(x, self.BA, self.V, self.shift, self.usa, h, n_steps, self.work, self.completed)
+        """n_steps of the authors' Euler scheme in place, in one parallel launch
+        (``fused_euler`` fields only); returns the number of steps after which every
+        system is still finite."""
+        if self.symmetric:
+            _kernels.euler_symmetric(x, self.BA, self.V, self.shift, self.usa, h, n_steps, self.work, self.completed)
+        else:
+            euler = _kernels.euler2 if self.dp == 2 else _kernels.euler4
+            workers = min(numba.get_num_threads(), len(x))
+            euler(
+                x,
+                self.BA,
+                self.V,
+                self.shift,
+                self.usa,
+                self.row_max,
+                h,
+                n_steps,
+                self.chunk,
+                self.ax,
+                self.vx,
+                self.v,
+                self.work[:workers],
+                self.norms,
+                np.zeros(1, np.int64),
+                self.completed,
+            )
         return int(self.completed.min())
 
     def axpy(self, x, a, v, out):

@@ -19,6 +19,7 @@ of each row.
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from ._task_queue import next_task
 from ._vexp import vexp
 
 _FASTMATH = {"contract"}
@@ -30,22 +31,27 @@ _FASTMATH_SUMS = {"contract", "reassoc"}
 @njit(cache=True, parallel=True)
 def prepare(x, BA, V, ax, vx):
     """ax[b] = BA_b x[b] and vx[b] = V_b x[b] for every system, (B, d, n)."""
-    B, d, n = x.shape
-    a_shared = BA.shape[0] == 1
-    v_shared = V.shape[0] == 1
-    for b in prange(B):
-        Ab = BA[0] if a_shared else BA[b]
-        Vb = V[0] if v_shared else V[b]
-        for k in range(d):
+    for b in prange(x.shape[0]):
+        prepare_system(x, b, BA, V, ax, vx)
+
+
+@njit(cache=True)
+def prepare_system(x, b, BA, V, ax, vx):
+    """``prepare`` for system b alone; compiled on its own (no fastmath), so that every
+    caller runs the very same arithmetic."""
+    _, d, n = x.shape
+    Ab = BA[0] if BA.shape[0] == 1 else BA[b]
+    Vb = V[0] if V.shape[0] == 1 else V[b]
+    for k in range(d):
+        for i in range(n):
+            ax[b, k, i] = 0.0
+            vx[b, k, i] = 0.0
+        for m in range(d):
+            a = Ab[k, m]
+            v = Vb[k, m]
             for i in range(n):
-                ax[b, k, i] = 0.0
-                vx[b, k, i] = 0.0
-            for m in range(d):
-                a = Ab[k, m]
-                v = Vb[k, m]
-                for i in range(n):
-                    ax[b, k, i] += a * x[b, m, i]
-                    vx[b, k, i] += v * x[b, m, i]
+                ax[b, k, i] += a * x[b, m, i]
+                vx[b, k, i] += v * x[b, m, i]
 
 
 @njit(inline="always", fastmath=_FASTMATH_SUMS)
@@ -86,63 +92,69 @@ def _sums_row(G, vx, b, i, row, out):
     return z
 
 
-def _make_interact(G):
-    """The pairwise kernel for states padded to a multiple of G coordinates (G = 2 or 4).
+def _make_interact_rows(G):
+    """The pairwise kernel of rows i0 <= i < i1 of system b, for states padded to a multiple
+    of G coordinates (G = 2 or 4).
 
-    Two passes per task: first all the weights of its rows into a (rows, n) buffer, then
-    the sums. The loops over j carry G coordinates fixed at compile time, so they vectorise;
-    keeping the exponentials apart from the sums leaves enough registers for the
-    polynomial (fused, the loop spilled and ran 1.5x slower). The closure holds only the
+    Two passes: first all the weights of the rows into a (rows, n) buffer, then the sums.
+    The loops over j carry G coordinates fixed at compile time, so they vectorise; keeping
+    the exponentials apart from the sums leaves enough registers for the polynomial (fused,
+    the loop spilled and ran 1.5x slower). Compiled on its own, so that the parallel kernel
+    and the fused Euler steps run the very same arithmetic. The closure holds only the
     integer G: Numba's cache keys on the closure's contents, which must stay picklable and
     equal across processes for the cache to hit.
     """
 
-    def interact(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
-        B, d, n = x.shape
-        n_chunks = (n + chunk - 1) // chunk
-        for task in prange(B * n_chunks):
-            b = task // n_chunks
-            i0 = (task % n_chunks) * chunk
-            i1 = min(i0 + chunk, n)
-            weights = work[get_thread_id()]
-            for i in range(i0, i1):
-                row = weights[i - i0]
-                if row_max and not usa:
-                    _partial_logits(x, ax, b, i, 0, row)
-                    c = -np.inf
-                    for j in range(n):
-                        c = max(c, row[j])
-                    for j in range(n):
-                        row[j] = vexp(row[j] - c)
-                elif d > G:
-                    _partial_logits(x, ax, b, i, G, row)
-                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], True, row)
-                else:
-                    _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], False, row)
-            for i in range(i0, i1):
-                row = weights[i - i0]
-                z = _sums_row(G, vx, b, i, row, out)
-                for k in range(G, d):
-                    sk = 0.0
-                    for j in range(n):
-                        sk += row[j] * vx[b, k, j]
-                    out[b, k, i] = sk
-                _finish_token(x, b, i, n if usa else z, project, out)
+    def interact_rows(x, ax, vx, b, i0, i1, shift, usa, row_max, project, weights, out):
+        _, d, n = x.shape
+        for i in range(i0, i1):
+            row = weights[i - i0]
+            if row_max and not usa:
+                _partial_logits(x, ax, b, i, 0, row)
+                c = -np.inf
+                for j in range(n):
+                    c = max(c, row[j])
+                for j in range(n):
+                    row[j] = vexp(row[j] - c)
+            elif d > G:
+                _partial_logits(x, ax, b, i, G, row)
+                _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], True, row)
+            else:
+                _weights_row(G, x, ax, b, i, 0.0 if usa else shift[b], False, row)
+        for i in range(i0, i1):
+            row = weights[i - i0]
+            z = _sums_row(G, vx, b, i, row, out)
+            for k in range(G, d):
+                sk = 0.0
+                for j in range(n):
+                    sk += row[j] * vx[b, k, j]
+                out[b, k, i] = sk
+            _finish_token(x, b, i, n if usa else z, project, out)
 
-    interact.__doc__ = _INTERACT_DOC.format(G=G)
-    interact.__qualname__ = interact.__name__ = f"interact{G}"
-    return njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)(interact)
+    interact_rows.__qualname__ = interact_rows.__name__ = f"interact_rows{G}"
+    return njit(cache=True, fastmath=_FASTMATH_SUMS)(interact_rows)
 
 
-@njit(inline="always", fastmath=_FASTMATH_SUMS)
-def _partial_logits(x, ax, b, i, k0, row):
-    """row[j] <- sum_{k >= k0} x[b, k, i] ax[b, k, j]: the logit <x_i, BA x_j> from k0 on."""
-    for j in range(x.shape[2]):
-        row[j] = 0.0
-    for k in range(k0, x.shape[1]):
-        xk = x[b, k, i]
-        for j in range(x.shape[2]):
-            row[j] += xk * ax[b, k, j]
+interact_rows2 = _make_interact_rows(2)
+interact_rows4 = _make_interact_rows(4)
+
+
+@njit(cache=True, parallel=True)
+def interact2(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
+    n_chunks = (x.shape[2] + chunk - 1) // chunk
+    for task in prange(x.shape[0] * n_chunks):
+        i0 = (task % n_chunks) * chunk
+        i1 = min(i0 + chunk, x.shape[2])
+        interact_rows2(x, ax, vx, task // n_chunks, i0, i1, shift, usa, row_max, project, work[get_thread_id()], out)
+
+
+@njit(cache=True, parallel=True)
+def interact4(x, ax, vx, shift, usa, row_max, project, chunk, work, out):
+    n_chunks = (x.shape[2] + chunk - 1) // chunk
+    for task in prange(x.shape[0] * n_chunks):
+        i0 = (task % n_chunks) * chunk
+        i1 = min(i0 + chunk, x.shape[2])
+        interact_rows4(x, ax, vx, task // n_chunks, i0, i1, shift, usa, row_max, project, work[get_thread_id()], out)
 
 
 _INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of {G} coordinates.
@@ -157,8 +169,90 @@ _INTERACT_DOC = """Velocities of all tokens, for states padded to a multiple of 
         work: (threads, chunk, n) scratch, one slab per Numba thread.
         out: (B, d, n) velocities.
     """
-interact2 = _make_interact(2)
-interact4 = _make_interact(4)
+interact2.__doc__ = _INTERACT_DOC.format(G=2)
+interact4.__doc__ = _INTERACT_DOC.format(G=4)
+
+
+def _make_euler_system(G):
+    """The authors' Euler steps of system b alone, for states padded to a multiple of G
+    coordinates: each step is ``prepare``, ``interact{G}`` (unprojected) and ``retract``
+    restricted to the system, through the same compiled functions, so the bits are those
+    of the stepwise path. Arrays are the whole batch's, as in the stepwise kernels (the
+    same types, hence the same compiled code); only row b is read and written."""
+
+    def euler_system(x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights, norms):
+        n = x.shape[2]
+        for step in range(n_steps):
+            prepare_system(x, b, BA, V, ax, vx)
+            for i0 in range(0, n, chunk):
+                i1 = min(i0 + chunk, n)
+                if G == 2:
+                    interact_rows2(x, ax, vx, b, i0, i1, shift, usa, row_max, False, weights, v)
+                else:
+                    interact_rows4(x, ax, vx, b, i0, i1, shift, usa, row_max, False, weights, v)
+            if not retract_system(x, v, h, x, norms, b):
+                return step
+        return n_steps
+
+    euler_system.__qualname__ = euler_system.__name__ = f"euler_system{G}"
+    return njit(cache=True)(euler_system)
+
+
+euler_system2 = _make_euler_system(2)
+euler_system4 = _make_euler_system(4)
+
+
+def _make_euler(G):
+    """``n_steps`` Euler steps of every system, one system per task from an atomic queue."""
+
+    def euler(x, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights, norms, queue, completed):
+        for worker in prange(weights.shape[0]):
+            while True:
+                b = next_task(queue)
+                if b >= x.shape[0]:
+                    break
+                if G == 2:
+                    completed[b] = euler_system2(
+                        x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights[worker], norms
+                    )
+                else:
+                    completed[b] = euler_system4(
+                        x, b, BA, V, shift, usa, row_max, h, n_steps, chunk, ax, vx, v, weights[worker], norms
+                    )
+
+    euler.__doc__ = _EULER_DOC.format(G=G)
+    euler.__qualname__ = euler.__name__ = f"euler{G}"
+    return njit(cache=True, parallel=True)(euler)
+
+
+_EULER_DOC = """``n_steps`` steps of the authors' Euler scheme, states padded to a multiple of {G}.
+
+    One parallel launch for all the steps: W workers take whole systems from ``queue``, so
+    a worker the OS schedules late delays nothing but its current system. The numbers are
+    those of ``prepare``, ``interact{G}`` and ``retract`` step by step, bit for bit.
+
+    Args:
+        x: (B, d, n) states, advanced in place.
+        BA, V, shift, usa, row_max, chunk: as for ``interact{G}``.
+        h: step size.
+        ax, vx, v: (B, d, n) scratch; norms: (B, n) scratch.
+        weights: (W, chunk, n) scratch, one slab per worker.
+        queue: (1,) int64, 0 at the call.
+        completed: (B,) int64 out, the steps after which the system's state is still finite.
+    """
+euler2 = _make_euler(2)
+euler4 = _make_euler(4)
+
+
+@njit(inline="always", fastmath=_FASTMATH_SUMS)
+def _partial_logits(x, ax, b, i, k0, row):
+    """row[j] <- sum_{k >= k0} x[b, k, i] ax[b, k, j]: the logit <x_i, BA x_j> from k0 on."""
+    for j in range(x.shape[2]):
+        row[j] = 0.0
+    for k in range(k0, x.shape[1]):
+        xk = x[b, k, i]
+        for j in range(x.shape[2]):
+            row[j] += xk * ax[b, k, j]
 
 
 @njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
@@ -219,7 +313,7 @@ def interact_symmetric(x, ax, vx, shift, usa, project, n_parts, work, partial, o
             _finish_symmetric(x, b, total[:3], total[3:], usa, project, out)
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH_SUMS)
+@njit(cache=True, parallel=True)
 def euler_symmetric(x, BA, V, shift, usa, h, n_steps, work, completed):
     """``n_steps`` steps of the authors' Euler scheme on the circle for a symmetric BA.
 
@@ -237,47 +331,53 @@ def euler_symmetric(x, BA, V, shift, usa, h, n_steps, work, completed):
         completed: (B,) int64 out, the steps after which the system's state is still finite
             (n_steps unless it overflowed; a system stops at its first non-finite state).
     """
-    B, _, n = x.shape
-    a_shared = BA.shape[0] == 1
-    v_shared = V.shape[0] == 1
+    for b in prange(x.shape[0]):
+        completed[b] = euler_symmetric_system(x, b, BA, V, shift, usa, h, n_steps, work[get_thread_id()])
+
+
+@njit(cache=True, fastmath=_FASTMATH_SUMS)
+def euler_symmetric_system(x, b, BA, V, shift, usa, h, n_steps, scratch):
+    """``euler_symmetric`` for system b alone, with ``scratch`` (12, 2 n); returns the
+    steps completed with a finite state. Compiled on its own (not inlined), so that every
+    caller runs the very same arithmetic."""
+    n = x.shape[2]
+    A = BA[0] if BA.shape[0] == 1 else BA[b]
+    W = V[0] if V.shape[0] == 1 else V[b]
+    a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
+    v00, v01, v10, v11 = W[0, 0], W[0, 1], W[1, 0], W[1, 1]
     n_offsets = n // 2 + 1
-    for b in prange(B):
-        A = BA[0] if a_shared else BA[b]
-        W = V[0] if v_shared else V[b]
-        a00, a01, a10, a11 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
-        v00, v01, v10, v11 = W[0, 0], W[0, 1], W[1, 0], W[1, 1]
-        scratch = work[get_thread_id()]
-        xs, ax2, vx2, acc = scratch[:2], scratch[2:4], scratch[4:6], scratch[6:]
-        fwd, bwd = acc[:3], acc[3:]
-        c = 0.0 if usa else shift[b]
+    xs, ax2, vx2, acc = scratch[:2], scratch[2:4], scratch[4:6], scratch[6:]
+    fwd, bwd = acc[:3], acc[3:]
+    c = 0.0 if usa else shift[b]
+    for j in range(n):
+        xs[0, j] = x[b, 0, j]
+        xs[1, j] = x[b, 1, j]
+    completed = n_steps
+    for step in range(n_steps):
         for j in range(n):
-            xs[0, j] = x[b, 0, j]
-            xs[1, j] = x[b, 1, j]
-        completed[b] = n_steps
-        for step in range(n_steps):
-            for j in range(n):
-                y0, y1 = xs[0, j], xs[1, j]
-                ax2[0, j] = ax2[0, j + n] = a00 * y0 + a01 * y1
-                ax2[1, j] = ax2[1, j + n] = a10 * y0 + a11 * y1
-                vx2[0, j] = vx2[0, j + n] = v00 * y0 + v01 * y1
-                vx2[1, j] = vx2[1, j + n] = v10 * y0 + v11 * y1
-            acc[:, :] = 0.0
-            _offset_sums(xs, ax2, vx2, 0, n_offsets, c, fwd, bwd)
-            total = 0.0
-            for i in range(n):
-                z = n if usa else fwd[2, i] + bwd[2, i] + bwd[2, i + n]
-                y0 = xs[0, i] + h * ((fwd[0, i] + bwd[0, i] + bwd[0, i + n]) / z)
-                y1 = xs[1, i] + h * ((fwd[1, i] + bwd[1, i] + bwd[1, i + n]) / z)
-                r = 1.0 / np.sqrt(y0 * y0 + y1 * y1)
-                xs[0, i] = y0 * r
-                xs[1, i] = y1 * r
-                total += r
-            if not np.isfinite(total) or total == 0.0:
-                completed[b] = step
-                break
-        for j in range(n):
-            x[b, 0, j] = xs[0, j]
-            x[b, 1, j] = xs[1, j]
+            y0, y1 = xs[0, j], xs[1, j]
+            ax2[0, j] = ax2[0, j + n] = a00 * y0 + a01 * y1
+            ax2[1, j] = ax2[1, j + n] = a10 * y0 + a11 * y1
+            vx2[0, j] = vx2[0, j + n] = v00 * y0 + v01 * y1
+            vx2[1, j] = vx2[1, j + n] = v10 * y0 + v11 * y1
+        acc[:, :] = 0.0
+        _offset_sums(xs, ax2, vx2, 0, n_offsets, c, fwd, bwd)
+        total = 0.0
+        for i in range(n):
+            z = n if usa else fwd[2, i] + bwd[2, i] + bwd[2, i + n]
+            y0 = xs[0, i] + h * ((fwd[0, i] + bwd[0, i] + bwd[0, i + n]) / z)
+            y1 = xs[1, i] + h * ((fwd[1, i] + bwd[1, i] + bwd[1, i + n]) / z)
+            r = 1.0 / np.sqrt(y0 * y0 + y1 * y1)
+            xs[0, i] = y0 * r
+            xs[1, i] = y1 * r
+            total += r
+        if not np.isfinite(total) or total == 0.0:
+            completed = step
+            break
+    for j in range(n):
+        x[b, 0, j] = xs[0, j]
+        x[b, 1, j] = xs[1, j]
+    return completed
 
 
 def symmetric_parts(n):
@@ -371,31 +471,38 @@ def exp_rows(logits, z):
         z[b, i, 0] = total
 
 
-@njit(cache=True, parallel=True, fastmath=_FASTMATH)
+@njit(cache=True, parallel=True)
 def retract(x, v, h, out, nrm):
     """out_i = (x_i + h v_i) / |x_i + h v_i|; returns False if any result is not finite.
 
     ``nrm`` is (B, n) scratch. ``out`` may be ``x``.
     """
-    B, d, n = x.shape
-    bad = np.zeros(B, np.bool_)
-    for b in prange(B):
-        nb = nrm[b]
-        nb[:] = 0.0
-        for k in range(d):
-            for i in range(n):
-                y = x[b, k, i] + h * v[b, k, i]
-                nb[i] += y * y
-        for i in range(n):
-            nb[i] = 1.0 / np.sqrt(nb[i])
-        for k in range(d):
-            for i in range(n):
-                out[b, k, i] = (x[b, k, i] + h * v[b, k, i]) * nb[i]
-        total = 0.0
-        for i in range(n):
-            total += nb[i]
-        bad[b] = not np.isfinite(total) or total == 0.0
+    bad = np.zeros(x.shape[0], np.bool_)
+    for b in prange(x.shape[0]):
+        bad[b] = not retract_system(x, v, h, out, nrm, b)
     return not bad.any()
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def retract_system(x, v, h, out, nrm, b):
+    """``retract`` for system b alone; returns whether its result is finite. Compiled on
+    its own, so that every caller runs the very same arithmetic."""
+    _, d, n = x.shape
+    nb = nrm[b]
+    nb[:] = 0.0
+    for k in range(d):
+        for i in range(n):
+            y = x[b, k, i] + h * v[b, k, i]
+            nb[i] += y * y
+    for i in range(n):
+        nb[i] = 1.0 / np.sqrt(nb[i])
+    for k in range(d):
+        for i in range(n):
+            out[b, k, i] = (x[b, k, i] + h * v[b, k, i]) * nb[i]
+    total = 0.0
+    for i in range(n):
+        total += nb[i]
+    return np.isfinite(total) and total != 0.0
 
 
 @njit(cache=True, parallel=True)

@@ -10,10 +10,12 @@ from typing import Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _observable_kernels, ensembles
+from . import _observable_kernels, _sweep_kernels, ensembles
+from ._fields import FusedField
 from ._params import DYNAMICS, SimulationParams
-from ._simulate import run
+from ._simulate import _field, _raise_non_finite, run
 from ._step_check import check_step, lipschitz_bound
+from ._threads import check_threads, thread_limit
 from .checks import check_choice, check_int, check_real
 
 __all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
@@ -182,15 +184,24 @@ class PhaseDiagram:
         )
 
 
-def beta_statistics(beta, ensemble):
+def beta_statistics(beta, ensemble, *, threads=None):
     """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
     checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
     ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
+
+    Args:
+        beta: inverse temperature, >= 0.
+        ensemble: a ``ClusteringEnsemble``.
+        threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            numbers do not depend on it.
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
+    torch_threads = threads
+    threads = check_threads(threads)
     x0, draw_matrices = _draws(ensemble, beta)
     h = ensemble.step_size(beta)
     checkpoint_steps = np.ceil(ensemble.checkpoint_times() / h - 1e-9).astype(np.int64)
@@ -204,6 +215,26 @@ def beta_statistics(beta, ensemble):
         beta=beta, t_max=checkpoint_steps[-1] * h, dt=h, dynamics=ensemble.dynamics, K=drawn.K, V=drawn.V
     )
     pairs = ensemble.n * (ensemble.n - 1)
+
+    def summary(close, counts):
+        return close.sum() / (ensemble.batch * pairs), np.median(counts)
+
+    with thread_limit(threads, torch_threads):
+        field = _field(x0, params, in_span=False)
+        if redraw is None and _fits_fused_sweep(field, params):
+            close, counts = _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads)
+            stats = [summary(close[c], counts[c]) for c in range(len(checkpoint_steps))]
+            close = close[-1]
+        else:
+            close, stats = _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary)
+    density, clusters = np.array(stats).T
+    return {"density": density, "clusters": clusters, "final_density": close / pairs}
+
+
+def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary):
+    """The sweep through ``run``: a parallel pass per step and per checkpoint. Returns the
+    close pairs of each system at the last checkpoint, (batch,), and the ``summary`` of
+    each checkpoint."""
     close = np.empty(ensemble.batch, np.int64)
     counts = np.empty(ensemble.batch, np.int64)
     labels = np.empty((ensemble.batch, ensemble.n), np.int64)
@@ -213,11 +244,74 @@ def beta_statistics(beta, ensemble):
         _observable_kernels.pair_statistics(
             x, ensemble.density_threshold, 1.0 - ensemble.cluster_tol, rows, stacks, close, labels, counts
         )
-        return close.sum() / (ensemble.batch * pairs), np.median(counts)
+        return summary(close, counts)
 
     saved = run(x0, params, in_span=False, save_steps=checkpoint_steps, fn=statistics, redraw=redraw)
-    density, clusters = np.array([stats for _, stats in saved]).T
-    return {"density": density, "clusters": clusters, "final_density": close / pairs}
+    return close, [stats for _, stats in saved]
+
+
+def _fits_fused_sweep(field, params):
+    """Whether ``_fused_sweep`` runs this field: a fused field (d <= 8) that runs whole
+    systems per task, on a grid of equal steps."""
+    _, last_step = params.step_grid()
+    return isinstance(field, FusedField) and field.fused_euler and last_step == params.dt
+
+
+def _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads):
+    """All steps and checkpoint statistics in one parallel launch (``_sweep_kernels``).
+    Returns the close ordered pairs and the clusters, each (checkpoints, batch) int64."""
+    x = field.pack(x0)
+    B, n = x.shape[0], x.shape[2]
+    C = len(checkpoint_steps)
+    stretches = np.diff(checkpoint_steps, prepend=0).astype(np.int64)
+    workers = max(1, min(threads, B))
+    close = np.zeros((C, B), np.int64)
+    counts = np.zeros((C, B), np.int64)
+    completed = np.empty(B, np.int64)
+    thresholds = (ensemble.density_threshold, 1.0 - ensemble.cluster_tol)
+    # Scratch of the statistics, one row per worker.
+    statistics = (np.empty((workers, 4 * n)), np.empty((workers, n), np.int64), np.empty((workers, n), np.int64))
+    outputs = (np.zeros(1, np.int64), close, counts, completed)
+    if field.symmetric:
+        _sweep_kernels.euler_statistics_symmetric(
+            x,
+            field.BA,
+            field.V,
+            field.shift,
+            field.usa,
+            params.dt,
+            stretches,
+            *thresholds,
+            np.empty((workers, 12, 2 * n), x.dtype),
+            *statistics,
+            *outputs,
+        )
+    else:
+        kernel = _sweep_kernels.euler_statistics2 if field.dp == 2 else _sweep_kernels.euler_statistics4
+        kernel(
+            x,
+            field.BA,
+            field.V,
+            field.shift,
+            field.usa,
+            field.row_max,
+            params.dt,
+            stretches,
+            *thresholds,
+            field.chunk,
+            field.ax,
+            field.vx,
+            field.v,
+            field.norms,
+            field.work[:workers],
+            *statistics,
+            *outputs,
+        )
+    first_failure = int(completed.min())
+    if first_failure < checkpoint_steps[-1]:
+        step_times, _ = params.step_grid()
+        _raise_non_finite(params, step_times[first_failure + 1], first_failure + 1)
+    return close, counts
 
 
 def _draws(ensemble, beta):
@@ -232,12 +326,15 @@ def _draws(ensemble, beta):
     return x0, lambda: ensembles.draw(ensemble.interaction, ensemble.value, ensemble.d, draw_rng, size=size)
 
 
-def phase_diagram(betas, *, progress=False, **settings):
+def phase_diagram(betas, *, progress=False, threads=None, **settings):
     """The (t, beta) phase diagram of clustering, computed here and kept in memory.
 
     Args:
         betas: inverse temperatures, >= 0.
         progress: show a progress bar over betas.
+        threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            numbers do not depend on it.
         **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
             checkpoints, dynamics, interaction, value, draw, regen_period,
             usa_step_correction, seed, density_threshold, cluster_tol).
@@ -250,7 +347,8 @@ def phase_diagram(betas, *, progress=False, **settings):
         StepSizeWarning: once, at the beta whose Euler step is worst, if any is unstable.
     """
     betas = ClusteringEnsemble.check_betas(betas)
+    check_threads(threads)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
-    rows = [beta_statistics(beta, ensemble) for beta in tqdm(betas, disable=not progress, unit="beta")]
+    rows = [beta_statistics(beta, ensemble, threads=threads) for beta in tqdm(betas, disable=not progress, unit="beta")]
     return PhaseDiagram.from_rows(ensemble, betas, rows)

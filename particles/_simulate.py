@@ -9,6 +9,7 @@ from ._fields import make_field
 from ._params import SimulationParams
 from ._step_check import check_step
 from ._steppers import RK4, Dopri5, Euler
+from ._threads import check_threads, thread_limit
 from ._trajectory import Trajectory
 from .checks import as_float_array, check_finite
 
@@ -34,6 +35,7 @@ def simulate(
     progress=False,
     rtol=1e-6,
     atol=1e-9,
+    threads=None,
 ):
     r"""Simulate self-attention dynamics on the sphere (Geshkovski et al., 2023).
 
@@ -67,6 +69,9 @@ def simulate(
             "euler" or "rk4" run is bit for bit the uninterrupted one.
         progress: show a progress bar.
         rtol, atol: tolerances of "dopri5".
+        threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
+            process may run on (its CPU affinity), and torch (d > 8) as it is set. The
+            result does not depend on it.
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
@@ -126,6 +131,8 @@ def simulate(
         V=V,
         dtype=str(x0.dtype),
     )
+    torch_threads = threads
+    threads = check_threads(threads)
     check_step(
         params.beta,
         params.dt,
@@ -135,12 +142,13 @@ def simulate(
         method=params.method,
         stacklevel=2,
     )
-    if store is not None:
-        return _run_to_store(x0, params, store, progress)
-    frames, ts, counts = [], [], {}
-    for t, x in run(x0, params, progress=progress, step_counts=counts):
-        ts.append(t)
-        frames.append(x)
+    with thread_limit(threads, torch_threads):
+        if store is not None:
+            return _run_to_store(x0, params, store, progress)
+        frames, ts, counts = [], [], {}
+        for t, x in run(x0, params, progress=progress, step_counts=counts):
+            ts.append(t)
+            frames.append(x)
     return Trajectory(
         ts=np.array(ts),
         xs=np.stack(frames),

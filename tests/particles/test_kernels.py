@@ -190,3 +190,58 @@ def test_retract_reports_non_finite():
     x[0, 0] = 1.0
     v = np.full_like(x, np.inf)
     assert not _kernels.retract(x, v, 0.1, x.copy(), np.empty((1, 3)))
+
+
+def _stepwise_euler(field, x, h, n_steps):
+    """Euler steps launch by launch: the field's velocity, then the retraction."""
+    v = np.empty_like(x)
+    for step in range(n_steps):
+        field.velocity(x, False, v)
+        if not field.retract(x, v, h, x):
+            return step
+    return n_steps
+
+
+# Any interaction on the fused fields, 16 systems (whole systems per task): the circle, d = 3
+# (USA), d = 5 (coordinates past the first 4), row maxima (A = -I at beta 400: gap 800), and
+# n = 130, whose rows come in chunks of 63.
+@pytest.mark.parametrize(
+    "n, d, dynamics, beta, case",
+    [(9, 2, "SA", 1.5, "random"), (7, 3, "USA", 1.0, "random"), (6, 5, "SA", 2.0, "random"),
+     (8, 3, "SA", 400.0, "minus_identity"), (130, 3, "SA", 1.0, "random")],
+)  # fmt: skip
+def test_fused_euler_any_interaction_is_the_stepwise_path_bit_for_bit(rng, n, d, dynamics, beta, case):
+    from particles._threads import thread_limit
+
+    B, h, steps = 16, 0.01 if beta > 100 else 0.1, 5
+    x = _random_config(rng, (B, n, d))
+    A = -np.eye(d) if case == "minus_identity" else rng.standard_normal((B, d, d))
+    V = rng.standard_normal((B, d, d))
+    field = make_field(A=A, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n, dtype=np.float64)
+    assert field.fused_euler and not field.symmetric and field.row_max == (case == "minus_identity")
+    expected = field.pack(x)
+    assert _stepwise_euler(field, expected, h, steps) == steps
+    for threads in (1, 2):
+        packed = field.pack(x)
+        with thread_limit(min(threads, numba.config.NUMBA_NUM_THREADS)):
+            assert field.euler(packed, h, steps) == steps
+        np.testing.assert_array_equal(packed, expected)
+    # And the scheme itself, against the NumPy loop formula (A = Q^T K with Q = A^T, K = I).
+    got = field.unpack(expected, d, True)
+    for b in (0, B - 1):
+        Ab = A if A.ndim == 2 else A[b]
+        want = naive.euler(x[b], beta, h, steps, Q=Ab.T, K=np.eye(d), V=V[b], dynamics=dynamics)
+        np.testing.assert_allclose(got[b], want, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_euler_any_interaction_reports_each_systems_first_non_finite_step(rng):
+    # USA with BA = 800 A_1 (system 1, a non-symmetric A_1 with x^T A_1 x near 1) overflows;
+    # the others (BA small) never do.
+    B, n = 16, 6
+    x = _random_config(rng, (B, n, 3))
+    A = 0.01 * rng.standard_normal((B, 3, 3))
+    A[1] = 800.0 * (np.eye(3) + 0.01 * rng.standard_normal((3, 3)))
+    field = make_field(A=A, V=np.eye(3), beta=1.0, usa=True, batch=B, n=n, dtype=np.float64)
+    assert field.fused_euler and not field.symmetric
+    assert field.euler(field.pack(x), 0.1, 4) == 0
+    np.testing.assert_array_equal(field.completed, [4] + [0] + [4] * (B - 2))

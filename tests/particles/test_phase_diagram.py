@@ -167,3 +167,57 @@ def test_sweep_warns_once_at_its_worst_step():
         warnings.simplefilter("error", StepSizeWarning)
         phase_diagram([0.5, 6.0, 3.0], usa_step_correction=True, **usa)
         phase_diagram([0.1, 9.0], **dict(SMALL, t_max=0.2))
+
+
+# n = 8: bit-mask statistics; n = 70: depth-first search; 15 checkpoints over 10 steps:
+# checkpoints with no step between them; USA: no shift, Z_i = n; the other fused kernels:
+# a non-symmetric interaction on the circle, d = 3.
+@pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(n=8),
+        dict(n=70, batch=6),
+        dict(checkpoints=15, t_max=1.0),
+        dict(dynamics="USA"),
+        dict(interaction="gaussian", value="gaussian"),
+        dict(d=3, interaction="goe", value="minus_qk"),
+    ],
+)
+def test_one_launch_per_beta_gives_the_stepwise_numbers(monkeypatch, settings):
+    """The fused sweep (one launch per beta) against the stepwise one (a launch per step
+    and per checkpoint), bit for bit; and the fused sweep is what runs."""
+    import particles._phase_diagram as module
+
+    ensemble = ClusteringEnsemble(**{**SMALL, **settings})
+    fused_calls = []
+    original = module._fused_sweep
+    monkeypatch.setattr(module, "_fused_sweep", lambda *a: fused_calls.append(1) or original(*a))
+    fused = beta_statistics(3.0, ensemble)
+    assert fused_calls == [1]
+    monkeypatch.setattr(module, "_fits_fused_sweep", lambda *a: False)
+    stepwise = beta_statistics(3.0, ensemble)
+    assert fused_calls == [1]
+    for name in ("density", "clusters", "final_density"):
+        np.testing.assert_array_equal(fused[name], stepwise[name])
+
+
+def test_threads_do_not_change_the_numbers():
+    settings = dict(SMALL, n=12, batch=40)
+    one = phase_diagram([0.5, 4.0], threads=1, **settings)
+    two = phase_diagram([0.5, 4.0], threads=2, **settings)
+    for name in ("density", "clusters", "final_density"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+
+
+@pytest.mark.filterwarnings("ignore::particles.StepSizeWarning")
+def test_fused_sweep_reports_an_overflow_as_the_stepwise_one(monkeypatch):
+    import particles._phase_diagram as module
+
+    ensemble = ClusteringEnsemble(**{**SMALL, "dynamics": "USA", "t_max": 1.0})
+    with pytest.raises(RuntimeError, match=r"non-finite at t = 0.1 \(step 1\) with beta = 800") as fused:
+        beta_statistics(800.0, ensemble)
+    monkeypatch.setattr(module, "_fits_fused_sweep", lambda *a: False)
+    with pytest.raises(RuntimeError) as stepwise:
+        beta_statistics(800.0, ensemble)
+    assert str(fused.value) == str(stepwise.value)

@@ -3,7 +3,6 @@
 import numba
 import numpy as np
 import pytest
-import torch
 from scipy.integrate import solve_ivp
 
 from particles import sample_sphere, simulate
@@ -180,13 +179,7 @@ def test_bit_for_bit_whatever_the_threads_and_batch(n, d, batch):
     kw = dict(beta=3.0, t_max=1.0, dt=0.05)
     runs = []
     for threads in (1, 2):
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        torch.set_num_threads(threads)
-        try:
-            runs.append(simulate(x0, **kw).final)
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-            torch.set_num_threads(1)
+        runs.append(simulate(x0, threads=min(threads, numba.config.NUMBA_NUM_THREADS), **kw).final)
     np.testing.assert_array_equal(runs[0], runs[1])
     # A system gives the same bits alone as in a batch (different task chunking).
     np.testing.assert_array_equal(simulate(x0[7], **kw).final, runs[0][7])
