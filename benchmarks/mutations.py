@@ -544,8 +544,8 @@ MUTATIONS = [
     dict(
         id="blocked_path_without_row_max",
         file="particles/_dense_field.py",
-        old="and symmetric and not self.row_max else None",
-        new="and symmetric else None",
+        old="and symmetric and not self.row_max\n",
+        new="and symmetric\n",
         tests=[f"{PREC}::test_float32_blocked_path_takes_row_maxima"],
         description="the blocked symmetric path ignores row maxima",
     ),

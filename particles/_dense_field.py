@@ -6,9 +6,13 @@ import torch
 from . import _kernels
 from ._field_base import FieldBase, matmul
 
-# Tokens per block of the symmetric path; it runs from two blocks on.
+# Tokens per key block of the blocked paths; they run from two blocks on, so that no
+# (n x n) logits are ever formed and memory grows like n (d + _BLOCK), not n^2.
 _BLOCK = 256
 BLOCKED_MIN_N = 2 * _BLOCK
+# Query rows per tile of the streamed path: tiles of (B, _QUERY_ROWS, _BLOCK) logits, large
+# enough that the Python loop's per-tile cost (a few torch calls) stays negligible.
+_QUERY_ROWS = 4 * _BLOCK
 
 
 def span_basis(x0):
@@ -64,10 +68,12 @@ class DenseField(FieldBase):
         # it rides in the logits' product as its added input, so it costs no pass.
         self._shift = torch.from_numpy(self.shift.astype(dtype)).reshape(-1, 1, 1)
         self._minus_shift = -self._shift
-        # A symmetric BA makes the logits symmetric: the blocked path forms each pair of
-        # token blocks once.
+        # From BLOCKED_MIN_N tokens on, the logits come by blocks (``_blocked_sums``). A
+        # symmetric BA makes them symmetric: then each pair of token blocks is formed once
+        # (with a shift; row maxima would differ between a block and its transpose).
         symmetric = np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
-        self._block = _BLOCK if n >= BLOCKED_MIN_N and symmetric and not self.row_max else None
+        self._block = _BLOCK if n >= BLOCKED_MIN_N else None
+        self._pairs = self._block is not None and symmetric and not self.row_max
 
     def pack(self, x):
         """([B,] n, d) -> (B, n, d), or its coordinates (B, n, n) in the basis (a copy)."""
@@ -132,26 +138,67 @@ class DenseField(FieldBase):
         return n_steps
 
     def _blocked_sums(self, xt, ax, vx):
-        """(S, z) of ``_sums``, each block pair (I <= J) of logits formed once.
+        """(S, z) of ``_sums`` by token blocks, never more than (B, _QUERY_ROWS, _BLOCK)
+        logits at a time.
 
-        Block I gets e^{L_IJ - c} V x_J and block J gets its transpose times V x_I; the
-        row sums Z come along.
+        For SA the values carry a column of ones: the products that weight the values then
+        also sum the weights, so z costs no pass of its own.
+        """
+        if not self.usa:
+            vx = torch.cat([vx, torch.ones(vx.shape[:2] + (1,), dtype=vx.dtype)], dim=2)
+        sums = self._pair_sums(xt, ax, vx) if self._pairs else self._streamed_sums(xt, ax, vx)
+        return (sums, xt.shape[1]) if self.usa else (sums[..., :-1], sums[..., -1:])
+
+    def _exp_(self, e):
+        """e <- exp(e) in place (float64: ``vexp``, twice as fast as torch's exp here)."""
+        if e.dtype == torch.float64:
+            _kernels.exp_rows(e.numpy(), np.empty(e.shape[:2] + (1,)))
+            return e
+        return e.exp_()
+
+    def _pair_sums(self, xt, ax, vx):
+        """sum_j e^{L_ij - c} vx_j (B, n, dv) for symmetric logits, each block pair (I <= J)
+        formed once: block I gets e^{L_IJ - c} vx_J and block J its transpose times vx_I."""
+        n, m = xt.shape[1], self._block
+        sums = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
+        for i in range(0, n, m):
+            rows = slice(i, i + m)
+            for j in range(i, n, m):
+                cols = slice(j, j + m)
+                e = self._exp_(torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, cols].transpose(1, 2)))
+                sums[:, rows].baddbmm_(e, vx[:, cols])
+                if j != i:
+                    sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
+        return sums
+
+    def _streamed_sums(self, xt, ax, vx):
+        """sum_j e^{L_ij - c_i} vx_j (B, n, dv), streamed over key blocks as flash attention
+        does (Dao et al., 2022): per tile of query rows, the logits of one key block at a
+        time. With row maxima, c_i is the running maximum of row i over the blocks seen so
+        far, and the sums so far are rescaled by e^{c_old - c_new} whenever it grows; with
+        a shift, c_i = c for all rows and nothing is rescaled.
         """
         n, m = xt.shape[1], self._block
-        starts = range(0, n, m)
-        z = torch.zeros(xt.shape[:2] + (1,), dtype=xt.dtype)
-        S = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
-        for i in starts:
-            rows = slice(i, i + m)
-            for j in starts[i // m :]:
+        sums = torch.empty(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
+        for i in range(0, n, _QUERY_ROWS):
+            rows = slice(i, i + _QUERY_ROWS)
+            acc = sums[:, rows]
+            acc.zero_()
+            top = None
+            for j in range(0, n, m):
                 cols = slice(j, j + m)
-                e = (xt[:, rows] @ ax[:, cols].transpose(1, 2)).sub_(self._shift).exp_()
-                S[:, rows].baddbmm_(e, vx[:, cols])
-                z[:, rows] += e.sum(dim=2, keepdim=True)
-                if j != i:
-                    S[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
-                    z[:, cols] += e.sum(dim=1).unsqueeze(2)
-        return S, (n if self.usa else z)
+                e = torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, cols].transpose(1, 2))
+                if self.row_max:
+                    block_top = e.amax(dim=2, keepdim=True)
+                    if top is None:
+                        top = block_top
+                    else:
+                        grown = torch.maximum(top, block_top)
+                        acc.mul_((top - grown).exp_())
+                        top = grown
+                    e.sub_(top)
+                acc.baddbmm_(self._exp_(e), vx[:, cols])
+        return sums
 
     @staticmethod
     def _normalize(yt):
