@@ -21,6 +21,7 @@ ENS = "tests/particles/test_ensembles.py"
 IO = "tests/particles/io/test_io.py"
 IOF = "tests/particles/io/test_io_faults.py"
 PREC = "tests/particles/test_precision.py"
+STREAM = "tests/particles/test_streaming_field.py"
 STEP = "tests/particles/test_steppers.py"
 CAL = "tests/hessian/test_estimator_calibration.py::test_stderr_is_calibrated"
 EQUIANGULAR = THEORY + "::test_equiangular_start_stays_equiangular[{}]"
@@ -950,5 +951,62 @@ MUTATIONS = [
         new="::: particles.no_such_module",
         tests=["tests/test_docs.py::test_docs_build_in_strict_mode"],
         description="an API page names an object that does not exist: the strict build must fail",
+    ),
+    # --- streaming ---
+    dict(
+        id="stream_no_running_max_rescale",
+        file="particles/_dense_field.py",
+        old="acc.mul_((top - grown).exp_())",
+        new="acc.mul_(1.0)",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[running maxima]"],
+        description="flash-attention sums not rescaled when a row's running maximum grows",
+    ),
+    dict(
+        id="stream_running_max_not_subtracted",
+        file="particles/_dense_field.py",
+        old="                    e.sub_(top)\n",
+        new="",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[running maxima]"],
+        description="row maxima tracked but never subtracted from the logits (overflow at large beta)",
+    ),
+    dict(
+        id="stream_last_key_block_dropped",
+        file="particles/_dense_field.py",
+        old="for j in range(0, n, m):",
+        new="for j in range(0, n - n % m, m):",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[streamed SA]"],
+        description="the last, partial key block (n not a multiple of the block) left out of the streamed sums",
+    ),
+    dict(
+        id="stream_query_tile_edge",
+        file="particles/_dense_field.py",
+        old="rows = slice(i, i + _QUERY_ROWS)",
+        new="rows = slice(i, i + _QUERY_ROWS - 1)",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[streamed USA]"],
+        description="each query tile one row short at its edge: those rows keep uninitialised sums",
+    ),
+    dict(
+        id="pairs_block_edge",
+        file="particles/_dense_field.py",
+        old="for j in range(i, n, m):",
+        new="for j in range(i + m, n, m):",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[pairs SA]"],
+        description="block pairs start past the diagonal: the diagonal blocks (I = J) left out",
+    ),
+    dict(
+        id="pairs_transpose_wrong_values",
+        file="particles/_dense_field.py",
+        old="sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])",
+        new="sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, cols])",
+        tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[pairs USA]"],
+        description="the transposed block weights the values of its own block, not those of the row block",
+    ),
+    dict(
+        id="blocked_weight_sums_column",
+        file="particles/_dense_field.py",
+        old="(sums[..., :-1], sums[..., -1:])",
+        new="(sums[..., :-1], sums[..., :1])",
+        tests=[f"{STREAM}::test_blocked_euler_steps_match_numpy[pairs SA]"],
+        description="SA's normaliser z read from the first value column instead of the ones column",
     ),
 ]
