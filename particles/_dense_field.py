@@ -157,18 +157,20 @@ class DenseField(FieldBase):
         return e.exp_()
 
     def _pair_sums(self, xt, ax, vx):
-        """sum_j e^{L_ij - c} vx_j (B, n, dv) for symmetric logits, each block pair (I <= J)
-        formed once: block I gets e^{L_IJ - c} vx_J and block J its transpose times vx_I."""
+        """sum_j e^{L_ij - c} vx_j (B, n, dv) for symmetric logits, each pair of token
+        blocks (I <= J) formed once, one row panel (I, J >= I) of (B, _BLOCK, n - I _BLOCK)
+        logits at a time: block I gets the panel times vx_{J >= I}, the blocks past I the
+        panel's transpose (without the diagonal block) times vx_I. Four torch calls per panel:
+        on shared cores every call waits for all its threads, so fewer and larger is faster.
+        """
         n, m = xt.shape[1], self._block
         sums = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
         for i in range(0, n, m):
             rows = slice(i, i + m)
-            for j in range(i, n, m):
-                cols = slice(j, j + m)
-                e = self._exp_(torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, cols].transpose(1, 2)))
-                sums[:, rows].baddbmm_(e, vx[:, cols])
-                if j != i:
-                    sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
+            e = self._exp_(torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, i:].transpose(1, 2)))
+            sums[:, rows].baddbmm_(e, vx[:, i:])
+            if i + m < n:
+                sums[:, i + m :].baddbmm_(e[:, :, m:].transpose(1, 2), vx[:, rows])
         return sums
 
     def _streamed_sums(self, xt, ax, vx):
