@@ -980,18 +980,18 @@ MUTATIONS = [
     dict(
         id="stream_query_tile_edge",
         file="particles/_dense_field.py",
-        old="rows = slice(i, i + _QUERY_ROWS)",
-        new="rows = slice(i, i + _QUERY_ROWS - 1)",
+        old="rows = slice(i, i + tile_rows)",
+        new="rows = slice(i, i + tile_rows - 1)",
         tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[streamed USA]"],
         description="each query tile one row short at its edge: those rows keep uninitialised sums",
     ),
     dict(
         id="pairs_block_edge",
         file="particles/_dense_field.py",
-        old="for j in range(i, n, m):",
-        new="for j in range(i + m, n, m):",
+        old="if i + m < n:",
+        new="if i + 2 * m <= n:",
         tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[pairs SA]"],
-        description="block pairs start past the diagonal: the diagonal blocks (I = J) left out",
+        description="a panel's transpose skipped when a partial block follows it: the last tokens miss those weights",
     ),
     dict(
         id="pairs_transpose_wrong_values",

@@ -10,9 +10,12 @@ from ._field_base import FieldBase, matmul
 # (n x n) logits are ever formed and memory grows like n (d + _BLOCK), not n^2.
 _BLOCK = 256
 BLOCKED_MIN_N = 2 * _BLOCK
-# Query rows per tile of the streamed path: tiles of (B, _QUERY_ROWS, _BLOCK) logits, large
-# enough that the Python loop's per-tile cost (a few torch calls) stays negligible.
-_QUERY_ROWS = 4 * _BLOCK
+# Logits per tile (all systems together): 32 MB in float64. Tiles are as large as this
+# allows: on shared cores every torch call waits for all its threads to be scheduled, so
+# fewer and larger calls are faster (measured at n = 2048, d = 64 under load: panels of
+# 1024 rows 1.25x the torch loop, of 256 rows 0.5x), while memory stays below n (d + 256)
+# per system plus this budget.
+_TILE = 2**22
 
 
 def span_basis(x0):
@@ -138,8 +141,8 @@ class DenseField(FieldBase):
         return n_steps
 
     def _blocked_sums(self, xt, ax, vx):
-        """(S, z) of ``_sums`` by token blocks, never more than (B, _QUERY_ROWS, _BLOCK)
-        logits at a time.
+        """(S, z) of ``_sums`` by token blocks, never more than max(_TILE, B n _BLOCK) logits
+        at a time.
 
         For SA the values carry a column of ones: the products that weight the values then
         also sum the weights, so z costs no pass of its own.
@@ -158,12 +161,14 @@ class DenseField(FieldBase):
 
     def _pair_sums(self, xt, ax, vx):
         """sum_j e^{L_ij - c} vx_j (B, n, dv) for symmetric logits, each pair of token
-        blocks (I <= J) formed once, one row panel (I, J >= I) of (B, _BLOCK, n - I _BLOCK)
-        logits at a time: block I gets the panel times vx_{J >= I}, the blocks past I the
-        panel's transpose (without the diagonal block) times vx_I. Four torch calls per panel:
-        on shared cores every call waits for all its threads, so fewer and larger is faster.
+        blocks (I <= J) formed once, one row panel (I, J >= I) of (B, m, n - I m) logits at a
+        time: block I gets the panel times vx_{J >= I}, the blocks past I the panel's
+        transpose (without the diagonal block) times vx_I. Logits formed: n^2 / 2 + n m / 2.
         """
-        n, m = xt.shape[1], self._block
+        B, n = xt.shape[:2]
+        # Panel rows: whole blocks, at most half the tokens (a panel of all rows would
+        # form every logit twice) and within the tile budget.
+        m = self._block * max(1, min(n // 2, _TILE // (B * n)) // self._block)
         sums = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
         for i in range(0, n, m):
             rows = slice(i, i + m)
@@ -180,10 +185,12 @@ class DenseField(FieldBase):
         far, and the sums so far are rescaled by e^{c_old - c_new} whenever it grows; with
         a shift, c_i = c for all rows and nothing is rescaled.
         """
-        n, m = xt.shape[1], self._block
+        B, n = xt.shape[:2]
+        m = self._block
+        tile_rows = max(m, _TILE // (B * m))
         sums = torch.empty(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
-        for i in range(0, n, _QUERY_ROWS):
-            rows = slice(i, i + _QUERY_ROWS)
+        for i in range(0, n, tile_rows):
+            rows = slice(i, i + tile_rows)
             acc = sums[:, rows]
             acc.zero_()
             top = None

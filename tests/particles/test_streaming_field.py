@@ -8,9 +8,11 @@ import pytest
 from particles import _dense_field
 from particles._fields import make_field
 
-# n = 1030: two query tiles (the second of 6 rows) and five key blocks (the last of 6
-# tokens), so that every block edge is crossed.
+# n = 1030 in five blocks of 256 tokens, the last of 6, so that every block edge is
+# crossed; tiles of 2^16 logits make the query tiles and row panels one block each (the
+# default tile, in the Euler test, makes them all rows and 512 rows).
 N, D = 1030, 10
+SMALL_TILE = 2**16
 # Each case: (dynamics, how Q^T K is drawn, beta) and the path it must take. "-I" at beta
 # 400 puts the shift 800 above the row maxima: past float64's gap of 600, so row maxima.
 CASES = {
@@ -62,6 +64,7 @@ def _velocity(field, x, project):
 
 @pytest.mark.parametrize("case", CASES)
 def test_blocked_velocity_matches_dense_and_numpy(rng, monkeypatch, case):
+    monkeypatch.setattr(_dense_field, "_TILE", SMALL_TILE)
     x, A, V, beta, usa = _problem(rng, case)
     field = _field(x, A, V, beta, usa)
     assert field._block is not None
