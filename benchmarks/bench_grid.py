@@ -14,7 +14,7 @@ Before the baseline is read, each process runs its implementation once at n <= 5
 Steps per cell shrink with the work (1 step for the largest cells), so the grid takes a
 few minutes on 2 cores.
 
-    python benchmarks/bench_grid.py [--repeats 3] [--dtypes float64 float32] [--big]
+    python benchmarks/bench_grid.py [--repeats 5] [--dtypes float64 float32] [--big]
 
 ``--big`` adds n = 16384, d = 64 (float64; the torch loop needs about 4 GB there).
 """
@@ -152,7 +152,7 @@ def run_cell(n, d, dtype, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
     parser.add_argument("--ns", type=int, nargs="+", default=list(NS))
     parser.add_argument("--ds", type=int, nargs="+", default=list(DS))
@@ -179,6 +179,7 @@ def main():
     for dtype in args.dtypes:
         for n in args.ns:
             for d in args.ds:
+                # The largest cells: two rounds (a round of n = 8192, d = 512 takes a minute).
                 repeats = args.repeats if n * n * d < 2048 * 2048 * 64 else 2
                 ratios.append(run_cell(n, d, dtype, repeats))
     if args.big:
