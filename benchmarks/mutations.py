@@ -996,10 +996,10 @@ MUTATIONS = [
     dict(
         id="pairs_transpose_wrong_values",
         file="particles/_dense_field.py",
-        old="sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])",
-        new="sums[:, cols].baddbmm_(e.transpose(1, 2), vx[:, cols])",
+        old="e[:, :, m:].transpose(1, 2), vx[:, rows]",
+        new="e[:, :, m:].transpose(1, 2), xt[:, rows]",
         tests=[f"{STREAM}::test_blocked_velocity_matches_dense_and_numpy[pairs USA]"],
-        description="the transposed block weights the values of its own block, not those of the row block",
+        description="the transposed panel weights the tokens x_j of the row block, not their values V x_j",
     ),
     dict(
         id="blocked_weight_sums_column",
