@@ -6,9 +6,16 @@ import torch
 from . import _kernels
 from ._field_base import FieldBase, matmul
 
-# Tokens per block of the symmetric path; it runs from two blocks on.
+# Tokens per key block of the blocked paths; they run from two blocks on, so that no
+# (n x n) logits are ever formed and memory grows like n (d + _BLOCK), not n^2.
 _BLOCK = 256
 BLOCKED_MIN_N = 2 * _BLOCK
+# Logits per tile (all systems together): 32 MB in float64. Tiles are as large as this
+# allows: on shared cores every torch call waits for all its threads to be scheduled, so
+# fewer and larger calls are faster (measured at n = 2048, d = 64 under load: panels of
+# 1024 rows 1.25x the torch loop, of 256 rows 0.5x), while memory stays below n (d + 256)
+# per system plus this budget.
+_TILE = 2**22
 
 
 def span_basis(x0):
@@ -64,10 +71,12 @@ class DenseField(FieldBase):
         # it rides in the logits' product as its added input, so it costs no pass.
         self._shift = torch.from_numpy(self.shift.astype(dtype)).reshape(-1, 1, 1)
         self._minus_shift = -self._shift
-        # A symmetric BA makes the logits symmetric: the blocked path forms each pair of
-        # token blocks once.
+        # From BLOCKED_MIN_N tokens on, the logits come by blocks (``_blocked_sums``). A
+        # symmetric BA makes them symmetric: then each pair of token blocks is formed once
+        # (with a shift; row maxima would differ between a block and its transpose).
         symmetric = np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
-        self._block = _BLOCK if n >= BLOCKED_MIN_N and symmetric and not self.row_max else None
+        self._block = _BLOCK if n >= BLOCKED_MIN_N else None
+        self._pairs = self._block is not None and symmetric and not self.row_max
 
     def pack(self, x):
         """([B,] n, d) -> (B, n, d), or its coordinates (B, n, n) in the basis (a copy)."""
@@ -132,26 +141,73 @@ class DenseField(FieldBase):
         return n_steps
 
     def _blocked_sums(self, xt, ax, vx):
-        """(S, z) of ``_sums``, each block pair (I <= J) of logits formed once.
+        """(S, z) of ``_sums`` by token blocks, never more than max(_TILE, B n _BLOCK) logits
+        at a time.
 
-        Block I gets e^{L_IJ - c} V x_J and block J gets its transpose times V x_I; the
-        row sums Z come along.
+        For SA the values carry a column of ones: the products that weight the values then
+        also sum the weights, so z costs no pass of its own.
         """
-        n, m = xt.shape[1], self._block
-        starts = range(0, n, m)
-        z = torch.zeros(xt.shape[:2] + (1,), dtype=xt.dtype)
-        S = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
-        for i in starts:
+        if not self.usa:
+            vx = torch.cat([vx, torch.ones(vx.shape[:2] + (1,), dtype=vx.dtype)], dim=2)
+        sums = self._pair_sums(xt, ax, vx) if self._pairs else self._streamed_sums(xt, ax, vx)
+        return (sums, xt.shape[1]) if self.usa else (sums[..., :-1], sums[..., -1:])
+
+    def _exp_(self, e):
+        """e <- exp(e) in place (float64: ``vexp``, twice as fast as torch's exp here)."""
+        if e.dtype == torch.float64:
+            _kernels.exp_rows(e.numpy(), np.empty(e.shape[:2] + (1,)))
+            return e
+        return e.exp_()
+
+    def _pair_sums(self, xt, ax, vx):
+        """sum_j e^{L_ij - c} vx_j (B, n, dv) for symmetric logits, each pair of token
+        blocks (I <= J) formed once, one row panel (I, J >= I) of (B, m, n - I m) logits at a
+        time: block I gets the panel times vx_{J >= I}, the blocks past I the panel's
+        transpose (without the diagonal block) times vx_I. Logits formed: n^2 / 2 + n m / 2.
+        """
+        B, n = xt.shape[:2]
+        # Panel rows: whole blocks, at most half the tokens (a panel of all rows would
+        # form every logit twice) and within the tile budget.
+        m = self._block * max(1, min(n // 2, _TILE // (B * n)) // self._block)
+        sums = torch.zeros(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
+        for i in range(0, n, m):
             rows = slice(i, i + m)
-            for j in starts[i // m :]:
+            e = self._exp_(torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, i:].transpose(1, 2)))
+            sums[:, rows].baddbmm_(e, vx[:, i:])
+            if i + m < n:
+                sums[:, i + m :].baddbmm_(e[:, :, m:].transpose(1, 2), vx[:, rows])
+        return sums
+
+    def _streamed_sums(self, xt, ax, vx):
+        """sum_j e^{L_ij - c_i} vx_j (B, n, dv), streamed over key blocks as flash attention
+        does (Dao et al., 2022): per tile of query rows, the logits of one key block at a
+        time. With row maxima, c_i is the running maximum of row i over the blocks seen so
+        far, and the sums so far are rescaled by e^{c_old - c_new} whenever it grows; with
+        a shift, c_i = c for all rows and nothing is rescaled.
+        """
+        B, n = xt.shape[:2]
+        m = self._block
+        tile_rows = max(m, _TILE // (B * m))
+        sums = torch.empty(xt.shape[:2] + (vx.shape[2],), dtype=xt.dtype)
+        for i in range(0, n, tile_rows):
+            rows = slice(i, i + tile_rows)
+            acc = sums[:, rows]
+            acc.zero_()
+            top = None
+            for j in range(0, n, m):
                 cols = slice(j, j + m)
-                e = (xt[:, rows] @ ax[:, cols].transpose(1, 2)).sub_(self._shift).exp_()
-                S[:, rows].baddbmm_(e, vx[:, cols])
-                z[:, rows] += e.sum(dim=2, keepdim=True)
-                if j != i:
-                    S[:, cols].baddbmm_(e.transpose(1, 2), vx[:, rows])
-                    z[:, cols] += e.sum(dim=1).unsqueeze(2)
-        return S, (n if self.usa else z)
+                e = torch.baddbmm(self._minus_shift, xt[:, rows], ax[:, cols].transpose(1, 2))
+                if self.row_max:
+                    block_top = e.amax(dim=2, keepdim=True)
+                    if top is None:
+                        top = block_top
+                    else:
+                        grown = torch.maximum(top, block_top)
+                        acc.mul_((top - grown).exp_())
+                        top = grown
+                    e.sub_(top)
+                acc.baddbmm_(self._exp_(e), vx[:, cols])
+        return sums
 
     @staticmethod
     def _normalize(yt):

@@ -153,7 +153,7 @@ def test_dense_symmetric_blocks_match_loop_formula(rng, dynamics, n):
     x = _random_config(rng, (1, n, d))
     Q, V = rng.standard_normal((d, d)) / d, rng.standard_normal((d, d))
     got, field = _field_velocity(x, beta, Q, Q, V, dynamics, project=n % 2 == 0)
-    assert field._block is not None
+    assert field._pairs
     want = naive.velocity(x[0], beta, Q, Q, V, dynamics, project=n % 2 == 0)
     np.testing.assert_allclose(got[0], want, rtol=1e-12, atol=1e-12)
 
@@ -174,7 +174,7 @@ def test_dense_euler_matches_loop_formula(rng, case):
     dynamics = "USA" if case == "general USA" else "SA"
     field = make_field(A=Q.T @ K, V=V, beta=beta, usa=dynamics == "USA", batch=B, n=n, dtype=np.float64, x0=x)
     assert field.fused_euler
-    assert (field._block is not None) == (case == "blocks")
+    assert field._pairs == (case == "blocks")
     assert field.row_max == (case == "row maxima")
     assert (field.basis is not None) == (case == "span")
     packed = field.pack(x)

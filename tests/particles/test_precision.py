@@ -124,7 +124,7 @@ def test_float32_blocked_path_takes_row_maxima(rng):
     x = _clustered(rng, 1, n, d).astype(np.float32)
     Q = -np.eye(d)
     got, field = _field_velocity(x, beta, Q)
-    assert field.row_max and field._block is None
+    assert field.row_max and not field._pairs
     x64 = x[0].astype(np.float64)
     want = naive.velocity(x64, beta, Q)
     tol = _velocity_tolerance(x64, beta, Q, np.eye(d), np.eye(d), "SA")
@@ -141,7 +141,7 @@ def test_identity_keeps_the_fast_paths(dtype, beta):
     fused = make_field(A=eye2, V=eye2, beta=beta, usa=False, batch=4, n=8, dtype=dtype)
     assert fused.symmetric and fused.fused_euler and not fused.row_max
     dense = make_field(A=eye10, V=eye10, beta=beta, usa=False, batch=1, n=512, dtype=dtype)
-    assert dense._block is not None and not dense.row_max
+    assert dense._pairs and not dense.row_max
 
 
 def _batch_with_one_large_system(rng, d, B=3):
