@@ -10,11 +10,12 @@ from typing import Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _observable_kernels, ensembles
+from . import _observable_kernels, cuda, ensembles
 from ._params import DYNAMICS, SimulationParams
 from ._simulate import run
 from ._step_check import check_step, lipschitz_bound
 from .checks import check_choice, check_int, check_real
+from .cuda import resolve_device
 
 __all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
 
@@ -182,15 +183,20 @@ class PhaseDiagram:
         )
 
 
-def beta_statistics(beta, ensemble):
+def beta_statistics(beta, ensemble, *, device="cpu"):
     """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
     checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
     ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
+
+    ``device``: "cpu", "cuda" (one thread block per system, statistics on the GPU) or
+    "auto" (see ``phase_diagram``).
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
+    if resolve_device(device) == "cuda":
+        return cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
     x0, draw_matrices = _draws(ensemble, beta)
     h = ensemble.step_size(beta)
     checkpoint_steps = np.ceil(ensemble.checkpoint_times() / h - 1e-9).astype(np.int64)
@@ -232,12 +238,16 @@ def _draws(ensemble, beta):
     return x0, lambda: ensembles.draw(ensemble.interaction, ensemble.value, ensemble.d, draw_rng, size=size)
 
 
-def phase_diagram(betas, *, progress=False, **settings):
+def phase_diagram(betas, *, progress=False, device="cpu", **settings):
     """The (t, beta) phase diagram of clustering, computed here and kept in memory.
 
     Args:
         betas: inverse temperatures, >= 0.
-        progress: show a progress bar over betas.
+        progress: show a progress bar over betas (device="cpu").
+        device: "cpu"; "cuda": every system of every beta is one GPU thread block running
+            all its steps, the checkpoint statistics computed on the GPU (float64, the same
+            scheme and draws: the numbers agree with the CPU's up to rounding); "auto": the
+            GPU where there is one.
         **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
             checkpoints, dynamics, interaction, value, draw, regen_period,
             usa_step_correction, seed, density_threshold, cluster_tol).
@@ -252,5 +262,8 @@ def phase_diagram(betas, *, progress=False, **settings):
     betas = ClusteringEnsemble.check_betas(betas)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
-    rows = [beta_statistics(beta, ensemble) for beta in tqdm(betas, disable=not progress, unit="beta")]
+    if resolve_device(device) == "cuda":
+        rows = cuda.clustering_statistics(betas, ensemble, lambda beta: _draws(ensemble, beta))
+    else:
+        rows = [beta_statistics(beta, ensemble) for beta in tqdm(betas, disable=not progress, unit="beta")]
     return PhaseDiagram.from_rows(ensemble, betas, rows)
