@@ -11,6 +11,7 @@ import numpy as np
 from numba import cuda, int32
 
 from . import _token_ops as ops
+from ._device import simulator_enabled
 
 # The shared memory a block may use without opting in to more (every CUDA GPU since 2012).
 SHARED_BYTES = 48 * 1024
@@ -27,8 +28,9 @@ def fits(n, d, dtype, method):
 
 
 def launch_shape(n, d, dtype, method):
-    """(threads per block, dynamic shared bytes) of a system of n tokens."""
-    threads = min(MAX_THREADS, -(-n // WARP) * WARP)
+    """(threads per block, dynamic shared bytes) of a system of n tokens: whole warps on a
+    GPU; exactly n in the simulator, which runs each thread as a Python thread."""
+    threads = n if simulator_enabled() else min(MAX_THREADS, -(-n // WARP) * WARP)
     return threads, REGIONS[method] * n * d * np.dtype(dtype).itemsize
 
 

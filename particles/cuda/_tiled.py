@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda
 
+from . import _token_ops as ops
+
 # Tile edge: a block is TILE x TILE threads; each thread of ``attend`` keeps d / TILE
 # partial sums, so d <= TILE * MAX_CHUNKS.
 TILE = 16
@@ -101,9 +103,9 @@ def kernels(dtype, tile=TILE):
                 new_m = m
                 for c in range(min(T, n - j0)):
                     new_m = max(new_m, P[ty, c])
-                scale = math.exp(m - new_m)
+                scale = ops.exp(m - new_m)
             cuda.syncthreads()
-            P[ty, tx] = math.exp(s - new_m) if j0 + tx < n else 0.0
+            P[ty, tx] = ops.exp(s - new_m) if j0 + tx < n else 0.0
             cuda.syncthreads()
             row = 0.0
             for c in range(T):
@@ -162,7 +164,7 @@ def kernels(dtype, tile=TILE):
             for k in range(d):
                 t = x[b, i, k] + h * v[b, i, k]
                 s += t * t
-            r = 1.0 / math.sqrt(s)
+            r = ops.inverse_norm(s)
             for k in range(d):
                 out[b, i, k] = (x[b, i, k] + h * v[b, i, k]) * r
             if math.isinf(r) or math.isnan(r) or r == 0.0:

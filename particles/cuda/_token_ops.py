@@ -8,6 +8,23 @@ import math
 from numba import cuda
 
 
+# Past this, e^x is inf in float64: clamping first keeps numba-cuda's simulator (Python's
+# math.exp raises OverflowError) giving the GPU's answer, inf, as the CPU's vexp does.
+EXP_MAX = 709.782712893384
+
+
+@cuda.jit(device=True)
+def exp(x):
+    """e^x, inf past the float64 range (in the simulator too)."""
+    return math.inf if x > EXP_MAX else math.exp(x)
+
+
+@cuda.jit(device=True)
+def inverse_norm(s):
+    """1 / sqrt(s), inf at s = 0 (in the simulator too, where Python raises instead)."""
+    return math.inf if s == 0.0 else 1.0 / math.sqrt(s)
+
+
 @cuda.jit(device=True)
 def load_state(x, b, y, n, d):
     """y <- x[b] (n, d) row layout -> coordinate-major; thread i copies token i."""
@@ -61,15 +78,15 @@ def velocity(y, ax, vx, out, n, d, usa):
             for k in range(d):
                 logit += y[k * n + i] * ax[k * n + j]
             if usa:
-                e = math.exp(logit)
+                e = exp(logit)
             else:
                 if logit > m:
-                    scale = math.exp(m - logit)
+                    scale = exp(m - logit)
                     z *= scale
                     for k in range(d):
                         out[k * n + i] *= scale
                     m = logit
-                e = math.exp(logit - m)
+                e = exp(logit - m)
             z += e
             for k in range(d):
                 out[k * n + i] += e * vx[k * n + j]
@@ -101,7 +118,7 @@ def retract(x, v, h, out, n, d):
     for k in range(d):
         t = x[k * n + i] + h * v[k * n + i]
         s += t * t
-    r = 1.0 / math.sqrt(s)
+    r = inverse_norm(s)
     for k in range(d):
         out[k * n + i] = (x[k * n + i] + h * v[k * n + i]) * r
     return not (math.isinf(r) or math.isnan(r) or r == 0.0)
