@@ -48,18 +48,18 @@ def test_small_kernel_matches_cpu(system, method, dynamics):
     assert gpu.params == cpu.params
 
 
-@pytest.mark.parametrize("tile", [2, 4])
 @pytest.mark.parametrize("method", ["euler", "rk4"])
-def test_tiled_kernels_match_cpu(system, method, tile):
+def test_tiled_kernels_match_cpu(system, method):
+    # Two steps, the second shortened: the simulator runs each tile thread as a Python thread.
     x0, matrices = system
-    kw = dict(RUN, method=method, **matrices)
-    np.testing.assert_allclose(_tiled_run(x0, tile, **kw), particles.simulate(x0, **kw).xs, rtol=0, atol=1e-12)
+    kw = dict(beta=1.0, t_max=0.075, dt=0.05, method=method, **matrices)
+    np.testing.assert_allclose(_tiled_run(x0, 4, **kw), particles.simulate(x0, **kw).xs, rtol=0, atol=1e-12)
 
 
 def test_tiled_usa_and_uneven_tiles(rng):
     # n = 7, d = 5: neither is a multiple of the tile, so padded keys and coordinates are met.
     x0 = particles.sample_sphere(7, 5, seed=3)
-    kw = dict(beta=0.7, t_max=0.2, dt=0.1, dynamics="USA", V=rng.standard_normal((5, 5)))
+    kw = dict(beta=0.7, t_max=0.1, dt=0.1, dynamics="USA", V=rng.standard_normal((5, 5)))
     np.testing.assert_allclose(_tiled_run(x0, 4, **kw), particles.simulate(x0, **kw).xs, rtol=0, atol=1e-12)
 
 
@@ -71,12 +71,12 @@ def test_one_euler_step_is_the_naive_scheme(rng):
     np.testing.assert_allclose(gpu.final, naive.euler(x0, 2.0, 0.1, 1, Q=Q, K=K, V=V), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("tile", [None, 2])
+@pytest.mark.parametrize("tile", [None, 4])
 def test_running_maximum_keeps_large_logits_finite(tile):
     """SA at beta = 1000: e^{beta <x_i, x_j>} overflows unless each row is shifted; the
     online softmax must give the CPU's (shifted) velocities."""
     x0 = particles.sample_sphere(5, 3, batch=2, seed=4)
-    kw = dict(beta=1000.0, t_max=0.002, dt=0.001)
+    kw = dict(beta=1000.0, t_max=0.001, dt=0.001)
     cpu = particles.simulate(x0, **kw).xs
     gpu = particles.simulate(x0, device="cuda", **kw).xs if tile is None else _tiled_run(x0, tile, **kw)
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-12)
