@@ -80,7 +80,8 @@ def simulate(
 
     Raises:
         TypeError, ValueError: bad input, naming the argument.
-        RuntimeError: device="cuda" where no CUDA device is available; or the state became non-finite (for instance USA at large beta, whose
+        RuntimeError: device="cuda" where no CUDA device is available; or the state
+            became non-finite (for instance USA at large beta, whose
             weights e^{beta <x_i, x_j>} overflow), or dopri5's step collapsed; the message
             gives the dynamics, beta, dtype, time and step, and what may help.
 

@@ -10,8 +10,8 @@ from numba import cuda, int32
 from . import _small
 from . import _token_ops as ops
 
-# Label arrays are static shared memory: one slot per thread of the largest block.
-MAX_TOKENS = _small.MAX_THREADS
+# Cluster labels live in static shared memory, one int32 per token.
+MAX_TOKENS = 1024
 
 
 @cuda.jit(device=True)
@@ -31,26 +31,26 @@ def pair_statistics(y, n, d, density_threshold, link_threshold, label, counters)
     Clusters by minimum-label propagation: each token takes the smallest label among its
     linked tokens until no label changes; a cluster is then labelled by its smallest token.
     """
-    i = cuda.threadIdx.x
+    first, stride = cuda.threadIdx.x, cuda.blockDim.x
     cuda.syncthreads()
-    if i == 0:
+    if first == 0:
         counters[0] = 0
         counters[1] = 0
-    if i < n:
+    for i in range(first, n, stride):
         label[i] = i
     cuda.syncthreads()
-    if i < n:
-        close = 0
+    close = 0
+    for i in range(first, n, stride):
         for j in range(n):
             if j != i and _gram(y, i, j, n, d) > density_threshold:
                 close += 1
-        cuda.atomic.add(counters, 0, close)
+    cuda.atomic.add(counters, 0, close)
     while True:
         cuda.syncthreads()
-        if i == 0:
+        if first == 0:
             counters[2] = 0
         cuda.syncthreads()
-        if i < n:
+        for i in range(first, n, stride):
             best = label[i]
             for j in range(n):
                 if label[j] < best and _gram(y, i, j, n, d) > link_threshold:
@@ -61,16 +61,16 @@ def pair_statistics(y, n, d, density_threshold, link_threshold, label, counters)
         cuda.syncthreads()
         if counters[2] == 0:
             break
-    if i < n and label[i] == i:
-        cuda.atomic.add(counters, 1, 1)
+    roots = 0
+    for i in range(first, n, stride):
+        roots += label[i] == i
+    cuda.atomic.add(counters, 1, roots)
     cuda.syncthreads()
 
 
 @lru_cache(maxsize=None)
 def kernel(dtype):
-    shared_type = {np.dtype(np.float64): cuda.types.float64, np.dtype(np.float32): cuda.types.float32}[
-        np.dtype(dtype)
-    ]
+    shared_type = {np.dtype(np.float64): cuda.types.float64, np.dtype(np.float32): cuda.types.float32}[np.dtype(dtype)]
 
     @cuda.jit(cache=True)
     def euler_statistics(
@@ -148,7 +148,9 @@ def kernel(dtype):
 
 
 def fits(n, d):
-    return n <= MAX_TOKENS and _small.fits(n, d, np.float64, "euler")
+    """True when a float64 system of n tokens in d dimensions fits one block with its labels."""
+    shared = _small.REGIONS["euler"] * n * d * 8 + 4 * MAX_TOKENS + _small.STATIC_BYTES
+    return n <= MAX_TOKENS and shared <= _small.SHARED_BYTES
 
 
 def clustering_statistics(betas, ensemble, draws):
@@ -167,11 +169,12 @@ def clustering_statistics(betas, ensemble, draws):
         ValueError: a system does not fit one thread block.
         RuntimeError: a state became non-finite (beta, time and step in the message).
     """
-    n, d, batch = ensemble.n, ensemble.d, ensemble.batch
+    n, d = ensemble.n, ensemble.d
     if not fits(n, d):
         raise ValueError(
             f"device='cuda' phase diagrams keep a system in one thread block: n <= {MAX_TOKENS} and "
-            f"4 n d x 8 bytes <= {_small.SHARED_BYTES} bytes, got n = {n}, d = {d}; use device='cpu'"
+            f"32 n d + {4 * MAX_TOKENS + _small.STATIC_BYTES} <= {_small.SHARED_BYTES} bytes of shared memory, "
+            f"got n = {n}, d = {d}; use device='cpu'"
         )
     # Without redraws all betas run in one launch; redraws change (A, V) at steps that
     # differ between betas, so then each beta runs alone, one launch per redraw window.
@@ -269,5 +272,3 @@ def median_of_counts(counts):
     lower = np.argmax(cumulative > (total - 1) // 2, axis=1)
     upper = np.argmax(cumulative > total // 2, axis=1)
     return (lower + upper) / 2.0
-
-

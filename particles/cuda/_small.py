@@ -1,5 +1,5 @@
-"""Small systems: one thread block per system, one thread per token, the whole state in
-shared memory, many steps per launch (Geshkovski et al., 2023, the SA/USA dynamics).
+"""Small systems: one thread block per system, its threads sharing out the tokens, the whole
+state in shared memory, many steps per launch (Geshkovski et al., 2023, the SA/USA dynamics).
 
 A launch runs ``n_steps`` steps of one size h for every system; the host launches once per
 saved frame, so only saved frames cross to the host.
@@ -13,10 +13,17 @@ from numba import cuda, int32
 from . import _token_ops as ops
 from ._device import simulator_enabled
 
-# The shared memory a block may use without opting in to more (every CUDA GPU since 2012).
+# The shared memory a block may use without opting in to more (every CUDA GPU since 2012),
+# less what the kernels declare statically (flags and counters).
 SHARED_BYTES = 48 * 1024
-MAX_THREADS = 1024
+STATIC_BYTES = 64
+# Threads per block: up to 8 warps, each thread serving tokens t, t + threads, ...; small
+# enough that any kernel's registers fit (255 per thread x 256 threads = the register file).
+MAX_THREADS = 256
 WARP = 32
+# In the simulator every GPU thread is a Python thread: few, and not dividing n, so the
+# tests also cover threads that serve several tokens.
+SIMULATOR_THREADS = 3
 # (n, d) arrays each method keeps in shared memory: Euler y, ax, vx, v; RK4 also x and the
 # stage sum.
 REGIONS = {"euler": 4, "rk4": 6}
@@ -24,22 +31,20 @@ REGIONS = {"euler": 4, "rk4": 6}
 
 def fits(n, d, dtype, method):
     """True when one block can hold a system of n tokens in d dimensions."""
-    return n <= MAX_THREADS and REGIONS[method] * n * d * np.dtype(dtype).itemsize <= SHARED_BYTES
+    return REGIONS[method] * n * d * np.dtype(dtype).itemsize + STATIC_BYTES <= SHARED_BYTES
 
 
 def launch_shape(n, d, dtype, method):
     """(threads per block, dynamic shared bytes) of a system of n tokens: whole warps on a
-    GPU; exactly n in the simulator, which runs each thread as a Python thread."""
-    threads = n if simulator_enabled() else min(MAX_THREADS, -(-n // WARP) * WARP)
+    GPU, a few threads in the simulator."""
+    threads = min(n, SIMULATOR_THREADS) if simulator_enabled() else min(MAX_THREADS, -(-n // WARP) * WARP)
     return threads, REGIONS[method] * n * d * np.dtype(dtype).itemsize
 
 
 @lru_cache(maxsize=None)
 def kernels(dtype):
     """The Euler and RK4 kernels for states of this dtype (shared memory is typed)."""
-    shared_type = {np.dtype(np.float64): cuda.types.float64, np.dtype(np.float32): cuda.types.float32}[
-        np.dtype(dtype)
-    ]
+    shared_type = {np.dtype(np.float64): cuda.types.float64, np.dtype(np.float32): cuda.types.float32}[np.dtype(dtype)]
 
     @cuda.jit(cache=True)
     def euler_steps(x, BA, V, usa, h, n_steps, completed):

@@ -1,12 +1,12 @@
 """Per-token device functions shared by the one-block-per-system kernels (``_small``,
-``_phase``): thread i of a block owns token i; states live in shared memory in the
+``_phase``): thread t of a block owns tokens t, t + blockDim, ... (each token's arithmetic is
+the same whatever the block size); states live in shared memory in the
 coordinate-major layout ``y[k * n + i]`` (coordinate k of token i), so that the loops over
 tokens j read consecutive addresses."""
 
 import math
 
 from numba import cuda
-
 
 # Past this, e^x is inf in float64: clamping first keeps numba-cuda's simulator (Python's
 # math.exp raises OverflowError) giving the GPU's answer, inf, as the CPU's vexp does.
@@ -27,9 +27,8 @@ def inverse_norm(s):
 
 @cuda.jit(device=True)
 def load_state(x, b, y, n, d):
-    """y <- x[b] (n, d) row layout -> coordinate-major; thread i copies token i."""
-    i = cuda.threadIdx.x
-    if i < n:
+    """y <- x[b] (n, d) row layout -> coordinate-major."""
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for k in range(d):
             y[k * n + i] = x[b, i, k]
 
@@ -37,17 +36,15 @@ def load_state(x, b, y, n, d):
 @cuda.jit(device=True)
 def store_state(y, x, b, n, d):
     """x[b] <- y, the inverse of ``load_state``."""
-    i = cuda.threadIdx.x
-    if i < n:
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for k in range(d):
             x[b, i, k] = y[k * n + i]
 
 
 @cuda.jit(device=True)
 def images(A, W, y, ax, vx, n, d):
-    """ax_i = A y_i and vx_i = W y_i for the token of this thread (A = beta Q^T K, W = V)."""
-    i = cuda.threadIdx.x
-    if i < n:
+    """ax_i = A y_i and vx_i = W y_i for the tokens of this thread (A = beta Q^T K, W = V)."""
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for k in range(d):
             sa = 0.0
             sv = 0.0
@@ -67,8 +64,7 @@ def velocity(y, ax, vx, out, n, d, usa):
     online softmax of flash attention): one pass over j, and no exponential overflows
     whatever beta Q^T K. USA has no shift, as on the CPU.
     """
-    i = cuda.threadIdx.x
-    if i < n:
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for k in range(d):
             out[k * n + i] = 0.0
         m = -math.inf
@@ -99,8 +95,7 @@ def velocity(y, ax, vx, out, n, d, usa):
 @cuda.jit(device=True)
 def project(y, v, n, d):
     """v_i <- v_i - <y_i, v_i> y_i, the tangent part at y_i."""
-    i = cuda.threadIdx.x
-    if i < n:
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         p = 0.0
         for k in range(d):
             p += y[k * n + i] * v[k * n + i]
@@ -111,24 +106,24 @@ def project(y, v, n, d):
 @cuda.jit(device=True)
 def retract(x, v, h, out, n, d):
     """out_i = (x_i + h v_i) / |x_i + h v_i|; False when the result is not finite. out may be x."""
-    i = cuda.threadIdx.x
-    if i >= n:
-        return True
-    s = 0.0
-    for k in range(d):
-        t = x[k * n + i] + h * v[k * n + i]
-        s += t * t
-    r = inverse_norm(s)
-    for k in range(d):
-        out[k * n + i] = (x[k * n + i] + h * v[k * n + i]) * r
-    return not (math.isinf(r) or math.isnan(r) or r == 0.0)
+    ok = True
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        s = 0.0
+        for k in range(d):
+            t = x[k * n + i] + h * v[k * n + i]
+            s += t * t
+        r = inverse_norm(s)
+        for k in range(d):
+            out[k * n + i] = (x[k * n + i] + h * v[k * n + i]) * r
+        if math.isinf(r) or math.isnan(r) or r == 0.0:
+            ok = False
+    return ok
 
 
 @cuda.jit(device=True)
 def axpy(x, a, v, out, n, d):
-    """out_i = x_i + a v_i for the token of this thread."""
-    i = cuda.threadIdx.x
-    if i < n:
+    """out_i = x_i + a v_i for the tokens of this thread."""
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
         for k in range(d):
             out[k * n + i] = x[k * n + i] + a * v[k * n + i]
 
@@ -149,7 +144,7 @@ def field(A, W, y, ax, vx, v, n, d, usa, tangent):
 @cuda.jit(device=True)
 def euler_step(A, W, y, ax, vx, v, h, n, d, usa):
     """One step of the authors' scheme y_i <- (y_i + h v_i) / |y_i + h v_i|, v unprojected;
-    False (for this thread's token) when the new state is not finite."""
+    False (for this thread's tokens) when the new state is not finite."""
     field(A, W, y, ax, vx, v, n, d, usa, False)
     return retract(y, v, h, y, n, d)
 

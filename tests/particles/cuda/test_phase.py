@@ -71,8 +71,9 @@ def test_device_statistics_are_the_observables(rng):
     counts = count_clusters(x, tol=0.05)
     assert 1 < np.median(counts) < n
     pairs = n * (n - 1)
-    np.testing.assert_array_equal(final_close.copy_to_host() / pairs, clustering_density(x, threshold=0.99))
-    np.testing.assert_array_equal(close.copy_to_host()[0, 0], round(clustering_density(x, threshold=0.99).sum() * pairs))
+    density = clustering_density(x, threshold=0.99)
+    np.testing.assert_array_equal(final_close.copy_to_host() / pairs, density)
+    np.testing.assert_array_equal(close.copy_to_host()[0, 0], round(density.sum() * pairs))
     np.testing.assert_array_equal(clusters.copy_to_host()[0, 0], np.bincount(counts, minlength=n + 1))
 
 
