@@ -13,17 +13,17 @@ from .gpu import REASON, SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
-FILES = ["test_run.py", "test_phase.py"]
 
 
 @pytest.mark.skipif(REASON is None and not SIMULATOR, reason="a CUDA device is present: the tests ran on it")
 @pytest.mark.skipif(SIMULATOR, reason="this process is the simulator run")
-def test_gpu_kernels_pass_in_the_simulator():
+@pytest.mark.parametrize("tests", ["test_run.py", "test_phase.py"])
+def test_gpu_kernels_pass_in_the_simulator(tests):
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     # The copy of the package next to these tests, not another install.
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *(str(HERE / f) for f in FILES)],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(HERE / tests)],
         cwd=ROOT,
         env=env,
         capture_output=True,
