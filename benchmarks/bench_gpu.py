@@ -83,17 +83,18 @@ def checks(smoke=False):
             kw["t_max"] = 0.1 if smoke else kw["t_max"]
             err = np.abs(particles.simulate(x0, device="cuda", **kw).xs - particles.simulate(x0, **kw).xs).max()
             row(f"simulate {method} {dynamics}: max |gpu - cpu|", err, target="<= 1e-12", ok=err <= 1e-12, unit="")
-    x0 = particles.sample_sphere(100, 40, batch=2, seed=2)
-    A = rng.standard_normal((40, 40)) / 8
+    n, d, tile = (6, 5, 4) if smoke else (100, 40, 16)
+    x0 = particles.sample_sphere(n, d, batch=2, seed=2)
+    A = rng.standard_normal((d, d)) / 8
     for method in ("euler", "rk4"):
-        kw = dict(beta=2.0, t_max=0.3, dt=0.1, K=A, method=method)
+        kw = dict(beta=2.0, t_max=0.1 if smoke else 0.3, dt=0.1, K=A, method=method)
         cpu = particles.simulate(x0, **kw)
         fail = lambda t, step: (_ for _ in ()).throw(RuntimeError(f"non-finite at step {step}"))  # noqa: E731
         tiled = np.stack(
             list(x for _, x in run(x0, _interaction(cpu.params), None, cpu.params, on_failure=fail, tile=16))
         )
         err = np.abs(tiled - cpu.xs).max()
-        row(f"tiled {method} n=100 d=40: max |gpu - cpu|", err, target="<= 1e-12", ok=err <= 1e-12, unit="")
+        row(f"tiled {method} n={n} d={d}: max |gpu - cpu|", err, target="<= 1e-12", ok=err <= 1e-12, unit="")
     settings = dict(batch=64, t_max=5.0, checkpoints=20)
     betas = [0.5, 2.0, 6.0]
     gpu, cpu = particles.phase_diagram(betas, device="cuda", **settings), particles.phase_diagram(betas, **settings)
