@@ -91,7 +91,7 @@ def checks(smoke=False):
         cpu = particles.simulate(x0, **kw)
         fail = lambda t, step: (_ for _ in ()).throw(RuntimeError(f"non-finite at step {step}"))  # noqa: E731
         tiled = np.stack(
-            list(x for _, x in run(x0, _interaction(cpu.params), None, cpu.params, on_failure=fail, tile=16))
+            list(x for _, x in run(x0, _interaction(cpu.params), None, cpu.params, on_failure=fail, tile=tile))
         )
         err = np.abs(tiled - cpu.xs).max()
         row(f"tiled {method} n={n} d={d}: max |gpu - cpu|", err, target="<= 1e-12", ok=err <= 1e-12, unit="")
