@@ -160,7 +160,7 @@ def clustering_statistics(betas, ensemble, draws):
         betas: inverse temperatures.
         ensemble: the ``ClusteringEnsemble``.
         draws: draws(beta) -> (x0 (batch, n, d), draw_matrices), the starts and the draw of
-            (A, V) of the CPU path, so that both see the same numbers.
+            ``DrawnMatrices`` (Q = I, K, V) of the CPU path, so that both see the same numbers.
 
     Returns:
         one dict per beta with "density" (C,), "clusters" (C,) and "final_density" (batch,).
@@ -214,8 +214,9 @@ def _group_statistics(betas, ensemble, draws):
     euler_statistics = kernel(np.dtype(np.float64))
     for w, (s0, s1) in enumerate(zip(windows[:-1], windows[1:])):
         matrices = [draw() for draw in drawers]
-        BA = np.concatenate([_per_system(beta * A, batch, d) for beta, (A, _) in zip(betas, matrices)])
-        V = np.concatenate([_per_system(V, batch, d) for _, V in matrices])
+        # Q is the identity in a draw (ensembles.DrawnMatrices): A = Q^T K = K.
+        BA = np.concatenate([_per_system(beta * m.K, batch, d) for beta, m in zip(betas, matrices)])
+        V = np.concatenate([_per_system(m.V, batch, d) for m in matrices])
         euler_statistics[K * batch, threads, 0, shared_bytes](
             x,
             cuda.to_device(BA),
