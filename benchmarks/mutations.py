@@ -26,6 +26,8 @@ STEP = "tests/particles/test_steppers.py"
 CAL = "tests/hessian/test_estimator_calibration.py::test_stderr_is_calibrated"
 MF = "tests/particles/mean_field/"
 EQUIANGULAR = THEORY + "::test_equiangular_start_stays_equiangular[{}]"
+# The GPU kernels' tests, rerun in numba-cuda's simulator in a subprocess, one per test file.
+CUDA_SIM = "tests/particles/cuda/test_simulator.py::test_gpu_kernels_pass_in_the_simulator[{}]"
 
 MUTATIONS = [
     # --- the field: wrong dynamics planted where the run builds it --------------------------
@@ -1242,5 +1244,122 @@ MUTATIONS = [
         new="(sums[..., :-1], sums[..., :1])",
         tests=[f"{STREAM}::test_blocked_euler_steps_match_numpy[pairs SA]"],
         description="SA's normaliser z read from the first value column instead of the ones column",
+    ),
+    # --- gpu ---
+    dict(
+        id="cuda_softmax_sum_not_rescaled",
+        file="particles/cuda/_token_ops.py",
+        old="                    z *= scale\n",
+        new="                    z *= 1.0\n",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="online softmax (one block per system): Z_i not rescaled when the row maximum grows",
+    ),
+    dict(
+        id="cuda_usa_normaliser",
+        file="particles/cuda/_token_ops.py",
+        old="            z = float(n)",
+        new="            z = float(n - 1)",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="USA on the GPU divides by n - 1 instead of n",
+    ),
+    dict(
+        id="cuda_rk4_third_stage",
+        file="particles/cuda/_token_ops.py",
+        old="    axpy(x, h, v, y, n, d)",
+        new="    axpy(x, 0.5 * h, v, y, n, d)",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="GPU RK4: the fourth stage is taken at x + h/2 k3 instead of x + h k3",
+    ),
+    dict(
+        id="cuda_tiled_sums_not_rescaled",
+        file="particles/cuda/_tiled.py",
+        old="acc[r] = acc[r] * scale + t",
+        new="acc[r] = acc[r] + t",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="tiled (flash-style) kernel: the partial sums are not rescaled when the running maximum grows",
+    ),
+    dict(
+        id="cuda_tiled_padded_keys_weigh",
+        file="particles/cuda/_tiled.py",
+        old="P[ty, tx] = ops.exp(s - new_m) if j0 + tx < n else 0.0",
+        new="P[ty, tx] = ops.exp(s - new_m)",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="tiled kernel: keys past n (padding of the last tile) add weight to Z_i",
+    ),
+    dict(
+        id="cuda_tiled_transform_row",
+        file="particles/cuda/_tiled.py",
+        old="sa += As[tx, mm] * xs[ty, mm]",
+        new="sa += As[ty, mm] * xs[ty, mm]",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="tiled product BA x takes the row of BA of the token index instead of the coordinate",
+    ),
+    dict(
+        id="cuda_run_short_last_step",
+        file="particles/cuda/_run.py",
+        old="advance(last_step, 1, s1 - 1)",
+        new="advance(params.dt, 1, s1 - 1)",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="GPU run: the last step is not shortened to end at t_max",
+    ),
+    dict(
+        id="cuda_run_beta_dropped",
+        file="particles/cuda/_run.py",
+        old="BA = _matrices(params.beta * (eye if A is None else np.asarray(A)), dtype)",
+        new="BA = _matrices(eye if A is None else np.asarray(A), dtype)",
+        tests=[CUDA_SIM.format("test_run.py")],
+        description="GPU run ignores beta (logits <x_i, Q^T K x_j> unscaled)",
+    ),
+    dict(
+        id="cuda_phase_self_pairs",
+        file="particles/cuda/_phase.py",
+        old="if j != i and _gram(y, i, j, n, d) > density_threshold:",
+        new="if _gram(y, i, j, n, d) > density_threshold:",
+        tests=[CUDA_SIM.format("test_phase.py")],
+        description="GPU phase diagram counts the pairs (i, i) as close",
+    ),
+    dict(
+        id="cuda_phase_links_at_density_threshold",
+        file="particles/cuda/_phase.py",
+        old="if label[j] < best and _gram(y, i, j, n, d) > link_threshold:",
+        new="if label[j] < best and _gram(y, i, j, n, d) > density_threshold:",
+        tests=[CUDA_SIM.format("test_phase.py")],
+        description="GPU cluster count links tokens at the density threshold instead of 1 - cluster_tol",
+    ),
+    dict(
+        id="cuda_phase_window_start_recounted",
+        file="particles/cuda/_phase.py",
+        old="            w == 0,",
+        new="            True,",
+        tests=[CUDA_SIM.format("test_phase.py")],
+        description="GPU phase diagram with redraws records the checkpoint at each window's start twice",
+    ),
+    dict(
+        id="cuda_phase_shared_value_matrix",
+        file="particles/cuda/_phase.py",
+        old="W = V[g if V.shape[0] > 1 else 0]",
+        new="W = V[0]",
+        tests=[CUDA_SIM.format("test_phase.py")],
+        description="GPU phase diagram uses the first system's V for every system (draw='system')",
+    ),
+    dict(
+        id="cuda_median_upper_rank",
+        file="particles/cuda/_phase.py",
+        old="cumulative > (total - 1) // 2",
+        new="cumulative > total // 2",
+        tests=[CUDA_SIM.format("test_phase.py")],
+        description="median cluster count from the histogram: an even number of systems takes the upper middle twice",
+    ),
+    dict(
+        id="cuda_auto_without_gpu",
+        file="particles/cuda/_device.py",
+        old="""    if device == "auto":
+        return "cpu"
+""",
+        new="""    if device == "auto":
+        return "cuda"
+""",
+        tests=["tests/particles/cuda/test_device.py::test_auto_without_a_gpu_runs_on_the_cpu"],
+        description="device='auto' picks CUDA where there is no GPU",
     ),
 ]

@@ -10,13 +10,14 @@ from typing import Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _observable_kernels, _sweep_kernels, ensembles
+from . import _observable_kernels, _sweep_kernels, cuda, ensembles
 from ._fields import FusedField
 from ._params import DYNAMICS, SimulationParams
 from ._simulate import _field, _raise_non_finite, run
 from ._step_check import check_step, lipschitz_bound
 from ._threads import check_threads, thread_limit
 from .checks import check_choice, check_int, check_real
+from .cuda import resolve_device
 
 __all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
 
@@ -184,7 +185,7 @@ class PhaseDiagram:
         )
 
 
-def beta_statistics(beta, ensemble, *, threads=None):
+def beta_statistics(beta, ensemble, *, threads=None, device="cpu"):
     """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
     checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
     ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
@@ -195,11 +196,15 @@ def beta_statistics(beta, ensemble, *, threads=None):
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
             process may run on (its CPU affinity), and torch (d > 8) as it is set. The
             numbers do not depend on it.
+        device: "cpu", "cuda" (one thread block per system, statistics on the GPU) or
+            "auto" (see ``phase_diagram``).
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
+    if resolve_device(device) == "cuda":
+        return cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
     torch_threads = threads
     threads = check_threads(threads)
     x0, draw_matrices = _draws(ensemble, beta)
@@ -326,7 +331,7 @@ def _draws(ensemble, beta):
     return x0, lambda: ensembles.draw(ensemble.interaction, ensemble.value, ensemble.d, draw_rng, size=size)
 
 
-def phase_diagram(betas, *, progress=False, threads=None, **settings):
+def phase_diagram(betas, *, progress=False, threads=None, device="cpu", **settings):
     """The (t, beta) phase diagram of clustering, computed here and kept in memory.
 
     Args:
@@ -335,6 +340,10 @@ def phase_diagram(betas, *, progress=False, threads=None, **settings):
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
             process may run on (its CPU affinity), and torch (d > 8) as it is set. The
             numbers do not depend on it.
+        device: "cpu"; "cuda": every system of every beta is one GPU thread block running
+            all its steps, the checkpoint statistics computed on the GPU (float64, the same
+            scheme and draws: the numbers agree with the CPU's up to rounding); "auto": the
+            GPU where there is one.
         **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
             checkpoints, dynamics, interaction, value, draw, regen_period,
             usa_step_correction, seed, density_threshold, cluster_tol).
@@ -350,5 +359,10 @@ def phase_diagram(betas, *, progress=False, threads=None, **settings):
     check_threads(threads)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
-    rows = [beta_statistics(beta, ensemble, threads=threads) for beta in tqdm(betas, disable=not progress, unit="beta")]
+    if resolve_device(device) == "cuda":
+        rows = cuda.clustering_statistics(betas, ensemble, lambda beta: _draws(ensemble, beta))
+    else:
+        rows = [
+            beta_statistics(beta, ensemble, threads=threads) for beta in tqdm(betas, disable=not progress, unit="beta")
+        ]
     return PhaseDiagram.from_rows(ensemble, betas, rows)

@@ -12,6 +12,7 @@ from ._steppers import RK4, Dopri5, Euler
 from ._threads import check_threads, thread_limit
 from ._trajectory import Trajectory
 from .checks import as_float_array, check_finite
+from .cuda import resolve_device
 
 # |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
 UNIT_NORM_TOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5}
@@ -36,6 +37,7 @@ def simulate(
     rtol=1e-6,
     atol=1e-9,
     threads=None,
+    device="cpu",
 ):
     r"""Simulate self-attention dynamics on the sphere (Geshkovski et al., 2023).
 
@@ -72,6 +74,9 @@ def simulate(
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
             process may run on (its CPU affinity), and torch (d > 8) as it is set. The
             result does not depend on it.
+        device: "cpu", "cuda" (Numba CUDA kernels; "euler" and "rk4"; the state stays on
+            the GPU and only saved frames are copied back) or "auto" (the GPU where there
+            is one).
 
     Returns:
         ``Trajectory`` with ``ts`` (m,), including 0 and t_max, ``xs`` (m, [batch,] n, d)
@@ -80,7 +85,8 @@ def simulate(
 
     Raises:
         TypeError, ValueError: bad input, naming the argument.
-        RuntimeError: the state became non-finite (for instance USA at large beta, whose
+        RuntimeError: device="cuda" where no CUDA device is available; or the state
+            became non-finite (for instance USA at large beta, whose
             weights e^{beta <x_i, x_j>} overflow), or dopri5's step collapsed; the message
             gives the dynamics, beta, dtype, time and step, and what may help.
 
@@ -142,11 +148,12 @@ def simulate(
         method=params.method,
         stacklevel=2,
     )
+    loop = run if resolve_device(device) == "cpu" else _cuda_run
     with thread_limit(threads, torch_threads):
         if store is not None:
-            return _run_to_store(x0, params, store, progress)
+            return _run_to_store(x0, params, store, progress, loop)
         frames, ts, counts = [], [], {}
-        for t, x in run(x0, params, progress=progress, step_counts=counts):
+        for t, x in loop(x0, params, progress=progress, step_counts=counts):
             ts.append(t)
             frames.append(x)
     return Trajectory(
@@ -158,14 +165,15 @@ def simulate(
     )
 
 
-def _run_to_store(x0, params, store, progress):
-    """Hand every frame to the writer of ``store`` as it is computed; the stored run, read
-    back lazily."""
+def _run_to_store(x0, params, store, progress, loop=None):
+    """Hand every frame of ``loop`` (``run`` or ``_cuda_run``) to the writer of ``store`` as
+    it is computed; the stored run, read back lazily."""
+    loop = run if loop is None else loop
     with io.open_run(store, x0, params) as writer:
         if not writer.complete:
             # User coordinates (in_span=False): a resumed run then reproduces the
             # uninterrupted one bit for bit.
-            for t, x in run(x0, params, progress=progress, start=writer.start, in_span=False):
+            for t, x in loop(x0, params, progress=progress, start=writer.start, in_span=False):
                 writer.append(t, x)
     return io.load(writer.path)
 
@@ -243,6 +251,17 @@ def run(
                 _advance_fixed(stepper, x, params, s0, s1, step_times, last_step)
             bar.update(1)
             yield float(frame_times[k]), output()
+
+
+def _cuda_run(x0, params, *, progress=False, start=None, in_span=False, step_counts=None):
+    """``run`` on the GPU (``particles.cuda``): the same frames, "euler" and "rk4" only."""
+    from . import cuda
+
+    frames = cuda.run(
+        x0, _interaction(params), params.V, params, start=start, on_failure=lambda t, s: _raise_non_finite(params, t, s)
+    )
+    total = len(params.frame_steps()) - (0 if start is None else start[0] + 1)
+    return tqdm(frames, total=total, unit="frame", desc=f"simulate beta={params.beta:g} (cuda)", disable=not progress)
 
 
 def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
