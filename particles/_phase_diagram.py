@@ -90,6 +90,10 @@ class ClusteringEnsemble:
             return self.dt / max(math.sqrt(beta) * math.exp(beta - 0.5), 1.0)
         return self.dt
 
+    def num_steps(self, beta):
+        """Time steps of one run at ``beta`` (the last checkpoint's step)."""
+        return int(np.ceil(self.t_max / self.step_size(beta) - 1e-9))
+
     def checkpoint_times(self):
         return np.linspace(0.0, self.t_max, self.checkpoints)
 
@@ -182,10 +186,13 @@ class PhaseDiagram:
         )
 
 
-def beta_statistics(beta, ensemble):
+def beta_statistics(beta, ensemble, *, on_steps=None):
     """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
     checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
     ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
+
+    ``on_steps(k)``, if given, is called after each checkpoint with the k time steps taken
+    since the previous one (``ensemble.num_steps(beta)`` in all): a progress bar in steps.
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
@@ -209,10 +216,14 @@ def beta_statistics(beta, ensemble):
     labels = np.empty((ensemble.batch, ensemble.n), np.int64)
     rows, stacks = _observable_kernels.scratch(ensemble.batch, ensemble.n)
 
+    reached = iter(np.diff(checkpoint_steps, prepend=0))
+
     def statistics(x):
         _observable_kernels.pair_statistics(
             x, ensemble.density_threshold, 1.0 - ensemble.cluster_tol, rows, stacks, close, labels, counts
         )
+        if on_steps is not None:
+            on_steps(int(next(reached)))
         return close.sum() / (ensemble.batch * pairs), np.median(counts)
 
     saved = run(x0, params, in_span=False, save_steps=checkpoint_steps, fn=statistics, redraw=redraw)
@@ -237,7 +248,7 @@ def phase_diagram(betas, *, progress=False, **settings):
 
     Args:
         betas: inverse temperatures, >= 0.
-        progress: show a progress bar over betas.
+        progress: show a progress bar counting the time steps of all betas.
         **settings: the fields of ``ClusteringEnsemble`` (n, d, batch, t_max, dt,
             checkpoints, dynamics, interaction, value, draw, regen_period,
             usa_step_correction, seed, density_threshold, cluster_tol).
@@ -252,5 +263,7 @@ def phase_diagram(betas, *, progress=False, **settings):
     betas = ClusteringEnsemble.check_betas(betas)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
-    rows = [beta_statistics(beta, ensemble) for beta in tqdm(betas, disable=not progress, unit="beta")]
+    total = sum(ensemble.num_steps(beta) for beta in betas)
+    with tqdm(total=total, disable=not progress, unit="step", unit_scale=True, desc="phase diagram") as bar:
+        rows = [beta_statistics(beta, ensemble, on_steps=bar.update) for beta in betas]
     return PhaseDiagram.from_rows(ensemble, betas, rows)

@@ -167,3 +167,17 @@ def test_sweep_warns_once_at_its_worst_step():
         warnings.simplefilter("error", StepSizeWarning)
         phase_diagram([0.5, 6.0, 3.0], usa_step_correction=True, **usa)
         phase_diagram([0.1, 9.0], **dict(SMALL, t_max=0.2))
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(dynamics="USA", usa_step_correction=True, t_max=0.5)])
+def test_on_steps_reports_every_time_step_once(settings):
+    # The phase-diagram bar counts steps: the reports of one beta add up to its step count
+    # (also with the USA step correction, where the step shrinks with beta), and the
+    # statistics do not change with a callback.
+    ensemble = ClusteringEnsemble(**{**SMALL, "batch": 2, **settings})
+    steps = []
+    stats = beta_statistics(2.0, ensemble, on_steps=steps.append)
+    h = ensemble.step_size(2.0)
+    assert sum(steps) == ensemble.num_steps(2.0) == int(np.ceil(ensemble.t_max / h - 1e-9))
+    assert len(steps) == ensemble.checkpoints and steps[0] == 0
+    np.testing.assert_array_equal(stats["density"], beta_statistics(2.0, ensemble)["density"])
