@@ -201,3 +201,14 @@ def test_validators_take_zero_and_refuse_what_is_out_of_range():
     ):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(repr(text))):
             parse(text)
+
+
+def test_every_study_follows_the_convention():
+    # A new study (a module with a main) must join STUDIES, and so every test above.
+    from pathlib import Path
+
+    import simulations
+
+    folder = Path(simulations.__file__).parent
+    found = {p.stem for p in folder.glob("*.py") if "\ndef main(" in p.read_text()}
+    assert found | {"movie"} == set(STUDIES)
