@@ -6,7 +6,7 @@ range, rank and negative mass of the W_Q, W_K, W_V, W_O blocks of the last layer
 d_model 64 (P = 4096), Lanczos / Hutch++ / Hutchinson / SLQ above (the method of each number is in the file).
 Each row goes to HDF5 as it finishes (a rerun resumes); the table and the figure are then made from the file.
 
-Quick default: d_model 8, 16, 32 and 1-2 layers (several minutes: over 2.5 min of one core).
+Quick default: d_model 8, 16, 32 and 1-2 layers (about 3.3 min of one core).
 ``--full``: d_model 8..128 and 1-3 layers (tens of minutes to hours: d_model 128 is matrix-free).
 
     python -m simulations.size_sweep
@@ -393,7 +393,7 @@ def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
 
 
 #: Time measured on the 2-core development machine (one core's worth; quick default).
-TIMING = "quick default several minutes (over 2.5 min of one core); --full hours"
+TIMING = "quick default ~3.3 min of one core; --full hours"
 
 #: The loss names of the command line (as in ``hessian``) and of the config.
 LOSS_NAMES = {"cross_entropy": "ce", "mse": "mse"}
