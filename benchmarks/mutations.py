@@ -24,6 +24,7 @@ PREC = "tests/particles/test_precision.py"
 STREAM = "tests/particles/test_streaming_field.py"
 STEP = "tests/particles/test_steppers.py"
 CAL = "tests/hessian/test_estimator_calibration.py::test_stderr_is_calibrated"
+CLI = "tests/simulations/test_cli.py"
 MF = "tests/particles/mean_field/"
 EQUIANGULAR = THEORY + "::test_equiangular_start_stays_equiangular[{}]"
 # The GPU kernels' tests, rerun in numba-cuda's simulator in a subprocess, one per test file.
@@ -1361,5 +1362,78 @@ MUTATIONS = [
 """,
         tests=["tests/particles/cuda/test_device.py::test_auto_without_a_gpu_runs_on_the_cpu"],
         description="device='auto' picks CUDA where there is no GPU",
+    ),
+    # --- cli ---
+    dict(
+        id="cli_overwrites_existing_outputs",
+        file="simulations/common/cli.py",
+        old="existing = [Path(p) for p in paths if Path(p).exists()]",
+        new="existing = []",
+        tests=[f"{CLI}::test_an_existing_output_keeps_its_checksum_without_overwrite[metastability]"],
+        description="a study replaces an existing figure without --overwrite",
+    ),
+    dict(
+        id="cli_hidden_defaults",
+        file="simulations/common/cli.py",
+        old='return f"{text} (default {shown})" if text else f"(default {shown})"',
+        new="return text",
+        tests=[f"{CLI}::test_help_shows_every_default_and_the_shared_flags[phase_diagram]"],
+        description="--help leaves the defaults out",
+    ),
+    dict(
+        id="cli_full_ignored",
+        file="simulations/common/cli.py",
+        old="setattr(parsed, name, value.full if full else value.quick)",
+        new="setattr(parsed, name, value.quick)",
+        tests=[f"{CLI}::test_full_dependent_defaults_print_once_and_resolve"],
+        description="--full does not change the --full-dependent defaults",
+    ),
+    dict(
+        id="cli_usage_before_error",
+        file="simulations/common/cli.py",
+        old='self.exit(2, f"{self.prog}: error: {message} (see --help)\\n")',
+        new="super().error(message)",
+        tests=[f"{CLI}::test_bad_values_end_in_one_error_line_with_exit_code_2[phase_diagram]"],
+        description="a bad value prints the usage block before its error line",
+    ),
+    dict(
+        id="cli_float_accepted_as_int",
+        file="simulations/common/cli.py",
+        old="value = int(text)",
+        new="value = int(float(text))",
+        tests=[f"{CLI}::test_bad_values_end_in_one_error_line_with_exit_code_2[hessian_growth]"],
+        description="an integer flag silently truncates 2.5 to 2",
+    ),
+    dict(
+        id="cli_nan_accepted",
+        file="simulations/common/cli.py",
+        old="if not math.isfinite(value):",
+        new="if False:",
+        tests=[f"{CLI}::test_validators_take_zero_and_refuse_what_is_out_of_range"],
+        description="a real flag accepts inf and nan",
+    ),
+    dict(
+        id="movie_overwritten",
+        file="simulations/movie/render.py",
+        old="if existing and not overwrite:",
+        new="if False:",
+        tests=["tests/simulations/test_movie_study.py::test_study_parts_simulate_once_and_never_replace_a_movie"],
+        description="save_movie replaces an existing movie without overwrite=True",
+    ),
+    dict(
+        id="phase_diagram_bar_in_betas",
+        file="simulations/phase_diagram.py",
+        old="yield k, beta_statistics(config.betas[k], config.ensemble, on_steps=on_steps)",
+        new="yield k, beta_statistics(config.betas[k], config.ensemble)",
+        tests=[f"{CLI}::test_overwrite_replaces_a_figure_and_the_phase_diagram_bar_counts_steps"],
+        description="the phase-diagram bar does not count the time steps of its betas",
+    ),
+    dict(
+        id="curvature_flow_writes_its_input",
+        file="simulations/curvature_flow.py",
+        old="dense=dense, write=False, progress=progress)",
+        new="dense=dense, write=True, overwrite=True, progress=progress)",
+        tests=["tests/simulations/test_curvature_flow.py::test_from_stored_run_writes_its_own_file"],
+        description="curvature_flow --from adds to the stored run's file without --in-place",
     ),
 ]

@@ -144,7 +144,7 @@ def along_trajectory(
             (default) writes when ``traj`` is a path.
         overwrite: replace stored results of the same loss.
         chunk_size: configurations (frames x systems) per vmapped call; None: ~128 MiB of work space.
-        progress: show a progress bar.
+        progress: show a progress bar counting frames (all systems of a frame at once).
         threads: torch intra-op threads during the call (restored afterwards); None keeps the current
             setting. 1 by default: the matrices of one configuration are small, and on shared cores threaded
             LAPACK (eigvalsh) was measured 10-300x slower than one thread. Results do not depend on it.
@@ -247,9 +247,11 @@ def along_trajectory(
     out = {field: [] for field in _FIELDS}
     chunks = [frames[k : k + frames_per_chunk] for k in range(0, F, frames_per_chunk)]
     with _torch_threads(threads):
-        for idx in tqdm(chunks, desc=f"curvature ({loss})", unit="chunk", disable=not progress):
-            for field, value in _chunk(work, idx).items():
-                out[field].append(value)
+        with tqdm(total=F, desc=f"curvature ({loss}, {B} systems)", unit="frame", disable=not progress) as bar:
+            for idx in chunks:
+                for field, value in _chunk(work, idx).items():
+                    out[field].append(value)
+                bar.update(len(idx))
 
     def cat(parts):
         if not parts:

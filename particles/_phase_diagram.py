@@ -93,6 +93,14 @@ class ClusteringEnsemble:
             return self.dt / max(math.sqrt(beta) * math.exp(beta - 0.5), 1.0)
         return self.dt
 
+    def num_steps(self, beta):
+        """Time steps of one run at ``beta`` (the last checkpoint's step)."""
+        return int(np.ceil(self.t_max / self.step_size(beta) - 1e-9))
+
+    def checkpoint_steps(self, beta):
+        """The step reached at each checkpoint of a run at ``beta``."""
+        return np.ceil(self.checkpoint_times() / self.step_size(beta) - 1e-9).astype(np.int64)
+
     def checkpoint_times(self):
         return np.linspace(0.0, self.t_max, self.checkpoints)
 
@@ -185,7 +193,7 @@ class PhaseDiagram:
         )
 
 
-def beta_statistics(beta, ensemble, *, threads=None, device="cpu"):
+def beta_statistics(beta, ensemble, *, threads=None, device="cpu", on_steps=None):
     """Simulate the systems of ``ensemble`` at ``beta`` and return their statistics at the
     checkpoints. The numbers depend on the value of beta and the ensemble's seed only (see
     ``beta_generator``), so any subset of betas, in any order or on any worker, agrees.
@@ -198,18 +206,24 @@ def beta_statistics(beta, ensemble, *, threads=None, device="cpu"):
             numbers do not depend on it.
         device: "cpu", "cuda" (one thread block per system, statistics on the GPU) or
             "auto" (see ``phase_diagram``).
+        on_steps: if given, ``on_steps(k)`` is called for each checkpoint with the k time
+            steps taken since the previous one (``ensemble.num_steps(beta)`` in all): a
+            progress bar in steps. The fused sweep (one launch per beta) reports them all
+            when its launch ends.
 
     Returns:
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
     if resolve_device(device) == "cuda":
-        return cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
+        row = cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
+        _report_steps(on_steps, ensemble, beta)
+        return row
     torch_threads = threads
     threads = check_threads(threads)
     x0, draw_matrices = _draws(ensemble, beta)
     h = ensemble.step_size(beta)
-    checkpoint_steps = np.ceil(ensemble.checkpoint_times() / h - 1e-9).astype(np.int64)
+    checkpoint_steps = ensemble.checkpoint_steps(beta)
     redraw = None
     if ensemble.regen_period is not None:
         every = max(1, round(ensemble.regen_period / h))
@@ -230,13 +244,20 @@ def beta_statistics(beta, ensemble, *, threads=None, device="cpu"):
             close, counts = _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads)
             stats = [summary(close[c], counts[c]) for c in range(len(checkpoint_steps))]
             close = close[-1]
+            _report_steps(on_steps, ensemble, beta)
         else:
-            close, stats = _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary)
+            close, stats = _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary, on_steps)
     density, clusters = np.array(stats).T
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
 
 
-def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary):
+def _report_steps(on_steps, ensemble, beta):
+    if on_steps is not None:
+        for steps in np.diff(ensemble.checkpoint_steps(beta), prepend=0):
+            on_steps(int(steps))
+
+
+def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary, on_steps):
     """The sweep through ``run``: a parallel pass per step and per checkpoint. Returns the
     close pairs of each system at the last checkpoint, (batch,), and the ``summary`` of
     each checkpoint."""
@@ -245,10 +266,14 @@ def _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary):
     labels = np.empty((ensemble.batch, ensemble.n), np.int64)
     rows, stacks = _observable_kernels.scratch(ensemble.batch, ensemble.n)
 
+    reached = iter(np.diff(checkpoint_steps, prepend=0))
+
     def statistics(x):
         _observable_kernels.pair_statistics(
             x, ensemble.density_threshold, 1.0 - ensemble.cluster_tol, rows, stacks, close, labels, counts
         )
+        if on_steps is not None:
+            on_steps(int(next(reached)))
         return summary(close, counts)
 
     saved = run(x0, params, in_span=False, save_steps=checkpoint_steps, fn=statistics, redraw=redraw)
@@ -336,7 +361,7 @@ def phase_diagram(betas, *, progress=False, threads=None, device="cpu", **settin
 
     Args:
         betas: inverse temperatures, >= 0.
-        progress: show a progress bar over betas.
+        progress: show a progress bar counting the time steps of all betas.
         threads: threads to run on, at most ``NUMBA_NUM_THREADS``; None: the cores this
             process may run on (its CPU affinity), and torch (d > 8) as it is set. The
             numbers do not depend on it.
@@ -362,7 +387,7 @@ def phase_diagram(betas, *, progress=False, threads=None, device="cpu", **settin
     if resolve_device(device) == "cuda":
         rows = cuda.clustering_statistics(betas, ensemble, lambda beta: _draws(ensemble, beta))
     else:
-        rows = [
-            beta_statistics(beta, ensemble, threads=threads) for beta in tqdm(betas, disable=not progress, unit="beta")
-        ]
+        total = sum(ensemble.num_steps(beta) for beta in betas)
+        with tqdm(total=total, disable=not progress, unit="step", unit_scale=True, desc="phase diagram") as bar:
+            rows = [beta_statistics(beta, ensemble, threads=threads, on_steps=bar.update) for beta in betas]
     return PhaseDiagram.from_rows(ensemble, betas, rows)

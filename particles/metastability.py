@@ -76,7 +76,7 @@ def find_plateaus(ts, counts, *, min_log_length=MIN_LOG_LENGTH):
     return plateaus
 
 
-def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler"):
+def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler", on_steps=None):
     """Cluster counts of a run at the given (log-spaced) times.
 
     The run takes fixed steps dt and records the state at the first step reaching each
@@ -88,6 +88,8 @@ def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler"):
         ts: (m,) increasing times.
         dt, dynamics, method: as in ``simulate``.
         tol: cluster linkage tolerance.
+        on_steps: called with the number of steps taken after each stretch of the run
+            (``ceil(ts[-1] / dt)`` in all): a progress bar in steps.
 
     Returns:
         (m,) or (m, batch) cluster counts.
@@ -101,6 +103,8 @@ def staircase(x0, beta, ts, *, dt=0.1, tol=1e-3, dynamics="SA", method="euler"):
             x = simulate(
                 x, beta=beta, t_max=(s - done) * dt, dt=dt, dynamics=dynamics, method=method, save_every=s - done
             ).final
+            if on_steps is not None:
+                on_steps(int(s - done))
             done = s
         counts[s] = count_clusters(x, tol=tol)
     return np.stack([counts[s] for s in np.ceil(ts / dt - 1e-9).astype(np.int64)])

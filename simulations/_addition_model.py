@@ -1,4 +1,4 @@
-"""The model and data shared by the Hessian studies on 5-digit addition (theory note §3).
+"""The model and data shared by the Hessian studies on 5-digit addition (Ormaniec et al., 2025).
 
 A ``Transformer`` (one head, d_head = d_model) that reads out the positions predicting the answer digits,
 and the cross-entropy problem on one batch of addition sequences.

@@ -1,4 +1,4 @@
-"""The embedding-scale grids of the growth studies (theory note §3.4): sigma is the std of the embeddings."""
+"""The embedding-scale grids of the growth studies (Ormaniec et al., 2025): sigma is the std of the embeddings."""
 
 from collections.abc import Callable
 
@@ -13,7 +13,7 @@ GRIDS: dict[str, Callable[[int], np.ndarray]] = {
 
 
 def sigma_grid(name: str, num: int = 20) -> np.ndarray:
-    """The sigma grids of the theory note §3.4 (20 points in the paper).
+    """The sigma grids of Ormaniec et al. (2025) (20 points in the paper).
 
     Args:
         name: "log" (10^[-2, 1]), "log_short" (10^[-1, 0]), "linear" ([0.1, 10]), "linear_short" ([0.1, 1]).

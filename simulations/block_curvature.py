@@ -8,8 +8,8 @@ token and position embeddings ~ N(0, sigma^2) (growth figure, slope table agains
 exponents). The LN2 and FFN blocks are also rebuilt from the closed forms (hessian.closed_form) and compared
 with autograd. Points go to HDF5 as they finish (a rerun skips them); figures are drawn from the file.
 
-Quick default: d_model 8, d_mlp 32, 16 sequences, 10 sigmas, 2 seeds (22 dense 840 x 840 splits: about two
-minutes on an idle 2-core machine, 8 minutes measured under a load of 8).
+Quick default: d_model 8, d_mlp 32, 16 sequences, 10 sigmas, 2 seeds (22 dense 840 x 840 splits: about
+20 s on an idle 2-core machine).
 ``--full``: d_model 16, d_mlp 64 (the heterogeneity heatmap's model, 3216 block parameters), 64 sequences,
 20 sigmas, 5 seeds (dense 3216 x 3216 Hessians; about an hour on 2 cores).
 
@@ -41,7 +41,7 @@ from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import addition_problem, addition_transformer
 from simulations._sigma_grids import sigma_grid
-from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.cli import FullDefault, config_or_exit, integer, refuse_existing, set_threads, study_parser
 from simulations.common.figures import finish, panels
 from simulations.common.fits import compare_with_theory, fit_power_law
 from simulations.common.store import stored_config
@@ -200,7 +200,7 @@ def load(path: str | Path) -> BlockResults:
 
 
 def large_sigma_exponent(group: str, kind: str, layer_norm: bool = True) -> float | None:
-    """Predicted log-log slope of a diagonal group block of the pre-LN block for large sigma (ours, theory note §2.9).
+    """Predicted log-log slope of a diagonal group block of the pre-LN block for large sigma (derived here).
 
     Once the raw residual stream (scale sigma) dominates, every LayerNorm input inside the block is
     normalised (attention and FFN see sigma-independent inputs) and only ln_final sees the scale: its Jacobian
@@ -404,30 +404,51 @@ def plot(path: str | Path, *, save=True) -> tuple[Figure, Figure]:
 # command line
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = study_parser(__doc__, out="results/block_curvature")
-    p.add_argument("--d-model", type=int, default=None, help="default 8; --full: 16")
-    p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
-    p.add_argument("--batch", type=int, default=None, help="default 16; --full: 64")
-    p.add_argument("--num-sigmas", type=int, default=None, help="default 10; --full: 20 (log grid 10^[-2, 1])")
-    p.add_argument("--repeats", type=int, default=None, help="default 2; --full: 5")
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~20 s; --full about an hour"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = study_parser("block_curvature", __doc__, seed=1234, seed_help="seed of the model's weights", timing=TIMING)
+    p.add_argument("--d-model", type=integer(1), default=FullDefault(8, 16), help="model width")
+    p.add_argument("--d-mlp", type=integer(1), default=None, help="MLP width (default: 4 d_model)")
+    p.add_argument("--batch", type=integer(1), default=FullDefault(16, 64), help="addition sequences")
+    p.add_argument(
+        "--num-sigmas", type=integer(2), default=FullDefault(10, 20), help="points of the log grid 10^[-2, 1] of sigma"
+    )
+    p.add_argument("--repeats", type=integer(1), default=FullDefault(2, 5), help="model seeds seed, seed + 1, ...")
     p.add_argument("--norm", choices=("pre", "none"), default="pre", help="pre-LN block or no LayerNorm")
-    p.add_argument("--embedding", choices=("fresh", "rescaled"), default="fresh")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--embedding",
+        choices=("fresh", "rescaled"),
+        default="fresh",
+        help="redraw the embeddings at every sigma, or rescale one draw",
+    )
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> BlockConfig:
-    d = full_or_quick(args.d_model, 16, 8, args)
+    d = args.d_model
     return BlockConfig(
         d_model=d,
-        d_mlp=full_or_quick(args.d_mlp, 4 * d, 4 * d, args),
+        d_mlp=4 * d if args.d_mlp is None else args.d_mlp,
         layer_norm=args.norm == "pre",
-        batch=full_or_quick(args.batch, 64, 16, args),
-        num_sigmas=full_or_quick(args.num_sigmas, 20, 10, args),
-        repeats=full_or_quick(args.repeats, 5, 2, args),
+        batch=args.batch,
+        num_sigmas=args.num_sigmas,
+        repeats=args.repeats,
         embedding=args.embedding,
+        model_seed=args.seed,
     )
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The results file of the command line's config and the files drawn from it."""
+    path = args.out / f"{config_from_args(args).name()}.h5"
+    return path, [_beside(path, s) for s in ("_map.png", "_growth.png", "_summary.txt", "_slopes.json")]
 
 
 def summary(path: str | Path) -> tuple[str, list[dict]]:
@@ -470,11 +491,12 @@ def summary(path: str | Path) -> tuple[str, list[dict]]:
 
 
 def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = config_from_args(args)
-    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    path = run(config_from_args(args), path, progress=not args.no_progress)
     plot(path)
     text, rows = summary(path)
     _beside(path, "_summary.txt").write_text(text)

@@ -1,5 +1,5 @@
 """Critical points of the interaction energy: which are strict saddles, how fast they are
-escaped, and how that compares with the plateaus of the staircase (theory note, sections 1, 4).
+escaped, and how that compares with the plateaus of the staircase (Geshkovski et al., 2023).
 
     python -m simulations.critical_points [--betas 0 1 ... 20] [--sim-betas 4 6 8 10]
         [--prepared-betas 3 4 6 8 10 12] [--out DIR]
@@ -7,7 +7,7 @@ escaped, and how that compares with the plateaus of the staircase (theory note, 
 Part 1 classifies symmetric configurations (k clusters of m tokens at a regular k-gon,
 antipodal pairs, the single cluster, the uniform polygon) over a beta grid, and fits the
 slope of log(ascent ratio) against beta, the ratio being the largest Hessian eigenvalue over
-the largest |eigenvalue| (within-cluster stiffness); section 4 suggests -(1 - alpha).
+the largest |eigenvalue| (within-cluster stiffness); the metastability picture suggests -(1 - alpha).
 Part 2 starts the dynamics in caps around the k-gon (k = 4..6, the theorem's well-prepared
 starts) and fits log(duration of the k-cluster plateau) against beta: slope ~ 1 - alpha, and
 duration ~ log(1 / spread) / ratio if the plateau is the escape from the k-gon saddle.
@@ -26,7 +26,7 @@ import dataclasses
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from particles import count_clusters, sample_sphere, simulate
 from particles.critical_points import (
@@ -36,7 +36,7 @@ from particles.critical_points import (
     polygon_configuration,
 )
 from particles.metastability import find_plateaus
-from simulations.common.cli import study_parser
+from simulations.common.cli import config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from simulations.common.figures import figure_path, finish, panels
 from simulations.common.fits import compare_with_theory, fit_line
 from simulations.common.naming import result_path
@@ -308,18 +308,26 @@ def run(config, path, *, progress=True):
     """
     store, stored = open_study_store(path, STUDY, config)
     # Dense eigenproblems of size ~100: one BLAS thread is ~20x faster on a loaded machine.
-    with threadpool_limits(1, user_api="blas"):
-        for j, (label, k, m, d) in enumerate(tqdm(CONFIGURATIONS, desc="configurations", disable=not progress)):
+    # One bar over every piece: a symmetric configuration (its whole beta grid), a prepared run or a
+    # uniform-start run; pieces already in the file count as done.
+    pieces = len(CONFIGURATIONS) + len(config.prepared_betas) + len(config.sim_betas)
+    with threadpool_limits(1, user_api="blas"), tqdm(total=pieces, desc="critical points", disable=not progress) as bar:
+        for j, (label, k, m, d) in enumerate(CONFIGURATIONS):
             if not store.done(f"config_{j:02d}"):
                 m = config.tokens_per_vertex if m is None else m
                 store.save(f"config_{j:02d}", label=label, **scan_configuration(k, m, d, config.betas, config.tol))
-        for i, beta in enumerate(tqdm(config.prepared_betas, desc="prepared starts", disable=not progress)):
+            bar.update(1)
+        for i, beta in enumerate(config.prepared_betas):
+            bar.set_postfix_str(f"prepared start, beta = {beta:g}")
             if not store.done(f"prepared_{i:02d}"):
                 store.save(f"prepared_{i:02d}", **scan_prepared(beta, config))
+            bar.update(1)
         x0 = sample_sphere(config.n, config.d, batch=config.batch, seed=config.seed)
-        for i, beta in enumerate(tqdm(config.sim_betas, desc="uniform starts", disable=not progress)):
+        for i, beta in enumerate(config.sim_betas):
+            bar.set_postfix_str(f"uniform start, beta = {beta:g}")
             if not store.done(f"plateaus_{i:02d}"):
                 store.save(f"plateaus_{i:02d}", **scan_plateaus(x0, beta, config))
+            bar.update(1)
     data = _entries(store, stored)
     store.save_observable(
         "eigen_fits",
@@ -563,36 +571,56 @@ def _at_least(bound, slope, se):
     return f"disagrees: the {interval} lies below the lower bound {bound:.3g}"
 
 
-def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/critical_points")
-    p.add_argument("--betas", type=float, nargs="+", default=list(np.arange(0.0, 20.5, 1.0)))
-    p.add_argument("--tokens-per-vertex", type=int, default=4)
-    p.add_argument("--tol", type=float, default=1e-8, help="relative classification tolerance")
-    p.add_argument("--fit-beta-min", type=float, default=4.0)
-    p.add_argument("--ratio-floor", type=float, default=1e-10, help="smallest ascent ratio fitted (rounding is ~1e-15)")
-    p.add_argument("--prepared-ks", type=int, nargs="+", default=[4, 5, 6])
-    p.add_argument("--prepared-n", type=int, default=60, help="tokens of the prepared starts")
-    p.add_argument("--prepared-betas", type=float, nargs="+", default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0])
-    p.add_argument("--prepared-t-max", type=float, default=2000.0)
-    p.add_argument("--spread", type=float, default=0.05, help="cap radius of prepared starts")
+#: Time measured on the 2-core development machine (one core's worth; README command).
+TIMING = "default ~10 s"
+
+
+def build_parser():
+    p = study_parser("critical_points", __doc__, seed=0, seed_help="seed of the starts", timing=TIMING, full=False)
+    p.add_argument(
+        "--betas", type=real(0.0), nargs="+", default=list(np.arange(0.0, 20.5, 1.0)), help="part 1: beta grid"
+    )
+    p.add_argument("--tokens-per-vertex", type=integer(1), default=4, help="part 1: tokens per cluster")
+    p.add_argument("--tol", type=real(above=0.0), default=1e-8, help="relative classification tolerance")
+    p.add_argument("--fit-beta-min", type=real(0.0), default=4.0, help="part 1: fit over beta >= this")
+    p.add_argument(
+        "--ratio-floor",
+        type=real(above=0.0),
+        default=1e-10,
+        help="smallest ascent ratio fitted (rounding is ~1e-15)",
+    )
+    p.add_argument("--prepared-ks", type=integer(2), nargs="+", default=[4, 5, 6], help="part 2: clusters k")
+    p.add_argument("--prepared-n", type=integer(1), default=60, help="part 2: tokens of the prepared starts")
+    p.add_argument(
+        "--prepared-betas",
+        type=real(0.0),
+        nargs="+",
+        default=[6.0, 8.0, 10.0, 12.0, 14.0, 16.0],
+        help="part 2: betas",
+    )
+    p.add_argument("--prepared-t-max", type=real(above=0.0), default=2000.0, help="part 2: end time")
+    p.add_argument("--spread", type=real(above=0.0), default=0.05, help="part 2: cap radius of prepared starts")
     p.add_argument(
         "--prepared-ratio-max",
-        type=float,
+        type=real(above=0.0),
         default=0.2,
         help="prepared runs with a larger ascent ratio are not fitted (the escape "
         "is not slow against the collapse into the caps)",
     )
-    p.add_argument("--sim-betas", type=float, nargs="+", default=[4.0, 6.0, 8.0, 10.0])
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--d", type=int, default=2)
-    p.add_argument("--batch", type=int, default=8, help="uniform starts per simulated beta")
-    p.add_argument("--t-max", type=float, default=1000.0)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--save-every", type=int, default=10)
-    p.add_argument("--link-tol", type=float, default=1e-3, help="cluster linkage tolerance")
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    p.add_argument("--sim-betas", type=real(0.0), nargs="+", default=[4.0, 6.0, 8.0, 10.0], help="part 3: betas")
+    p.add_argument("--n", type=integer(2), default=32, help="part 3: tokens")
+    p.add_argument("--d", type=integer(2), default=2, help="part 3: dimension")
+    p.add_argument("--batch", type=integer(1), default=8, help="part 3: uniform starts per beta")
+    p.add_argument("--t-max", type=real(above=0.0), default=1000.0, help="part 3: end time")
+    p.add_argument("--dt", type=real(above=0.0), default=0.1, help="Euler step of parts 2 and 3")
+    p.add_argument("--save-every", type=integer(1), default=10, help="steps between saved frames")
+    p.add_argument("--link-tol", type=real(above=0.0), default=1e-3, help="cluster linkage tolerance")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="softmax (SA) or unnormalised (USA)")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def make_config(args):
@@ -605,11 +633,20 @@ def make_config(args):
     return CriticalPointsConfig(**values)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = make_config(args)
     path = result_path(args.out, f"critical_points_{config.dynamics}_d{config.d}_n{config.n}", config)
-    run(config, path, progress=not args.no_progress)
+    return path, [figure_path(path)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    run(make_config(args), path, progress=not args.no_progress)
     plot(path)
     print_tables(load(path))
     print(f"\nsaved {path} and {figure_path(path)}")

@@ -1,20 +1,22 @@
 """Curvature of the attention layer along its own particle flow: Q/K curvature collapses as tokens cluster.
 
 Simulates self-attention dynamics (or reads a stored run), computes at every frame the exact Hessian of the
-flow's layer F = A(X) X V^T with respect to (Q, K, V) (``hessian.along_trajectory``), stores it in the run's
-HDF5 file, then draws from that file, next to it:
+flow's layer F = A(X) X V^T with respect to (Q, K, V) (``hessian.along_trajectory``), stores it (in the
+simulated run's HDF5 file; for a stored run ``--from``, in a file of its own under ``--out``, or in the run's
+file with ``--in-place``), then draws from that file, next to it:
 
 * against log t: cluster count, eigenvalues of Sigma_xx = X^T X / n, and the Frobenius norms of the Q, K, V
   blocks of H, H_o and H_f (median over systems, band: min-max);
 * block norms against lambda_2(Sigma_xx), the largest non-leading eigenvalue, with the fitted power law and
-  the exponents of the Hessian note (``CLUSTER_EXPONENTS``); the fits go to ``*_slopes.txt``.
+  the exponents derived below (``CLUSTER_EXPONENTS``); the fits go to ``*_slopes.txt``.
 
     python -m simulations.curvature_flow                         # n 32, d 8, 16 systems, SA, beta 1
     python -m simulations.curvature_flow --loss energy
     python -m simulations.curvature_flow --from run.h5 --every 5  # a stored run (particles.simulate(store=))
 
 Outputs: results/curvature_flow/<name>.h5 (run + observables ``curvature.<loss>.*``), <name>_<loss>.png,
-<name>_<loss>_slopes.txt.
+<name>_<loss>_slopes.txt; for ``--from run.h5``: results/curvature_flow/run_curvature.h5 (the curvature
+alone, one entry per loss), run_curvature_<loss>.png and run_curvature_<loss>_slopes.txt.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ from scipy import stats
 import particles
 from hessian import KINDS
 from hessian.flow import LOSSES, FlowCurvature, along_trajectory, read_curvature
+from particles.io import ResultStore
+from simulations.common.cli import config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from simulations.common.figures import finish, panels
 from simulations.common.fits import compare_with_theory, fit_line
 from simulations.common.naming import result_path
 
 #: Exponent p of ``block norm ~ lambda_2(Sigma_xx)^p`` as one cluster tightens (spread e, lambda_2 ~ e^2):
-#: M2 ~ e^2, M3 ~ e^3 (note §2.12), so H_o(Q/K, Q/K) ~ M2^2, H_o(Q/K, V) ~ M2, H_f(Q/K, Q/K) ~ M3 except the
-#: T-functional term of H_f(Q, K) ~ M2 u; the V block keeps a finite limit. For a generic residual direction.
+#: M2 ~ e^2, M3 ~ e^3 (moments of the attention weights), so H_o(Q/K, Q/K) ~ M2^2, H_o(Q/K, V) ~ M2,
+#: H_f(Q/K, Q/K) ~ M3 except the T-functional term of H_f(Q, K) ~ M2 u; the V block keeps a finite limit.
+#: For a generic residual direction.
 CLUSTER_EXPONENTS = {
     "H_o": {("Q", "Q"): 2.0, ("K", "K"): 2.0, ("Q", "K"): 2.0, ("Q", "V"): 1.0, ("K", "V"): 1.0, ("V", "V"): 0.0},
     "H_f": {("Q", "Q"): 1.5, ("K", "K"): 1.5, ("Q", "K"): 1.0, ("Q", "V"): 1.0, ("K", "V"): 1.0},
@@ -138,9 +143,54 @@ def run(config: FlowConfig, path: str | Path, *, progress: bool = True) -> Path:
     return analyse(path, loss=config.loss, every=config.every, dense=config.dense, progress=progress)
 
 
+#: ``kind`` of a curvature file of its own (``particles.io.ResultStore``, one entry per loss).
+CURVATURE_KIND = "curvature_flow"
+_ARRAYS = ("ts", "frames", "norms", "trace", "top_eigenvalue", "H", "H_o", "sigma_eigenvalues", "cluster_count")
+
+
+def curvature_path(source: str | Path, out: str | Path) -> Path:
+    """``out / <source stem>_curvature.h5``: the file of the curvature along a stored run."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out / f"{Path(source).stem}_curvature.h5"
+
+
+def analyse_into(
+    source: str | Path,
+    path: str | Path,
+    *,
+    loss: str = "target",
+    every: int = 1,
+    dense: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """The curvature along the stored run ``source``, written to the file ``path`` of its own (the run's
+    file is only read); a loss already in ``path`` is kept unless ``overwrite``."""
+    source = Path(source).resolve()
+    store = ResultStore(path, {"kind": CURVATURE_KIND, "source": str(source)})
+    if store.done(loss):
+        if not overwrite:
+            return Path(path)
+        store.delete(loss)
+    curv = along_trajectory(source, loss=loss, every=every, dense=dense, write=False, progress=progress)
+    arrays = {name: getattr(curv, name) for name in _ARRAYS if getattr(curv, name) is not None}
+    store.save(loss, **arrays, **{f"settings.{k}": v for k, v in curv.settings.items()})
+    return Path(path)
+
+
 def load(path: str | Path, loss: str = "target") -> FlowCurvature:
-    """The curvature of ``loss`` stored in a run file (``hessian.read_curvature``)."""
-    return read_curvature(path, loss)
+    """The curvature of ``loss`` stored in a run file (``hessian.read_curvature``) or in a curvature file
+    of its own (``analyse_into``)."""
+    try:
+        store = ResultStore(path)
+    except particles.io.StoreError:
+        return read_curvature(path, loss)
+    if store.config.get("kind") != CURVATURE_KIND:
+        raise ValueError(f"{path} is neither a run nor a curvature file (kind={store.config.get('kind')!r})")
+    values = store.load(loss)
+    settings = {k.removeprefix("settings."): v for k, v in values.items() if k.startswith("settings.")}
+    return FlowCurvature(**{name: values.get(name) for name in _ARRAYS}, loss=loss, settings=settings)
 
 
 def cluster_power_law(
@@ -350,34 +400,54 @@ def plot(path: str | Path, loss: str = "target", *, fig=None, ax=None, save=True
 # command line
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+#: Time measured on the 2-core development machine (one core's worth; README commands).
+TIMING = "default ~20 s, --loss energy ~25 s, --from a 16-system run --every 5 ~7 s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = study_parser(
+        "curvature_flow",
+        __doc__,
+        seed=0,
+        seed_help="seed of the initial tokens (system s uses seed + s)",
+        timing=TIMING,
+        full=False,
     )
-    p.add_argument("--from", dest="source", type=Path, default=None, help="stored run to analyse instead of simulating")
-    p.add_argument("--n", type=int, default=32, help="tokens")
-    p.add_argument("--d", type=int, default=8, help="dimension")
-    p.add_argument("--systems", type=int, default=16)
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--t-max", type=float, default=30.0)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--method", choices=("euler", "rk4"), default="euler")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial tokens (system s uses seed + s)")
-    p.add_argument("--loss", choices=LOSSES, default="target")
-    p.add_argument("--every", type=int, default=1, help="use every k-th frame")
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="stored run to analyse instead of simulating (default: simulate); its file is only read",
+    )
+    p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="with --from: add the curvature to the stored run's file and draw beside it",
+    )
+    p.add_argument("--n", type=integer(2), default=32, help="tokens")
+    p.add_argument("--d", type=integer(1), default=8, help="dimension")
+    p.add_argument("--batch", type=integer(1), default=16, help="systems")
+    p.add_argument("--beta", type=real(0.0), default=1.0, help="inverse temperature")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="softmax (SA) or unnormalised (USA)")
+    p.add_argument("--t-max", type=real(above=0.0), default=30.0, help="end time")
+    p.add_argument("--dt", type=real(above=0.0), default=0.1, help="time step")
+    p.add_argument("--method", choices=("euler", "rk4"), default="euler", help="integrator")
+    p.add_argument("--loss", choices=LOSSES, default="target", help="loss of the layer's output (hessian.flow)")
+    p.add_argument("--every", type=integer(1), default=1, help="use every k-th frame")
     p.add_argument("--dense", action="store_true", help="also store the dense H and H_o")
-    p.add_argument("--out", type=Path, default=Path("results/curvature_flow"))
-    p.add_argument("--overwrite", action="store_true", help="recompute stored curvature")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> FlowConfig:
     simulation = SimulationConfig(
         n=args.n,
         d=args.d,
-        systems=args.systems,
+        systems=args.batch,
         beta=args.beta,
         dynamics=args.dynamics,
         t_max=args.t_max,
@@ -388,15 +458,37 @@ def config_from_args(args: argparse.Namespace) -> FlowConfig:
     return FlowConfig(simulation=simulation, loss=args.loss, every=args.every, dense=args.dense)
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    config = config_from_args(args)
-    progress = not args.no_progress
-    if args.source is not None:
+def output_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The file the curvature goes to and the files drawn from it."""
+    if args.source is None:
+        path = run_path(config_from_args(args).simulation, args.out)
+    elif args.in_place:
         path = args.source
     else:
-        path = simulate(config.simulation, run_path(config.simulation, args.out), progress=progress)
-    analyse(path, loss=args.loss, every=args.every, dense=args.dense, overwrite=args.overwrite, progress=progress)
+        path = curvature_path(args.source, args.out)
+    return path, [_beside(path, f"_{args.loss}.png"), _beside(path, f"_{args.loss}_slopes.txt")]
+
+
+def main(argv=None) -> Path:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.in_place and args.source is None:
+        parser.error("argument --in-place: needs --from")
+    if args.source is not None and not args.source.is_file():
+        parser.error(f"argument --from: must be a stored run file, got {str(args.source)!r}")
+    config = config_or_exit(parser, lambda: config_from_args(args))
+    path, outputs = output_paths(args)
+    refuse_existing(parser, args, outputs)
+    progress = not args.no_progress
+    options = dict(loss=args.loss, every=args.every, dense=args.dense, overwrite=args.overwrite, progress=progress)
+    if args.source is None:
+        simulate(config.simulation, path, progress=progress)
+        analyse(path, **options)
+    elif args.in_place:
+        analyse(path, **options)
+    else:
+        analyse_into(args.source, path, **options)
     plot(path, args.loss)
     curv = load(path, args.loss)
     table = format_slopes(curv, cluster_power_law(curv))

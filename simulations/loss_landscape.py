@@ -14,7 +14,7 @@ barrier then waits for a time slice; prefer ``--threads 1`` on a busy machine).
 
     python -m simulations.loss_landscape [--full] [--out results/loss_landscape]
 
-The pictures (theory note §3, §4.5). At initialisation and after a short Adam run (``hessian.adam.adam_step``,
+The pictures. At initialisation and after a short Adam run (``hessian.adam.adam_step``,
 fresh batches as in ``run_training_curvature``), on the fixed reference batch (64 sequences, seed 1234,
 cross-entropy on the answer digits), the loss is evaluated on:
 
@@ -53,7 +53,7 @@ from simulations._addition_model import addition_problem
 from simulations.common.store import stored_config
 from simulations.training_curvature import TrainingConfig
 
-from .common.cli import full_or_quick, study_parser
+from .common.cli import FullDefault, config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from .common.figures import finish, new_figure
 
 KIND = "hessian_loss_landscape"
@@ -66,7 +66,7 @@ class LandscapeConfig:
 
     Attributes:
         d_model, d_mlp: the transformer (one layer, one head, d_head = d_model, no LayerNorm: the reference).
-        batch, data_seed: the fixed batch the landscape is drawn on (theory note §3.1: 64 sequences, seed 1234).
+        batch, data_seed: the fixed batch the landscape is drawn on (64 sequences, seed 1234, as in the paper).
         model_seed: initialisation seed.
         train_steps: Adam steps to the trained point (0: initialisation only); train_batch, lr: its batch and
             step size; train_seed: batch ``s`` of training is drawn with seed ``train_seed + s``.
@@ -333,41 +333,66 @@ def plot(path: str | Path, *, save=True) -> list[Figure]:
 # command line
 
 
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~30 s; --full several minutes"
+
+
+def build_parser():
+    p = study_parser(
+        "loss_landscape", __doc__, seed=1234, seed_help="seed of the model's weights", threads=1, timing=TIMING
+    )
+    p.add_argument("--d-model", type=integer(1), default=128, help="model width")
+    p.add_argument("--d-mlp", type=integer(1), default=None, help="MLP width (default: 4 d_model)")
+    p.add_argument("--batch", type=integer(1), default=64, help="sequences of the reference batch")
+    p.add_argument(
+        "--train-steps", type=integer(0), default=FullDefault(150, 1000), help="Adam steps; 0: initialisation only"
+    )
+    p.add_argument("--lr", type=real(above=0.0), default=1e-3, help="Adam learning rate")
+    p.add_argument("--points-line", type=integer(2), default=FullDefault(31, 101), help="points of the line")
+    p.add_argument("--points-plane", type=integer(2), default=FullDefault(15, 51), help="points per axis of a plane")
+    p.add_argument(
+        "--eig-span", type=real(above=0.0), default=2.0, help="eigenvector grids: +- eig_span sqrt(2 / lambda_1)"
+    )
+    p.add_argument("--random-span", type=real(above=0.0), default=1.0, help="random-direction plane: +- this")
+    return p
+
+
 def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/loss_landscape")
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--train-steps", type=int, default=None, help="default 150; --full: 1000; 0: initialisation only")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--points-line", type=int, default=None, help="default 31; --full: 101")
-    p.add_argument("--points-plane", type=int, default=None, help="per axis; default 15; --full: 51")
-    p.add_argument("--eig-span", type=float, default=2.0, help="eigenvector grids: +- eig_span sqrt(2 / lambda_1)")
-    p.add_argument("--random-span", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args) -> LandscapeConfig:
     return LandscapeConfig(
         d_model=args.d_model,
-        d_mlp=args.d_mlp or 4 * args.d_model,
+        d_mlp=4 * args.d_model if args.d_mlp is None else args.d_mlp,
         batch=args.batch,
-        train_steps=full_or_quick(args.train_steps, 1000, 150, args),
+        model_seed=args.seed,
+        train_steps=args.train_steps,
         lr=args.lr,
-        points_line=full_or_quick(args.points_line, 101, 31, args),
-        points_plane=full_or_quick(args.points_plane, 51, 15, args),
+        points_line=args.points_line,
+        points_plane=args.points_plane,
         eig_span=args.eig_span,
         random_span=args.random_span,
     )
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = config_from_args(args)
-    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    path = args.out / f"{config.name()}.h5"
+    return path, [point_figure_path(path, point) for point in config.points] + [
+        path.with_name(path.stem + "_summary.txt")
+    ]
+
+
+def main(argv=None) -> Path:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    config = config_from_args(args)
+    path = run(config, path, progress=not args.no_progress)
     plot(path)
     pngs = [point_figure_path(path, point) for point in config.points]
     config, data = load(path)

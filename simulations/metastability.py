@@ -1,5 +1,5 @@
 """Metastability: the staircase of cluster counts against log t for several beta, its
-plateaus, and how their lengths grow with beta (theory note, section 4).
+plateaus, and how their lengths grow with beta (Geshkovski et al., 2023).
 
     python -m simulations.metastability [--betas 2 4 6 8 10 12] [--t-max 1e4] [--out DIR]
 
@@ -13,11 +13,12 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from particles import sample_sphere
 from particles.metastability import find_plateaus, log_time_grid, staircase
 from simulations.common.censored_fit import CensoredLineFit, fit_censored_line
-from simulations.common.cli import study_parser
+from simulations.common.cli import config_or_exit, integer, real, refuse_existing, set_threads, study_parser
 from simulations.common.figures import figure_path, finish, panels
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
@@ -69,13 +70,26 @@ def run(config, path, *, progress=True):
     ts = log_time_grid(config.dt, config.t_max, config.points_per_decade)
     # One start shared by all betas, so that only beta changes along the figure.
     x0 = sample_sphere(config.n, config.d, batch=config.batch, seed=config.seed)
-    for k, beta in enumerate(config.betas):
-        if store.done(_key(k)):
-            continue
-        counts = staircase(x0, beta, ts, dt=config.dt, tol=config.tol, dynamics=config.dynamics)
-        store.save(_key(k), beta=beta, ts=ts, counts=counts)
-        if progress:
-            print(f"beta = {beta:g}: median final clusters {np.median(counts[-1]):g}")
+    todo = [k for k in range(len(config.betas)) if not store.done(_key(k))]
+    steps = int(np.ceil(ts[-1] / config.dt - 1e-9))
+    total = steps * len(config.betas)
+    bar = tqdm(
+        total=total,
+        initial=total - steps * len(todo),
+        unit="step",
+        unit_scale=True,
+        desc=f"metastability, {len(todo)} of {len(config.betas)} betas to go",
+        disable=not progress,
+    )
+    with bar:
+        for k in todo:
+            beta = config.betas[k]
+            counts = staircase(
+                x0, beta, ts, dt=config.dt, tol=config.tol, dynamics=config.dynamics, on_steps=bar.update
+            )
+            store.save(_key(k), beta=beta, ts=ts, counts=counts)
+            if progress:
+                bar.write(f"beta = {beta:g}: median final clusters {np.median(counts[-1]):g}")
     return path
 
 
@@ -254,19 +268,30 @@ def plot(path, *, fig=None, ax=None, save=True):
     return finish(fig, save, figure_path(path))
 
 
+#: Time measured on the 2-core development machine (one core's worth; README command).
+TIMING = "default ~15 s"
+
+
+def build_parser():
+    p = study_parser(
+        "metastability", __doc__, seed=0, seed_help="seed of the initial tokens", timing=TIMING, full=False
+    )
+    p.add_argument(
+        "--betas", type=real(0.0), nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0, 12.0], help="inverse temperatures"
+    )
+    p.add_argument("--n", type=integer(1), default=32, help="tokens per system")
+    p.add_argument("--d", type=integer(1), default=2, help="dimension")
+    p.add_argument("--batch", type=integer(1), default=16, help="systems per beta")
+    p.add_argument("--t-max", type=real(above=0.0), default=1e4, help="end time (log-spaced record times from dt)")
+    p.add_argument("--dt", type=real(above=0.0), default=0.1, help="Euler step")
+    p.add_argument("--points-per-decade", type=integer(1), default=20, help="record times per decade of t")
+    p.add_argument("--tol", type=real(above=0.0), default=1e-3, help="cluster linkage tolerance")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="softmax (SA) or unnormalised (USA)")
+    return p
+
+
 def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/metastability")
-    p.add_argument("--betas", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--d", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16, help="systems per beta")
-    p.add_argument("--t-max", type=float, default=1e4)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--points-per-decade", type=int, default=20)
-    p.add_argument("--tol", type=float, default=1e-3, help="cluster linkage tolerance")
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def make_config(args):
@@ -285,11 +310,20 @@ def make_config(args):
     )
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = make_config(args)
     path = result_path(args.out, f"metastability_{config.dynamics}_d{config.d}_n{config.n}", config)
-    run(config, path, progress=not args.no_progress)
+    return path, [figure_path(path)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    run(make_config(args), path, progress=not args.no_progress)
     plot(path)
     print(f"saved {path} and {figure_path(path)}")
     print(format_growth(load(path)))

@@ -1,8 +1,10 @@
 """The (t, beta) phase diagram of clustering (Geshkovski et al., 2023).
 
-Quick default (under a minute on 2 cores): d = 2, n = 32, SA, 45 betas in [0.1, 9], 512
-systems per beta, t_max = 30, dt = 0.1, 100 checkpoints. ``--full`` gives the authors'
-defaults: 90 betas, 2048 systems, 200 checkpoints.
+Quick default: d = 2, n = 32, SA, 45 betas in [0.1, 9], 512 systems per beta, t_max = 30,
+dt = 0.1, 100 checkpoints. ``--full`` gives the authors' defaults: 90 betas, 2048
+systems, 200 checkpoints (about 8 times the work). The progress bar counts the time steps of
+all betas: with ``--dynamics USA --usa-step-correction`` the step shrinks like
+e^(-beta), and the large betas hold nearly all the steps.
 
 Results go to an HDF5 file named by a digest of the configuration (a rerun skips the betas
 already finished); the figure is drawn from that file, next to it. One task per beta, here
@@ -18,7 +20,15 @@ from matplotlib.colors import LogNorm
 from tqdm.auto import tqdm
 
 from particles import ClusteringEnsemble, PhaseDiagramStore, beta_statistics, ensembles
-from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.cli import (
+    FullDefault,
+    config_or_exit,
+    integer,
+    real,
+    refuse_existing,
+    set_threads,
+    study_parser,
+)
 from simulations.common.figures import count_colours, figure_path, finish, panels
 from simulations.common.naming import result_path
 
@@ -62,7 +72,8 @@ def run(config, path, *, progress=True, scheduler=None):
     Args:
         config: the ``PhaseDiagramConfig``.
         path: the HDF5 file (``particles.PhaseDiagramStore``; ``particles.load`` reads it).
-        progress: show a progress bar over betas.
+        progress: show a progress bar counting the time steps of all betas (on a cluster
+            it moves when a beta finishes).
         scheduler: None (this process), a Dask ``distributed.Client`` or the address of a
             Dask scheduler ("tcp://host:port"): one task per beta, identical results.
 
@@ -72,19 +83,28 @@ def run(config, path, *, progress=True, scheduler=None):
     store = PhaseDiagramStore(path, config.betas, config.ensemble)
     todo = store.todo()
     config.ensemble.check_steps([config.betas[k] for k in todo])
-    bar = tqdm(total=len(config.betas), initial=len(config.betas) - len(todo), disable=not progress, unit="beta")
+    steps = [config.ensemble.num_steps(beta) for beta in config.betas]
+    bar = tqdm(
+        total=sum(steps),
+        initial=sum(steps) - sum(steps[k] for k in todo),
+        disable=not progress,
+        unit="step",
+        unit_scale=True,
+        desc=f"phase diagram, {len(todo)} of {len(steps)} betas to go",
+    )
     with bar:
-        for k, stats in _compute(config, todo, scheduler):
+        for k, stats in _compute(config, todo, scheduler, bar.update):
             store.save(k, stats)
-            bar.update(1)
+            if scheduler is not None:
+                bar.update(steps[k])
     return load(path)
 
 
-def _compute(config, todo, scheduler):
-    """Yield (k, statistics) as betas finish, here or on a Dask cluster."""
+def _compute(config, todo, scheduler, on_steps):
+    """Yield (k, statistics) as betas finish, here (reporting steps) or on a Dask cluster."""
     if scheduler is None:
         for k in todo:
-            yield k, beta_statistics(config.betas[k], config.ensemble)
+            yield k, beta_statistics(config.betas[k], config.ensemble, on_steps=on_steps)
         return
     # Imported only for a cluster run: distributed is an optional dependency.
     from distributed import Client, as_completed
@@ -165,46 +185,69 @@ def _title(c):
     )
 
 
-def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/phase_diagram")
+#: Time measured on the 2-core development machine (one core's worth; README commands).
+TIMING = (
+    "quick default ~20 s; --full ~8x that; "
+    "--dynamics USA --t-max 1 --usa-step-correction ~15-20 min (56x the quick default's steps)"
+)
+
+
+def build_parser():
+    p = study_parser(
+        "phase_diagram",
+        __doc__,
+        seed=0,
+        seed_help="seed of the starts and of the random (B, V)",
+        timing=TIMING,
+    )
     p.add_argument(
         "--betas",
-        type=float,
+        type=real(0.0),
         nargs=3,
         metavar=("START", "STOP", "NUM"),
-        default=None,
-        help="linspace of betas (default 0.1 9 45; --full: 0.1 9 90)",
+        default=FullDefault((0.1, 9.0, 45), (0.1, 9.0, 90)),
+        help="np.linspace(START, STOP, NUM) of betas; NUM is rounded to an integer",
     )
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--d", type=int, default=2)
-    p.add_argument("--batch", type=int, default=None, help="systems per beta (default 512; --full: 2048)")
-    p.add_argument("--t-max", type=float, default=30.0)
-    p.add_argument("--dt", type=float, default=0.1)
-    p.add_argument("--checkpoints", type=int, default=None, help="default 100; --full: 200")
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
+    p.add_argument("--n", type=integer(1), default=32, help="tokens per system")
+    p.add_argument("--d", type=integer(1), default=2, help="dimension of the sphere's space")
+    p.add_argument("--batch", type=integer(1), default=FullDefault(512, 2048), help="systems per beta")
+    p.add_argument("--t-max", type=real(above=0.0), default=30.0, help="end time")
+    p.add_argument("--dt", type=real(above=0.0), default=0.1, help="Euler step")
+    p.add_argument(
+        "--checkpoints", type=integer(2), default=FullDefault(100, 200), help="times where statistics are taken"
+    )
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="softmax (SA) or unnormalised (USA)")
     p.add_argument("--interaction", choices=ensembles.INTERACTIONS, default="identity", help="B = Q^T K")
     p.add_argument("--value", choices=ensembles.VALUES, default="identity", help="V")
     p.add_argument("--draw", choices=ClusteringEnsemble.DRAWS, default="system", help="one draw of (B, V) per ...")
-    p.add_argument("--regen-period", type=float, default=None, help="re-draw (B, V) every this much time")
+    p.add_argument(
+        "--regen-period",
+        type=real(above=0.0),
+        default=None,
+        help="re-draw (B, V) every this much time (default: never)",
+    )
     p.add_argument(
         "--usa-step-correction",
         action="store_true",
         help="the authors' USA step dt / max(sqrt(beta) e^(beta - 1/2), 1)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
-    return p.parse_args(argv)
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786 (default: here)")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args):
-    start, stop, num = args.betas or (0.1, 9.0, 90 if args.full else 45)
+    start, stop, num = args.betas
     ensemble = ClusteringEnsemble(
         n=args.n,
         d=args.d,
-        batch=full_or_quick(args.batch, 2048, 512, args),
+        batch=args.batch,
         t_max=args.t_max,
         dt=args.dt,
-        checkpoints=full_or_quick(args.checkpoints, 200, 100, args),
+        checkpoints=args.checkpoints,
         dynamics=args.dynamics,
         interaction=args.interaction,
         value=args.value,
@@ -213,15 +256,26 @@ def config_from_args(args):
         usa_step_correction=args.usa_step_correction,
         seed=args.seed,
     )
-    return PhaseDiagramConfig(betas=tuple(np.linspace(start, stop, int(num))), ensemble=ensemble)
+    return PhaseDiagramConfig(betas=tuple(np.linspace(start, stop, int(round(num)))), ensemble=ensemble)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = config_from_args(args)
     c = config.ensemble
     path = result_path(args.out, f"phase_diagram_{c.dynamics}_d{c.d}_n{c.n}", config)
-    result = run(config, path, progress=not args.no_progress, scheduler=args.scheduler)
+    return path, [figure_path(path)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    if args.betas[2] < 1:
+        parser.error(f"argument --betas: NUM must be >= 1, got {args.betas[2]:g}")
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    result = run(config_from_args(args), path, progress=not args.no_progress, scheduler=args.scheduler)
     plot(path)
     final = result.density[:, -1]
     print(f"saved {path} and {figure_path(path)}")
@@ -229,6 +283,7 @@ def main(argv=None):
     every = max(1, len(result.betas) // 9)
     for beta, dens, clus in zip(result.betas[::every], final[::every], result.clusters[:, -1][::every]):
         print(f"  beta = {beta:5.2f}: density {dens:.3f}, median clusters {clus:g}")
+    return path
 
 
 if __name__ == "__main__":

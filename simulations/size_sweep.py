@@ -1,4 +1,4 @@
-"""Spectra and conditioning of the attention Hessian blocks across model sizes (issue 11).
+"""Spectra and conditioning of the attention Hessian blocks across model sizes.
 
 For d_model x depth x attention (softmax / linear), the reference transformer on 5-digit addition at its GPT-2
 initialisation: Frobenius norms of H, H_o, H_f, trace, extreme eigenvalues, condition number over the numerical
@@ -6,13 +6,13 @@ range, rank and negative mass of the W_Q, W_K, W_V, W_O blocks of the last layer
 d_model 64 (P = 4096), Lanczos / Hutch++ / Hutchinson / SLQ above (the method of each number is in the file).
 Each row goes to HDF5 as it finishes (a rerun resumes); the table and the figure are then made from the file.
 
-Quick default: d_model 8, 16, 32 and 1-2 layers (about a minute or two on 2 cores).
+Quick default: d_model 8, 16, 32 and 1-2 layers (about 3.3 min of one core).
 ``--full``: d_model 8..128 and 1-3 layers (tens of minutes to hours: d_model 128 is matrix-free).
 
     python -m simulations.size_sweep
     nice -n 10 python -m simulations.size_sweep --full
 
-The model of a row (theory note §1.2, §2.2-2.5, §3.3) is the growth study's reference transformer
+The model of a row is the growth study's reference transformer
 (``_growth_points.build``: ``batch`` addition sequences, logits of the answer positions, GPT-2 init, one head,
 d_head = d_model, d_mlp = 4 d_model, no LayerNorm, residual 1), drawn once at ``model_seed``; for each chosen
 weight block (W_Q, W_K, W_V, W_O of the last layer, or of every layer) the diagonal blocks of H, H_o and H_f
@@ -43,7 +43,7 @@ from simulations.common.store import stored_fields
 
 from ._growth_points import GrowthConfig, Setup, build
 from ._spectral_summary import METHODS, QUANTITIES, dense_summary, operator_summary
-from .common.cli import full_or_quick, study_parser
+from .common.cli import FullDefault, config_or_exit, integer, refuse_existing, set_threads, study_parser
 from .common.figures import figure_path, finish, panels
 from .common.naming import config_digest, result_path
 
@@ -392,39 +392,72 @@ def plot(path: str | Path, *, fig=None, ax=None, save=True) -> Figure:
 # command line
 
 
-def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/size_sweep")
-    p.add_argument("--d-models", type=int, nargs="+", default=None, help="default 8 16 32; --full: 8 16 32 64 128")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="default 1 2; --full: 1 2 3")
-    p.add_argument("--attentions", nargs="+", choices=("softmax", "linear"), default=["softmax", "linear"])
-    p.add_argument("--blocks", nargs="+", choices=("W_Q", "W_K", "W_V", "W_O"), default=["W_Q", "W_K", "W_V", "W_O"])
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~3.3 min of one core; --full hours"
+
+#: The loss names of the command line (as in ``hessian``) and of the config.
+LOSS_NAMES = {"cross_entropy": "ce", "mse": "mse"}
+
+
+def build_parser():
+    p = study_parser("size_sweep", __doc__, seed=1234, seed_help="seed of the models' weights", timing=TIMING)
+    p.add_argument(
+        "--d-models", type=integer(1), nargs="+", default=FullDefault((8, 16, 32), (8, 16, 32, 64, 128)), help="widths"
+    )
+    p.add_argument("--layers", type=integer(1), nargs="+", default=FullDefault((1, 2), (1, 2, 3)), help="depths")
+    p.add_argument(
+        "--attentions",
+        nargs="+",
+        choices=("softmax", "linear"),
+        default=["softmax", "linear"],
+        help="attention kinds",
+    )
+    p.add_argument(
+        "--blocks",
+        nargs="+",
+        choices=("W_Q", "W_K", "W_V", "W_O"),
+        default=["W_Q", "W_K", "W_V", "W_O"],
+        help="attention weight blocks measured",
+    )
     p.add_argument("--all-layers", action="store_true", help="measure the blocks of every layer, not only the last")
-    p.add_argument("--loss", choices=("ce", "mse"), default="ce")
-    p.add_argument("--batch", type=int, default=64, help="addition sequences")
-    p.add_argument("--dense-threshold", type=int, default=4096, help="largest block size P diagonalised densely")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    return p.parse_args(argv)
+    p.add_argument("--loss", choices=tuple(LOSS_NAMES), default="cross_entropy", help="loss on the answer digits")
+    p.add_argument("--batch", type=integer(1), default=64, help="addition sequences")
+    p.add_argument("--dense-threshold", type=integer(1), default=4096, help="largest block size P diagonalised densely")
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args) -> SizeSweepConfig:
     return SizeSweepConfig(
-        d_models=tuple(full_or_quick(args.d_models, (8, 16, 32, 64, 128), (8, 16, 32), args)),
-        layers=tuple(full_or_quick(args.layers, (1, 2, 3), (1, 2), args)),
+        d_models=tuple(args.d_models),
+        layers=tuple(args.layers),
         attentions=tuple(args.attentions),
         blocks=tuple(args.blocks),
         all_layers=args.all_layers,
-        loss=args.loss,
+        loss=LOSS_NAMES[args.loss],
         batch=args.batch,
         dense_threshold=args.dense_threshold,
+        model_seed=args.seed,
     )
 
 
-def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = config_from_args(args)
-    path = run(config, result_path(args.out, config.label(), config), progress=not args.no_progress)
+    path = result_path(args.out, config.label(), config)
+    return path, [figure_path(path), path.with_name(path.stem + "_table.txt")]
+
+
+def main(argv=None) -> Path:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    path = run(config_from_args(args), path, progress=not args.no_progress)
     plot(path)
     png = figure_path(path)
     table = format_table(load(path))

@@ -8,7 +8,7 @@ Frobenius norms of the block's diagonal group blocks (Q, K, V, O, LN1, LN2, W1, 
 last one; the figures are drawn from the file.
 
 Quick default: d_model 8 (P = 1236), 600 steps, a checkpoint every 100 (7 curvature evaluations: about
-3 minutes on an idle 2-core machine, 11 minutes measured under a load of 7).
+25 s of one core; several times that on a busy machine).
 ``--full``: d_model 16, d_mlp 64, 3000 steps, batch 64, a checkpoint every 250, top 10 eigenvalues,
 8 x 50 SLQ.
 
@@ -40,7 +40,15 @@ from hessian.operators import hessian_operator
 from particles.checks import check_int
 from particles.io import ResultStore
 from simulations._addition_model import ANSWER, addition_problem, addition_transformer
-from simulations.common.cli import full_or_quick, study_parser
+from simulations.common.cli import (
+    FullDefault,
+    config_or_exit,
+    integer,
+    real,
+    refuse_existing,
+    set_threads,
+    study_parser,
+)
 from simulations.common.figures import finish, panels
 from simulations.common.store import stored_config
 
@@ -206,7 +214,9 @@ def run(config: TrainingConfig, path: str | Path, *, progress: bool = True) -> P
         m = {k: torch.as_tensor(saved["adam_m:" + k]) for k in params}
         v = {k: torch.as_tensor(saved["adam_v:" + k]) for k in params}
     todo = [s for s in config.checkpoints if s >= start and not store.done(_ckpt_key(s))]
-    bar = tqdm(total=config.steps - start, desc="training", disable=not progress)
+    # The curvature at a checkpoint costs far more than the Adam steps before it: the bar counts checkpoints.
+    total = len(config.checkpoints)
+    bar = tqdm(total=total, initial=total - len(todo), desc="checkpoints", unit="checkpoint", disable=not progress)
     step, train_loss = start, float("nan")
 
     def value_and_grad(p: dict[str, Tensor], tokens: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -221,7 +231,7 @@ def run(config: TrainingConfig, path: str | Path, *, progress: bool = True) -> P
                 params, grads, m, v, step, lr=config.lr, beta1=config.beta1, beta2=config.beta2, eps=config.adam_eps
             )
             train_loss = float(value)
-            bar.update(1)
+        bar.set_postfix_str(f"curvature at step {target_step}")
         t0 = time.perf_counter()
         curv = checkpoint_curvature(model, params, eval_tokens, eval_target, loss, config, seed=target_step)
         arrays = {"param:" + k: t.numpy().copy() for k, t in params.items()}
@@ -235,6 +245,7 @@ def run(config: TrainingConfig, path: str | Path, *, progress: bool = True) -> P
             **curv,
             **arrays,
         )
+        bar.update(1)
         bar.set_postfix(loss=f"{curv['loss']:.3f}", top=f"{curv['top'][0]:.2f}")
     bar.close()
     return path
@@ -408,38 +419,54 @@ def plot(path: str | Path, *, save=True) -> tuple[Figure, Figure]:
 # command line
 
 
+#: Time measured on the 2-core development machine (one core's worth; quick default).
+TIMING = "quick default ~25 s; --full tens of minutes"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = study_parser("training_curvature", __doc__, seed=1234, seed_help="seed of the model's weights", timing=TIMING)
+    p.add_argument("--d-model", type=integer(1), default=FullDefault(8, 16), help="model width")
+    p.add_argument("--d-mlp", type=integer(1), default=None, help="MLP width (default: 4 d_model)")
+    p.add_argument("--steps", type=integer(1), default=FullDefault(600, 3000), help="Adam steps")
+    p.add_argument(
+        "--checkpoint-every", type=integer(1), default=FullDefault(100, 250), help="steps between curvature checkpoints"
+    )
+    p.add_argument("--batch", type=integer(1), default=FullDefault(32, 64), help="training batch")
+    p.add_argument("--eval-batch", type=integer(1), default=FullDefault(32, 64), help="curvature batch")
+    p.add_argument("--lr", type=real(above=0.0), default=3e-3, help="Adam learning rate")
+    p.add_argument("--top-k", type=integer(1), default=FullDefault(5, 10), help="largest eigenvalues computed")
+    p.add_argument("--norm", choices=("pre", "none"), default="pre", help="pre-LN block or no LayerNorm")
+    return p
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = study_parser(__doc__, out="results/training_curvature")
-    p.add_argument("--d-model", type=int, default=None, help="default 8; --full: 16")
-    p.add_argument("--d-mlp", type=int, default=None, help="default 4 d_model")
-    p.add_argument("--steps", type=int, default=None, help="default 600; --full: 3000")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="default 100; --full: 250")
-    p.add_argument("--batch", type=int, default=None, help="training batch (default 32; --full: 64)")
-    p.add_argument("--eval-batch", type=int, default=None, help="curvature batch (default 32; --full: 64)")
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--top-k", type=int, default=None, help="default 5; --full: 10")
-    p.add_argument("--norm", choices=("pre", "none"), default="pre")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (speed only)")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    d = full_or_quick(args.d_model, 16, 8, args)
+    d = args.d_model
     full = args.full
     return TrainingConfig(
         d_model=d,
-        d_mlp=full_or_quick(args.d_mlp, 4 * d, 4 * d, args),
+        d_mlp=4 * d if args.d_mlp is None else args.d_mlp,
         layer_norm=args.norm == "pre",
-        steps=full_or_quick(args.steps, 3000, 600, args),
-        checkpoint_every=full_or_quick(args.checkpoint_every, 250, 100, args),
-        batch=full_or_quick(args.batch, 64, 32, args),
-        eval_batch=full_or_quick(args.eval_batch, 64, 32, args),
+        steps=args.steps,
+        checkpoint_every=args.checkpoint_every,
+        batch=args.batch,
+        eval_batch=args.eval_batch,
         lr=args.lr,
-        top_k=full_or_quick(args.top_k, 10, 5, args),
+        top_k=args.top_k,
         trace_matvecs=99 if full else 60,
         slq_probes=8 if full else 3,
         slq_steps=50 if full else 25,
+        model_seed=args.seed,
     )
+
+
+def output_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The results file of the command line's config and the files drawn from it."""
+    path = args.out / f"{config_from_args(args).name()}.h5"
+    return path, [_beside(path, s) for s in ("_spectrum.png", "_density.png", "_summary.txt")]
 
 
 def summary(path: str | Path) -> str:
@@ -460,11 +487,12 @@ def summary(path: str | Path) -> str:
 
 
 def main(argv=None) -> Path:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = config_from_args(args)
-    path = run(config, args.out / f"{config.name()}.h5", progress=not args.no_progress)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    path = run(config_from_args(args), path, progress=not args.no_progress)
     plot(path)
     text = summary(path)
     _beside(path, "_summary.txt").write_text(text)

@@ -156,13 +156,15 @@ def movie_frames(
     return indices, generate()
 
 
-def save_movie(traj, paths, *, progress=False, **options):
+def save_movie(traj, paths, *, overwrite=False, progress=False, **options):
     """Render a trajectory once and write it to one or more MP4 / GIF files.
 
     Args:
         traj: a ``Trajectory``, see ``movie_frames``.
         paths: a path or a list of paths ending in ``.mp4`` or ``.gif``; parent folders are
             created.
+        overwrite: replace existing files; otherwise an existing one is a ``FileExistsError``
+            (raised before any rendering).
         progress: show a progress bar over the movie frames.
         **options: ``system``, ``fps``, ``duration``, ``size``, ``trail``, ``cluster_tol``,
             ``elevation``, ``azimuth``, ``spin``, ``projection_seed`` as in ``movie_frames``.
@@ -172,6 +174,7 @@ def save_movie(traj, paths, *, progress=False, **options):
 
     Raises:
         TypeError, ValueError: bad input, naming the argument.
+        FileExistsError: a file of ``paths`` exists and ``overwrite`` is False.
         ImportError: imageio-ffmpeg (MP4) or Pillow (GIF) is not installed.
 
     Note:
@@ -192,6 +195,11 @@ def save_movie(traj, paths, *, progress=False, **options):
     for p in paths:
         if p.suffix.lower().lstrip(".") not in FORMATS:
             raise ValueError(f"paths must end in .mp4 or .gif, got {str(p)!r}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__} {overwrite!r}")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists; pass overwrite=True to replace it")
     fps = check_int("fps", options.get("fps", 20), low=1)
     size = options.get("size", 480)
     indices, frames = movie_frames(traj, **options)

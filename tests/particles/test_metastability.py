@@ -20,7 +20,9 @@ def test_find_plateaus_on_a_known_staircase():
 def test_staircase_matches_a_plain_run():
     x0 = sample_sphere(10, 2, batch=3, seed=0)
     ts = np.array([0.1, 0.5, 1.0, 2.0])
-    counts = staircase(x0, 4.0, ts, dt=0.1)
+    steps = []
+    counts = staircase(x0, 4.0, ts, dt=0.1, on_steps=steps.append)
+    assert steps == [1, 4, 5, 10]  # each stretch once: a progress bar in steps reaches t_max / dt = 20
     traj = simulate(x0, beta=4.0, t_max=2.0, dt=0.1)
     want = count_clusters(traj.xs[[1, 5, 10, 20]], tol=1e-3)
     np.testing.assert_array_equal(counts, want)

