@@ -48,8 +48,16 @@ from particles.mean_field import (
     solve,
     wasserstein_circle,
 )
-from simulations.common.cli import full_or_quick, study_parser
-from simulations.common.figures import figure_path, new_figure, save_figure
+from simulations.common.cli import (
+    FullDefault,
+    config_or_exit,
+    integer,
+    real,
+    refuse_existing,
+    set_threads,
+    study_parser,
+)
+from simulations.common.figures import figure_path, finish, panels
 from simulations.common.fits import fit_power_law
 from simulations.common.naming import result_path
 from simulations.common.store import open_study_store
@@ -237,19 +245,24 @@ def w1_fits(data):
     return fits
 
 
-def plot(path):
+def plot(path, *, fig=None, ax=None, save=True):
     """Six panels drawn from the files, saved as ``<stem>.png``: the PDE density as a
     (theta, t) heat map; PDE density and the histogram of the largest n at three times; W1
     against n at the fit times with the fitted lines; the PDE's and particles' energy; the
     cluster counts; the first merge time against n (median, quartiles) and the PDE's.
+
+    Args:
+        path: the study's HDF5 file.
+        fig: a ``Figure`` or ``SubFigure`` to draw the six panels into; None for a new one.
+        ax: a (2, 3) array of axes to draw on instead.
+        save: True for the PNG beside ``path``, False for no file, or a path.
 
     Returns:
         the ``Figure``.
     """
     data = load(path)
     ts, theta, rho = data["ts"], data["theta"], data["rho"]
-    fig = new_figure(16, 9)
-    axes = fig.subplots(2, 3)
+    fig, axes = panels(2, 3, size=(16, 9), fig=fig, ax=ax, squeeze=False)
     ax = axes[0, 0]
     image = ax.pcolormesh(theta, ts, np.log10(np.maximum(rho, 1e-6)), shading="nearest", cmap="magma")
     fig.colorbar(image, ax=ax, label=r"$\log_{10}\rho$")
@@ -314,43 +327,58 @@ def plot(path):
     ax.set_xlabel("n")
     ax.set_ylabel("first merge time")
     ax.legend(fontsize=8)
-    save_figure(fig, figure_path(path))
-    return fig
+    return finish(fig, save, figure_path(path))
+
+
+TIMING = "quick defaults about 45 s of CPU; --full (n up to 65536) hours on a CPU (not run here)"
+
+
+def build_parser():
+    p = study_parser("mean_field", __doc__, timing=TIMING, seed=0, seed_help="seed of the particle draws")
+    p.add_argument("--beta", type=real(0.0), default=5.0, help="inverse temperature")
+    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA", help="softmax (SA) or unnormalised (USA)")
+    p.add_argument("--M", type=integer(8), default=FullDefault(512, 2048), help="PDE cells")
+    p.add_argument("--t-max", type=real(above=0.0), default=FullDefault(12.0, 30.0), help="final time")
+    p.add_argument("--ns", type=integer(2), nargs="+", default=FullDefault(QUICK_NS, FULL_NS), help="particle numbers")
+    p.add_argument("--ensembles", type=integer(1), default=FullDefault(4, 8), help="draws per n")
+    p.add_argument("--separation", type=real(above=0.0), default=1.3, help="distance of the first two bumps of rho_0")
+    return p
 
 
 def parse_args(argv=None):
-    p = study_parser(__doc__, out="results/mean_field")
-    p.add_argument("--beta", type=float, default=5.0)
-    p.add_argument("--dynamics", choices=("SA", "USA"), default="SA")
-    p.add_argument("--M", type=int, default=None, help="PDE cells (quick 512, full 2048)")
-    p.add_argument("--t-max", type=float, default=None, help="final time (quick 12, full 30)")
-    p.add_argument("--ns", type=int, nargs="+", default=None, help="particle numbers (quick 32..512, full 64..65536)")
-    p.add_argument("--ensembles", type=int, default=None, help="draws per n (quick 4, full 8)")
-    p.add_argument("--separation", type=float, default=1.3, help="distance of the first two bumps of rho_0")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def make_config(args):
-    t_max = full_or_quick(args.t_max, 30.0, 12.0, args)
+    """The study's config from the command line."""
+    t_max = args.t_max
     return MeanFieldConfig(
         beta=args.beta,
         dynamics=args.dynamics,
-        M=full_or_quick(args.M, 2048, 512, args),
+        M=args.M,
         t_max=t_max,
-        ns=tuple(full_or_quick(args.ns, FULL_NS, QUICK_NS, args)),
-        ensembles=full_or_quick(args.ensembles, 8, 4, args),
+        ns=tuple(args.ns),
+        ensembles=args.ensembles,
         separation=args.separation,
         seed=args.seed,
         fit_times=tuple(float(t) for t in np.round(np.array([0.0, 1 / 6, 1 / 3, 2 / 3, 1.0]) * t_max, 1)),
     )
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def output_paths(args):
+    """The results file of the command line's config and the files drawn from it."""
     config = make_config(args)
     path = result_path(args.out, f"mean_field_{config.dynamics}_beta{config.beta:g}", config)
-    run(config, path, progress=not args.no_progress)
+    return path, [figure_path(path)]
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    path, outputs = config_or_exit(parser, lambda: output_paths(args))
+    refuse_existing(parser, args, outputs)
+    run(make_config(args), path, progress=not args.no_progress)
     plot(path)
     data = load(path)
     print(f"saved {path}, {density_path(path).name} and {figure_path(path).name}")
