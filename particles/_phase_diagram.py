@@ -217,7 +217,7 @@ def beta_statistics(beta, ensemble, *, threads=None, device="cpu", on_steps=None
     beta = float(beta)
     if resolve_device(device) == "cuda":
         row = cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
-        _report_steps(on_steps, ensemble, beta)
+        _report_steps(on_steps, ensemble.checkpoint_steps(beta))
         return row
     torch_threads = threads
     threads = check_threads(threads)
@@ -244,16 +244,16 @@ def beta_statistics(beta, ensemble, *, threads=None, device="cpu", on_steps=None
             close, counts = _fused_sweep(field, x0, params, checkpoint_steps, ensemble, threads)
             stats = [summary(close[c], counts[c]) for c in range(len(checkpoint_steps))]
             close = close[-1]
-            _report_steps(on_steps, ensemble, beta)
+            _report_steps(on_steps, checkpoint_steps)
         else:
             close, stats = _stepwise_sweep(x0, params, checkpoint_steps, redraw, ensemble, summary, on_steps)
     density, clusters = np.array(stats).T
     return {"density": density, "clusters": clusters, "final_density": close / pairs}
 
 
-def _report_steps(on_steps, ensemble, beta):
+def _report_steps(on_steps, checkpoint_steps):
     if on_steps is not None:
-        for steps in np.diff(ensemble.checkpoint_steps(beta), prepend=0):
+        for steps in np.diff(checkpoint_steps, prepend=0):
             on_steps(int(steps))
 
 

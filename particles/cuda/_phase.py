@@ -195,7 +195,7 @@ def _group_statistics(betas, ensemble, draws):
         starts.append(x0)
         drawers.append(draw_matrices)
         hs.append(h)
-        steps.append(np.ceil(ensemble.checkpoint_times() / h - 1e-9).astype(np.int64))
+        steps.append(ensemble.checkpoint_steps(beta))
     steps = np.stack(steps)
     C = steps.shape[1]
     last = int(steps[:, -1].max())
