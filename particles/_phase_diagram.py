@@ -17,7 +17,6 @@ from ._simulate import _field, _raise_non_finite, run
 from ._step_check import check_step, lipschitz_bound
 from ._threads import check_threads, thread_limit
 from .checks import check_choice, check_int, check_real
-from .cuda import resolve_device
 
 __all__ = ["ClusteringEnsemble", "PhaseDiagram", "phase_diagram", "beta_statistics", "beta_generator"]
 
@@ -215,7 +214,7 @@ def beta_statistics(beta, ensemble, *, threads=None, device="cpu", on_steps=None
         dict with "density" (C,), "clusters" (C,) and "final_density" (batch,).
     """
     beta = float(beta)
-    if resolve_device(device) == "cuda":
+    if cuda.resolve_device(device) == "cuda":
         row = cuda.clustering_statistics([beta], ensemble, lambda b: _draws(ensemble, b))[0]
         _report_steps(on_steps, ensemble.checkpoint_steps(beta))
         return row
@@ -384,7 +383,7 @@ def phase_diagram(betas, *, progress=False, threads=None, device="cpu", **settin
     check_threads(threads)
     ensemble = ClusteringEnsemble(**settings)
     ensemble.check_steps(betas)
-    if resolve_device(device) == "cuda":
+    if cuda.resolve_device(device) == "cuda":
         rows = cuda.clustering_statistics(betas, ensemble, lambda beta: _draws(ensemble, beta))
     else:
         total = sum(ensemble.num_steps(beta) for beta in betas)

@@ -3,7 +3,7 @@
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import io
+from . import cuda, io
 from ._field_base import matmul
 from ._fields import make_field
 from ._params import SimulationParams
@@ -12,7 +12,6 @@ from ._steppers import RK4, Dopri5, Euler
 from ._threads import check_threads, thread_limit
 from ._trajectory import Trajectory
 from .checks import as_float_array, check_finite
-from .cuda import resolve_device
 
 # |x_i| must be 1 within these tolerances (a float32 normalisation is good to ~1e-7).
 UNIT_NORM_TOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-5}
@@ -148,7 +147,7 @@ def simulate(
         method=params.method,
         stacklevel=2,
     )
-    loop = run if resolve_device(device) == "cpu" else _cuda_run
+    loop = run if cuda.resolve_device(device) == "cpu" else _cuda_run
     with thread_limit(threads, torch_threads):
         if store is not None:
             return _run_to_store(x0, params, store, progress, loop)
@@ -255,8 +254,6 @@ def run(
 
 def _cuda_run(x0, params, *, progress=False, start=None, in_span=False, step_counts=None):
     """``run`` on the GPU (``particles.cuda``): the same frames, "euler" and "rk4" only."""
-    from . import cuda
-
     frames = cuda.run(
         x0, _interaction(params), params.V, params, start=start, on_failure=lambda t, s: _raise_non_finite(params, t, s)
     )
