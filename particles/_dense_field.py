@@ -18,6 +18,22 @@ BLOCKED_MIN_N = 2 * _BLOCK
 _TILE = 2**22
 
 
+# The span's setup (a QR in float64, the state into and out of its coordinates) against
+# what each field evaluation saves, 4 n^2 (d - n) of 4 n^2 d flops: the span pays from
+# about K d / (d - n) evaluations, K measured on the grid of benchmarks/bench_grid.py
+# (n in {32, 128, 256}, d in {64, 512}; break-even K from 5 to 10 in float64, 8 to 28 in
+# float32, whose products run twice as fast).
+_SPAN_PAYS_AFTER = {np.dtype(np.float64): 8.0, np.dtype(np.float32): 16.0}
+
+
+def span_pays(n, d, dtype, evaluations):
+    """Whether a run of ``evaluations`` field evaluations is faster in the span of x0 (it
+    needs d >= 2 n); None: a run of unknown length, taken as long."""
+    if d < 2 * n:
+        return False
+    return evaluations is None or evaluations >= _SPAN_PAYS_AFTER[np.dtype(dtype)] * d / (d - n)
+
+
 def span_basis(x0):
     """(B, d, n) orthonormal bases, per system, of spaces holding the rows of x0 ([B,] n, d).
 
@@ -49,24 +65,26 @@ class DenseField(FieldBase):
 
     fused_euler = True
 
-    def __init__(self, *, A, V, beta, usa, batch, n, dtype, shift, row_max, basis=None):
-        d = A.shape[-1]
-        identity = np.array_equal(A, np.broadcast_to(np.eye(d), A.shape))
+    def __init__(self, *, A, V, beta, usa, batch, n, d, dtype, shift, row_max, basis=None):
+        """A, V: as in ``make_field`` (None: the identity)."""
         self.basis = None
         if basis is not None:
             self.basis = torch.from_numpy(basis.astype(dtype))
             d = basis.shape[-1]
             # U^T U = I exactly in exact arithmetic: keep the identity exact. The logits are
             # those of the user's coordinates, so the shift (a bound on them) holds as is.
-            A = np.eye(d) if identity else matmul(matmul(np.swapaxes(basis, 1, 2), A), basis)
-            V = np.eye(d)
+            if A is not None:
+                A = matmul(matmul(np.swapaxes(basis, 1, 2), A), basis)
+            V = None
+        if V is not None and np.array_equal(V, np.broadcast_to(np.eye(d), V.shape)):
+            V = None
         self.dp = d
         super().__init__(A=A, V=V, beta=beta, usa=usa, batch=batch, n=n, dtype=dtype, shift=shift, row_max=row_max)
         # Identity matrices (the default) skip their (d x d) products: at n < d those would
         # cost more than the logits themselves.
         self._beta = float(beta)
-        self._BA_T = None if identity else torch.from_numpy(self.BA).transpose(1, 2)
-        self._V_T = None if np.array_equal(V, np.eye(d)) else torch.from_numpy(self.V).transpose(1, 2)
+        self._BA_T = None if A is None else torch.from_numpy(self.BA).transpose(1, 2)
+        self._V_T = None if V is None else torch.from_numpy(self.V).transpose(1, 2)
         # The shift of each system (0 with row maxima, which torch.softmax takes), (B, 1, 1):
         # it rides in the logits' product as its added input, so it costs no pass.
         self._shift = torch.from_numpy(self.shift.astype(dtype)).reshape(-1, 1, 1)
@@ -74,7 +92,7 @@ class DenseField(FieldBase):
         # From BLOCKED_MIN_N tokens on, the logits come by blocks (``_blocked_sums``). A
         # symmetric BA makes them symmetric: then each pair of token blocks is formed once
         # (with a shift; row maxima would differ between a block and its transpose).
-        symmetric = np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
+        symmetric = A is None or np.array_equal(self.BA, np.swapaxes(self.BA, 1, 2))
         self._block = _BLOCK if n >= BLOCKED_MIN_N else None
         self._pairs = self._block is not None and symmetric and not self.row_max
 

@@ -3,6 +3,7 @@ other, the base class of fields (parameters, packing into and out of a field's l
 and matrix products computed the way the dense field needs them."""
 
 import numpy as np
+import torch
 
 # Up to this dimension the fused kernels win (benchmarks/bench_simulate.py).
 MAX_FUSED_D = 8
@@ -14,9 +15,6 @@ def matmul(a, b):
     torch product started then competes with them for the cores (see ``DenseField``)."""
     if a.shape[-1] <= MAX_FUSED_D:
         return a @ b
-    # Imported here: torch takes a second to import and d <= 8 runs never need it.
-    import torch
-
     return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
 
@@ -30,8 +28,9 @@ class FieldBase:
 
     def __init__(self, *, A, V, beta, usa, batch, n, dtype, shift, row_max):
         self.usa = bool(usa)
-        self.BA = _pad(beta * A, self.dp, dtype)
-        self.V = _pad(V, self.dp, dtype)
+        # None stays None: the identity (dense fields only).
+        self.BA = None if A is None else _pad(beta * A, self.dp, dtype)
+        self.V = None if V is None else _pad(V, self.dp, dtype)
         # (batch,) logit shifts of SA (see _MAX_GAP), 0 for USA and with row maxima.
         self.shift = np.ascontiguousarray(shift, dtype=np.float64)
         # Exact row maxima in place of the shift (SA only), for every system of the field.

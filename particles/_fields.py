@@ -15,8 +15,10 @@ whose systems choose differently runs as a ``GroupedField`` of one field per cho
 
 import numba
 import numpy as np
+import torch
 
 from . import _kernels
+from ._dense_field import BLOCKED_MIN_N, DenseField, span_basis, span_pays
 from ._field_base import MAX_FUSED_D, FieldBase
 from ._steppers import Euler
 
@@ -37,40 +39,47 @@ _MIN_TASKS = 16
 _MAX_CHUNK_PAIRS = 8192
 
 
-def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
+def make_field(*, A, V, beta, usa, batch, n, dtype, d=None, x0=None, evaluations=None):
     """The field of the dynamics for interaction matrix A = Q^T K and value matrix V.
 
     Args:
-        A, V: (d, d) or (batch, d, d) float64.
+        A, V: (d, d) or (batch, d, d) float64, or None for the identity (then never formed
+            for d > 8, where it would cost more than a short run's steps).
         beta: inverse temperature.
         usa: True for USA (Z_i = n), False for SA.
         batch, n: systems and tokens.
+        d: the dimension (needed only where A and V are both None).
         dtype: dtype of the state.
         x0: ([batch,] n, d) initial state, or None. With V = I the tokens never leave the
             span of their initial positions, so for d >= 2 n the field may run in an
             orthonormal basis of that span (see ``_dense_field``): then it may only be
             used for states of this run.
+        evaluations: how many times the run evaluates the field, where known: the span is
+            taken only where that many evaluations repay its setup (``span_pays``).
 
     Every choice of arithmetic (shift or row maxima, symmetric kernels, the span, identity
     products) is made per system from its own parameters, so a system gives the same bits
     alone or in any batch; systems whose choices differ run as separate groups.
     """
     dtype = np.dtype(dtype)
-    d = A.shape[-1]
+    d = next(M.shape[-1] for M in (A, V) if M is not None) if d is None else d
     dense = d > MAX_FUSED_D
-    bound, gap = spectral_bounds(A, beta, dense)
+    if not dense:
+        A, V = (np.eye(d) if M is None else M for M in (A, V))
+    bound, gap = spectral_bounds(A, beta, dense, batch=batch)
     row_max = np.broadcast_to(np.logical_and(not usa, gap > _MAX_GAP[dtype]), (batch,))
     # USA has no shift.
     shift = np.where(row_max | usa, 0.0, np.broadcast_to(bound, (batch,)))
-    BA = (beta * A).astype(dtype)
-    symmetric = np.broadcast_to(np.all(BA == np.swapaxes(BA, -1, -2), axis=(-2, -1)), (batch,))
+    if A is None:
+        identity = symmetric = np.ones(batch, bool)
+    else:
+        BA = (beta * A).astype(dtype)
+        symmetric = np.broadcast_to(np.all(BA == np.swapaxes(BA, -1, -2), axis=(-2, -1)), (batch,))
     if dense:
-        # Imported here: torch takes a second to import and d <= 8 runs never need it.
-        from ._dense_field import BLOCKED_MIN_N, DenseField, span_basis
-
-        eye = np.eye(d)
-        identity = np.broadcast_to(np.all(A == eye, axis=(-2, -1)), (batch,))
-        span = np.broadcast_to(x0 is not None and d >= 2 * n, (batch,)) & np.all(V == eye, axis=(-2, -1))
+        if A is not None:
+            identity = np.broadcast_to(np.all(A == np.eye(d), axis=(-2, -1)), (batch,))
+        unit_V = True if V is None else np.all(V == np.eye(d), axis=(-2, -1))
+        span = np.broadcast_to(x0 is not None and span_pays(n, d, dtype, evaluations), (batch,)) & unit_V
         paths = [row_max, identity, span, symmetric & ~row_max & (n >= BLOCKED_MIN_N)]
     else:
         paths = [row_max, symmetric & ~row_max & (d == 2)]
@@ -80,7 +89,7 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
         """The field of the systems (indices, or None for all) that take this path."""
 
         def take(M):
-            return M if systems is None or M.ndim == 2 else M[systems]
+            return M if systems is None or M is None or M.ndim == 2 else M[systems]
 
         kw = dict(
             A=take(A),
@@ -95,10 +104,12 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
         )
         if not dense:
             return FusedField(**kw)
+        if path[1]:
+            kw["A"] = None
         basis = None
         if path[2]:
             basis = span_basis(x0 if systems is None else x0.reshape(-1, n, d)[systems])
-        return DenseField(**kw, basis=basis)
+        return DenseField(**kw, d=d, basis=basis)
 
     if len(kinds) == 1:
         return build(None, kinds[0])
@@ -109,19 +120,19 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, x0=None):
     return GroupedField(groups)
 
 
-def spectral_bounds(A, beta, use_torch=False):
+def spectral_bounds(A, beta, use_torch=False, *, batch=1):
     """(bound, gap), each (systems,): bound = beta |A_b|_2, the largest logit
     |<x_i, beta A_b x_j>| on the sphere can reach, and gap = beta (|A_b|_2 - lambda_min),
     lambda_min the lowest eigenvalue of (A_b + A_b^T) / 2: at most that far below the bound
     lies the largest logit of any row (see _MAX_GAP). ``use_torch``: compute in torch (the
-    dense field's rule, see ``DenseField``)."""
+    dense field's rule, see ``DenseField``). A = None: the identity, for ``batch`` systems."""
+    if A is None:
+        return np.full(batch, float(beta)), np.zeros(batch)
     A = np.asarray(A, np.float64).reshape((-1,) + A.shape[-2:])
     if np.array_equal(A, np.broadcast_to(np.eye(A.shape[-1]), A.shape)):
         return np.full(len(A), float(beta)), np.zeros(len(A))
     sym = 0.5 * (A + np.swapaxes(A, 1, 2))
     if use_torch:
-        import torch
-
         norm = torch.linalg.matrix_norm(torch.from_numpy(A), ord=2).numpy()
         lowest = torch.linalg.eigvalsh(torch.from_numpy(sym))[:, 0].numpy()
     else:

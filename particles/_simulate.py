@@ -202,11 +202,11 @@ def run(
     """
     batched = x0.ndim == 3
     d = x0.shape[-1]
-    field = _field(x0, params, in_span=in_span)
-    x = field.pack(x0 if start is None else start[2])
-    first = 0 if start is None else start[0] + 1
     step_times, last_step = params.step_grid()
     frame_steps = params.frame_steps() if save_steps is None else np.asarray(save_steps, dtype=np.int64)
+    field = _field(x0, params, in_span=in_span, steps=int(frame_steps[-1]))
+    x = field.pack(x0 if start is None else start[2])
+    first = 0 if start is None else start[0] + 1
     frame_times = step_times[frame_steps]
     redraw_steps, draw = (np.empty(0, np.int64), None) if redraw is None else redraw
     if params.method == "dopri5":
@@ -272,25 +272,23 @@ def _advance_fixed(stepper, x, params, s0, s1, step_times, last_step):
         _raise_non_finite(params, step_times[s1], s1)
 
 
-def _field(x0, params, *, in_span=True, A=None, V=None):
-    """The field of the run; ``A``, ``V`` (a redraw) replace the matrices of ``params``."""
-    d = x0.shape[-1]
-    batch = x0.shape[0] if x0.ndim == 3 else 1
-    eye = np.eye(d)
+def _field(x0, params, *, in_span=True, A=None, V=None, steps=None):
+    """The field of the run (of ``steps`` steps, where known); ``A``, ``V`` (a redraw)
+    replace the matrices of ``params``."""
     if A is None:
         A, V = _interaction(params), params.V
-    A = eye if A is None else A
-    V = eye if V is None else V
     return make_field(
         A=A,
         V=V,
         beta=params.beta,
         usa=params.dynamics == "USA",
-        batch=batch,
+        batch=x0.shape[0] if x0.ndim == 3 else 1,
         n=x0.shape[-2],
+        d=x0.shape[-1],
         dtype=x0.dtype,
         # dopri5's error norm is per coordinate: keep the user's coordinates.
         x0=x0 if in_span and params.method != "dopri5" else None,
+        evaluations=None if steps is None else steps * (4 if params.method == "rk4" else 1),
     )
 
 

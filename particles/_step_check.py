@@ -53,6 +53,7 @@ import math
 import warnings
 
 import numpy as np
+import torch
 
 from ._params import DYNAMICS, METHODS
 from .checks import check_choice, check_real
@@ -141,8 +142,6 @@ def _largest_norm(M):
     if M is None:
         return 1.0
     M = np.asarray(M, dtype=np.float64)
-    if M.shape[-1] > 8:
-        import torch  # NumPy's BLAS threads would slow a following torch field (_dense_field)
-
+    if M.shape[-1] > 8:  # NumPy's BLAS threads would slow a following torch field (_dense_field)
         return float(torch.linalg.matrix_norm(torch.from_numpy(M), ord=2).max())
     return float(np.linalg.norm(M, ord=2, axis=(-2, -1)).max())

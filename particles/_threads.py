@@ -2,9 +2,9 @@
 
 import contextlib
 import os
-import sys
 
 import numba
+import torch
 
 from .checks import check_int
 
@@ -36,21 +36,16 @@ def check_threads(threads):
 @contextlib.contextmanager
 def thread_limit(threads, torch_threads=None):
     """Run the block on ``threads`` Numba threads, and on ``torch_threads`` torch threads
-    where that is given and torch is loaded; then restore the previous counts.
+    where that is given; then restore the previous counts.
 
     torch keeps its own setting unless asked: callers (the tests, for one) keep it at one
     thread where its tensors are tiny.
     """
-    numba_before = numba.get_num_threads()
-    # torch only where a field has loaded it: importing it takes a second.
-    torch = sys.modules.get("torch") if torch_threads is not None else None
-    torch_before = torch.get_num_threads() if torch is not None else None
+    numba_before, torch_before = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(threads)
-    if torch is not None:
-        torch.set_num_threads(torch_threads)
+    torch.set_num_threads(torch_before if torch_threads is None else torch_threads)
     try:
         yield threads
     finally:
         numba.set_num_threads(numba_before)
-        if torch is not None:
-            torch.set_num_threads(torch_before)
+        torch.set_num_threads(torch_before)

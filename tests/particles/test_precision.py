@@ -138,10 +138,12 @@ def test_identity_keeps_the_fast_paths(dtype, beta):
     # beta and dtype: the circle's symmetric kernels with whole Euler steps, and the dense
     # blocked path, stay in use.
     eye2, eye10 = np.eye(2), np.eye(10)
-    fused = make_field(A=eye2, V=eye2, beta=beta, usa=False, batch=4, n=8, dtype=dtype)
+    fused = make_field(A=eye2, V=eye2, beta=beta, usa=False, batch=4, n=8, d=2, dtype=dtype)
     assert fused.symmetric and fused.fused_euler and not fused.row_max
-    dense = make_field(A=eye10, V=eye10, beta=beta, usa=False, batch=1, n=512, dtype=dtype)
-    assert dense._pairs and not dense.row_max
+    # The identity given as a matrix or as None (the default, never formed).
+    for A in (eye10, None):
+        dense = make_field(A=A, V=A, beta=beta, usa=False, batch=1, n=512, d=10, dtype=dtype)
+        assert dense._pairs and not dense.row_max and dense._BA_T is None and dense._V_T is None
 
 
 def _batch_with_one_large_system(rng, d, B=3):
@@ -177,12 +179,13 @@ def test_system_alone_equals_system_in_batch(rng, d, n, method, dtype):
     # Per-system random Q, K, V at beta 2, where the last system's bound (400) is far past
     # both dtypes' limits: it takes row maxima, the others a shift of their own, and on the
     # circle system 0 the symmetric kernels. Each system gives the bits it gives alone: its
-    # velocity, and three steps (steps large enough that a last-bit difference in the
-    # velocity shows in the state; the step-size warning for system 2 is beside the point).
-    # (d, n) = (12, 5) runs systems 0 and 2 in the span of their tokens (V = I, d >= 2 n).
+    # velocity, and 30 steps (steps large enough that a last-bit difference in the velocity
+    # shows in the state; the step-size warning for system 2 is beside the point). (d, n) =
+    # (12, 5) runs systems 0 and 2 in the span of their tokens (V = I, d >= 2 n; 30 steps
+    # repay the basis, see ``span_pays``).
     x0 = _clustered(rng, 3, n, d, spread=1.0).astype(dtype)
     Q, K, V = _batch_with_one_large_system(rng, d)
-    kw = dict(beta=2.0, t_max=0.3, dt=0.1, method=method)
+    kw = dict(beta=2.0, t_max=3.0, dt=0.1, method=method)
     velocity, _ = _field_velocity(x0, 2.0, Q, K, V)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -104,14 +104,16 @@ def test_fixed_step_runs_match_numpy_reference(general_problem, method, naive_st
 @pytest.mark.parametrize("method, naive_stepper", [("euler", naive.euler), ("rk4", naive.rk4)])
 @pytest.mark.parametrize("dynamics", ["SA", "USA"])
 def test_runs_in_the_span_of_the_tokens_match_numpy_reference(rng, method, naive_stepper, dynamics):
-    # d >= 2n with V = I: simulate integrates in an orthonormal basis of the span of x0.
+    # d >= 2n with V = I: simulate integrates in an orthonormal basis of the span of x0,
+    # where the run is long enough to repay the basis (20 steps; not 1).
     n, d = 5, 24
     x0 = sample_sphere(n, d, batch=2, seed=2)
     K = rng.standard_normal((d, d)) / np.sqrt(d)
-    traj = simulate(x0, beta=1.5, t_max=1.0, dt=0.1, dynamics=dynamics, method=method, K=K, save_every=5)
-    assert _field(x0, traj.params).basis.shape == (2, d, n)
+    traj = simulate(x0, beta=1.5, t_max=2.0, dt=0.1, dynamics=dynamics, method=method, K=K, save_every=5)
+    assert _field(x0, traj.params, steps=20).basis.shape == (2, d, n)
+    assert _field(x0, traj.params, steps=1).basis is None
     for b in range(2):
-        want = naive_stepper(x0[b], 1.5, 0.1, 10, K=K, dynamics=dynamics)
+        want = naive_stepper(x0[b], 1.5, 0.1, 20, K=K, dynamics=dynamics)
         np.testing.assert_allclose(traj.final[b], want, atol=1e-12)
 
 
