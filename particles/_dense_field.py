@@ -128,7 +128,10 @@ class DenseField(FieldBase):
             logits = torch.baddbmm(self._minus_shift, xt, xt.transpose(1, 2), alpha=self._beta)
         else:
             logits = torch.baddbmm(self._minus_shift, xt, (xt @ self._BA_T).transpose(1, 2))
-        if self.row_max:
+        # float32 SA: torch's softmax (row maxima, exponentials, sums and the division in
+        # one vectorised pass) beats its exp alone (measured: 21 against 30 us for 256 x 256
+        # logits); the shift then changes nothing.
+        if self.row_max or (logits.dtype == torch.float32 and not self.usa):
             return torch.softmax(logits, dim=2) @ vx, 1.0
         if logits.dtype == torch.float64:
             z = torch.empty(logits.shape[:2] + (1,), dtype=logits.dtype)
@@ -146,17 +149,32 @@ class DenseField(FieldBase):
 
     def euler(self, x, h, n_steps):
         """n_steps of the authors' Euler scheme in place; returns the number of steps after
-        which every system is still finite. The step x + h S / z is one pass over (n, d)."""
+        which every system is still finite. The step x + h S / z is one pass over (n, d).
+
+        Finiteness is checked once, at the end: a non-finite or zero row never becomes finite
+        again (its NaN reaches every logit of its system, and division keeps it), so a
+        failed stretch is replayed from a copy, step by step, to find the first bad step.
+        """
         xt = torch.from_numpy(x)
+        start = xt.clone()
+        for _ in range(n_steps):
+            self._euler_step(xt, h)
+        if bool(torch.isfinite(xt).all()):
+            return n_steps
+        xt.copy_(start)
         for step in range(n_steps):
-            S, z = self._sums(xt)
-            if isinstance(z, torch.Tensor):
-                xt.addcdiv_(S, z, value=h)
-            else:
-                xt.add_(S, alpha=h / z)
-            if not self._normalize(xt):
+            self._euler_step(xt, h)
+            if not bool(torch.isfinite(xt).all()):
                 return step
         return n_steps
+
+    def _euler_step(self, xt, h):
+        S, z = self._sums(xt)
+        if isinstance(z, torch.Tensor):
+            xt.addcdiv_(S, z, value=h)
+        else:
+            xt.add_(S, alpha=h / z)
+        xt.div_(torch.linalg.vector_norm(xt, dim=2, keepdim=True))
 
     def _blocked_sums(self, xt, ax, vx):
         """(S, z) of ``_sums`` by token blocks, never more than max(_TILE, B n _BLOCK) logits
