@@ -83,7 +83,11 @@ def make_field(*, A, V, beta, usa, batch, n, dtype, d=None, x0=None, evaluations
         paths = [row_max, identity, span, symmetric & ~row_max & (n >= BLOCKED_MIN_N)]
     else:
         paths = [row_max, symmetric & ~row_max & (d == 2)]
-    kinds, which = np.unique(np.stack(paths, axis=1), axis=0, return_inverse=True)
+    paths = np.stack(np.broadcast_arrays(*paths), axis=1)
+    if (paths == paths[0]).all():  # one kind (the usual case): np.unique costs a short run 1%
+        kinds, which = paths[:1], np.zeros(batch, np.int64)
+    else:
+        kinds, which = np.unique(paths, axis=0, return_inverse=True)
 
     def build(systems, path):
         """The field of the systems (indices, or None for all) that take this path."""

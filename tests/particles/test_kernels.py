@@ -185,6 +185,23 @@ def test_dense_euler_matches_loop_formula(rng, case):
         np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dynamics", ["SA", "USA"])
+def test_dense_float32_euler_follows_float64_reference(rng, dynamics):
+    # float32 SA takes its weights from torch.softmax, USA from exp and 1 / n: 3 steps
+    # against the NumPy scheme in float64, to float32 accuracy (a few ulps of the O(1)
+    # coordinates per step; 1e-5 leaves a margin of about 20).
+    n, d, beta, h = 6, 12, 1.3, 0.1
+    x = _random_config(rng, (2, n, d))
+    Q, K, V = (rng.standard_normal((d, d)) / np.sqrt(d) for _ in range(3))
+    field = make_field(A=Q.T @ K, V=V, beta=beta, usa=dynamics == "USA", batch=2, n=n, dtype=np.float32)
+    packed = field.pack(x.astype(np.float32))
+    assert field.euler(packed, h, 3) == 3
+    got = field.unpack(packed, d, True)
+    for b in range(2):
+        want = naive.euler(x[b], beta, h, 3, Q=Q, K=K, V=V, dynamics=dynamics)
+        np.testing.assert_allclose(got[b], want, rtol=0, atol=1e-5)
+
+
 def test_retract_reports_non_finite():
     x = np.zeros((1, 2, 3))
     x[0, 0] = 1.0
@@ -245,3 +262,21 @@ def test_fused_euler_any_interaction_reports_each_systems_first_non_finite_step(
     assert field.fused_euler and not field.symmetric
     assert field.euler(field.pack(x), 0.1, 4) == 0
     np.testing.assert_array_equal(field.completed, [4] + [0] + [4] * (B - 2))
+
+
+def test_dense_euler_reports_the_first_non_finite_step():
+    # The dense field checks finiteness once per stretch and replays a failed one: it must
+    # still name the first bad step (here the third of five, poisoned in both passes).
+    n, d, n_steps, bad = 6, 12, 5, 2
+    field = make_field(A=None, V=None, beta=1.0, usa=False, batch=2, n=n, d=d, dtype=np.float64)
+    sums, calls = field._sums, []
+
+    def poisoned(xt):
+        S, z = sums(xt)
+        calls.append(None)
+        return (S * np.nan, z) if (len(calls) - 1) % n_steps == bad else (S, z)
+
+    field._sums = poisoned
+    x = field.pack(_random_config(np.random.default_rng(0), (2, n, d)))
+    assert field.euler(x, 0.1, n_steps) == bad
+    assert len(calls) == n_steps + bad + 1
