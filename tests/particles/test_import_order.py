@@ -12,7 +12,6 @@ _TORCH_GOMP = Path(torch.__file__).parent / "lib" / "libgomp.so.1"
 
 # A Numba parallel kernel first (its OpenMP pool starts), then torch's first parallel pass.
 _SCRIPT = """
-import numpy as np
 import particles
 particles.simulate(particles.sample_sphere(64, 2, batch=4, seed=0), beta=1.0, t_max=0.2, dt=0.1)
 import torch
